@@ -1,0 +1,3 @@
+from enforcer.cli import main
+
+raise SystemExit(main())

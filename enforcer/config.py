@@ -1,0 +1,138 @@
+"""Configuration (contract: DESIGN §6).
+
+Environment variables with prefix ``ENFORCER_`` and nested delimiter ``__`` override an optional
+YAML config file (``--config``), which overrides the defaults. A bad value fails at start with
+:class:`ConfigError` naming the field.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from enforcer.errors import ConfigError
+from enforcer.policy import Mode
+
+GiB = 1024**3
+MiB = 1024**2
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class KafkaSettings(_Section):
+    bootstrap_servers: str = "127.0.0.1:9092"
+    topics: list[str] = Field(default_factory=lambda: ["minio-events"], min_length=1)
+    group_id: str = "sse-enforcer"
+    audit_topic: str = "sse-enforcer.audit"
+    dlq_topic: str = "sse-enforcer.dlq"
+    client_id: str = "sse-enforcer"
+    auto_offset_reset: Literal["earliest", "latest"] = Field(
+        default="earliest", description="Where a group with no committed offset starts"
+    )
+    max_poll_records: int = Field(default=200, ge=1)
+
+
+class S3Settings(_Section):
+    endpoint_url: str | None = None
+    region: str = "us-east-1"
+    access_key_id: SecretStr | None = None
+    secret_access_key: SecretStr | None = None
+    multipart_threshold: int = Field(default=5 * GiB, ge=5 * MiB, description="Bytes")
+    part_size: int = Field(default=64 * MiB, ge=5 * MiB, description="Bytes")
+    max_pool_connections: int = Field(default=32, ge=1)
+
+
+class KmsSettings(_Section):
+    kind: Literal["kes", "aws", "none"] = "none"
+    endpoint: str | None = None
+    client_cert: Path | None = None
+    client_key: Path | None = None
+    ca_path: Path | None = None
+    api_key: SecretStr | None = None
+    region: str | None = None
+
+    @model_validator(mode="after")
+    def _kes_needs_credentials(self) -> KmsSettings:
+        if self.kind == "kes":
+            if not self.endpoint:
+                raise ValueError("kms.endpoint is required when kms.kind is 'kes'")
+            if self.api_key is None and not (self.client_cert and self.client_key):
+                raise ValueError("kms.kind 'kes' needs kms.client_cert + kms.client_key or kms.api_key")
+        return self
+
+
+class RetrySettings(_Section):
+    attempts: int = Field(default=5, ge=1)
+    timeout: float = Field(default=30.0, gt=0, description="Seconds, all attempts together")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="ENFORCER_", env_nested_delimiter="__", extra="forbid", validate_default=True
+    )
+
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    s3: S3Settings = Field(default_factory=S3Settings)
+    kms: KmsSettings = Field(default_factory=KmsSettings)
+    retry: RetrySettings = Field(default_factory=RetrySettings)
+    policy_file: Path | None = None
+    mode: Mode = Mode.ENFORCE
+    concurrency: int = Field(default=16, ge=1, description="Objects handled at once")
+    bucket_default_ttl: float = Field(default=60.0, ge=0, description="Seconds")
+    kms_failures_before_pause: int = Field(default=3, ge=1)
+    kms_probe_interval: float = Field(default=5.0, gt=0, description="Seconds")
+    shutdown_timeout: float = Field(default=20.0, gt=0, description="Seconds")
+    health_port: int | None = Field(default=None, description="Serve /healthz and /readyz")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Environment beats the config file (passed as init kwargs), which beats defaults.
+        return env_settings, init_settings
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Build settings from env + optional YAML file; raise ConfigError naming the bad field."""
+    data: dict[str, Any] = {}
+    if config_file is not None:
+        data = _read_yaml(config_file)
+    data.update(overrides)
+    try:
+        settings = Settings(**data)
+        if overrides:  # explicit overrides (CLI flags) beat the environment too
+            settings = settings.model_copy(update=overrides)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "(top level)"
+        env = "ENFORCER_" + "__".join(str(p) for p in first["loc"]).upper()
+        raise ConfigError(f"invalid configuration {where} ({env}): {first['msg']}") from exc
+    return settings
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except OSError as exc:
+        raise ConfigError(f"config file {path}: {exc.strerror}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path}: not valid YAML: {exc}") from exc
+    if not isinstance(document, dict):
+        raise ConfigError(f"config file {path}: expected a mapping at the top level")
+    return document
+

@@ -1,0 +1,94 @@
+"""The one error tree of sse-enforcer.
+
+    EnforcerError
+    ├── PermanentError            handling this event again will not help: audit, DLQ, commit, move on
+    │   ├── BadEvent              the Kafka record is not an event we can read
+    │   ├── ConfigError           the configuration or policy file is invalid (exit code 2)
+    │   ├── AccessDenied          S3 or the KMS refused us
+    │   ├── KeyMissing            the required External Key does not exist (alerts per key)
+    │   ├── KeyDisabled           the key exists but may not be used (AWS Disabled/PendingDeletion)
+    │   ├── ObjectUnreadable      SSE-C object, or one we cannot decrypt
+    │   ├── IntegrityError        an envelope object failed authentication (tampered or corrupt)
+    │   └── StorageRejected       S3 refused the request for a reason retrying cannot change
+    └── TransientError            retry with backoff; the event is not failed
+        ├── KmsUnavailable        the KMS (KES / AWS KMS) is unreachable or failing
+        ├── StorageUnavailable    S3 5xx, throttling, timeouts, connection errors
+        ├── PreconditionFailed    someone wrote the object meanwhile: re-inspect, never overwrite
+        └── KafkaUnavailable      the audit/DLQ producer could not deliver
+
+Adapters translate library errors (botocore, httpx, aiokafka) into this tree once, at their
+boundary, with ``raise ... from exc``. Messages never contain key material.
+"""
+
+from __future__ import annotations
+
+
+class EnforcerError(Exception):
+    """Base of every error sse-enforcer raises on purpose."""
+
+    #: Short machine-readable name, used as ``error_class`` in audit and DLQ records.
+    code = "error"
+
+
+class PermanentError(EnforcerError):
+    code = "permanent"
+
+
+class BadEvent(PermanentError):
+    code = "bad_event"
+
+
+class ConfigError(PermanentError):
+    code = "config"
+
+
+class AccessDenied(PermanentError):
+    code = "access_denied"
+
+
+class KeyMissing(PermanentError):
+    code = "key_missing"
+
+    def __init__(self, message: str, *, key_name: str) -> None:
+        super().__init__(message)
+        self.key_name = key_name
+
+
+class KeyDisabled(PermanentError):
+    code = "key_disabled"
+
+    def __init__(self, message: str, *, key_name: str) -> None:
+        super().__init__(message)
+        self.key_name = key_name
+
+
+class ObjectUnreadable(PermanentError):
+    code = "object_unreadable"
+
+
+class IntegrityError(PermanentError):
+    code = "integrity"
+
+
+class StorageRejected(PermanentError):
+    code = "storage_rejected"
+
+
+class TransientError(EnforcerError):
+    code = "transient"
+
+
+class KmsUnavailable(TransientError):
+    code = "kms_unavailable"
+
+
+class StorageUnavailable(TransientError):
+    code = "storage_unavailable"
+
+
+class PreconditionFailed(TransientError):
+    code = "precondition_failed"
+
+
+class KafkaUnavailable(TransientError):
+    code = "kafka_unavailable"

@@ -1,0 +1,78 @@
+"""The one place retries are configured (tenacity, shaped after hynek/stamina).
+
+Every retried call goes through :func:`retry_transient`: exponential backoff with full jitter,
+bounded attempts *and* bounded total time, retrying only :class:`~enforcer.errors.TransientError`
+(minus the kinds the caller handles itself), and a hook that records each retry on the current
+span and in metrics. Tests call :func:`set_testing` to make waits zero.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+import tenacity
+from opentelemetry import trace
+
+from enforcer.errors import PreconditionFailed, TransientError
+from enforcer.telemetry import RETRIES
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    attempts: int = 5
+    timeout: float = 30.0
+    wait_initial: float = 0.1
+    wait_max: float = 5.0
+
+
+_testing = False
+
+
+def set_testing(on: bool) -> None:
+    """Turn all waits to zero (tests only)."""
+    global _testing  # noqa: PLW0603 - one process-wide switch, like stamina.set_testing
+    _testing = on
+
+
+def _record_retry(state: tenacity.RetryCallState) -> None:
+    exc = state.outcome.exception() if state.outcome else None
+    name = getattr(state.fn, "__qualname__", "call")
+    kind = type(exc).__name__ if exc else "unknown"
+    trace.get_current_span().add_event(
+        "retry", {"retry.attempt": state.attempt_number, "retry.error": kind, "retry.call": name}
+    )
+    RETRIES.add(1, {"error": kind})
+
+
+def _should_retry(exc: BaseException) -> bool:
+    # A failed precondition is handled by the caller (re-inspect), never blindly retried.
+    return isinstance(exc, TransientError) and not isinstance(exc, PreconditionFailed)
+
+
+async def retry_transient(
+    call: Callable[[], Awaitable[T]], policy: RetryPolicy | None = None
+) -> tuple[T, int]:
+    """Run ``call`` until it succeeds or the policy gives up; return its value and the attempts."""
+    policy = policy or RetryPolicy()
+    wait: tenacity.wait.wait_base = (
+        tenacity.wait_none()
+        if _testing
+        else tenacity.wait_random_exponential(multiplier=policy.wait_initial, max=policy.wait_max)
+    )
+    retrying = tenacity.AsyncRetrying(
+        retry=tenacity.retry_if_exception(_should_retry),
+        stop=tenacity.stop_after_attempt(policy.attempts) | tenacity.stop_after_delay(policy.timeout),
+        wait=wait,
+        before_sleep=_record_retry,
+        reraise=True,
+    )
+    attempts = 0
+    async for attempt in retrying:
+        with attempt:
+            attempts = attempt.retry_state.attempt_number
+            value = await call()
+    return value, attempts
