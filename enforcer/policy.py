@@ -50,7 +50,10 @@ class Rule(BaseModel):
     @field_validator("key")
     @classmethod
     def _valid_key(cls, value: str) -> str:
-        normalise_key_ref(value)
+        try:
+            normalise_key_ref(value)
+        except ConfigError as exc:  # surfaced as a validation error naming the field
+            raise ValueError(str(exc)) from exc
         return value
 
 
