@@ -1,0 +1,153 @@
+"""Wiring: settings → adapters → pipeline → consumer, each client in an async context manager.
+
+Nothing here decides anything; it builds the objects once (HOUSE_STYLE: wiring once) and makes
+sure every client is closed on the way out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+
+from aiokafka import AIOKafkaConsumer
+from aiokafka.errors import KafkaError
+
+from enforcer.audit import open_kafka_sink
+from enforcer.config import Settings
+from enforcer.consumer import EventConsumer
+from enforcer.errors import KafkaUnavailable
+from enforcer.kms.base import Kms
+from enforcer.outage import OutageGate, Probe
+from enforcer.pipeline import Pipeline, Rewriter
+from enforcer.policy import Mode, RequiredKey, Strategy, load_policy_file
+from enforcer.retrying import RetryPolicy
+from enforcer.rules import KeyCanon, RuleResolver
+from enforcer.s3 import S3Storage, open_s3_storage
+from enforcer.service import RecordHandler
+from enforcer.storage import ObjectSnapshot, SseKmsTarget, WriteResult
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    storage: S3Storage
+    kms: Kms | None
+    pipeline: Pipeline
+
+
+@asynccontextmanager
+async def open_runtime(settings: Settings, mode: Mode) -> AsyncIterator[Runtime]:
+    """Storage, KMS and the pipeline, ready to handle events."""
+    policy = load_policy_file(settings.policy_file)
+    async with AsyncExitStack() as stack:
+        storage = await stack.enter_async_context(open_s3_storage(settings.s3))
+        kms = await stack.enter_async_context(open_kms(settings)) if settings.kms.kind != "none" else None
+        retry = RetryPolicy(attempts=settings.retry.attempts, timeout=settings.retry.timeout)
+        pipeline = Pipeline(
+            storage=storage,
+            rules=RuleResolver(policy, storage, settings.bucket_default_ttl),
+            keys=KeyCanon(_alias_resolver(kms, settings)),
+            mode=mode,
+            rewriters=_rewriters(storage, kms, settings),
+            retry=retry,
+        )
+        yield Runtime(settings, storage, kms, pipeline)
+
+
+@asynccontextmanager
+async def open_kms(settings: Settings) -> AsyncIterator[Kms]:
+    from enforcer.kms import open_kms_from_settings
+
+    async with open_kms_from_settings(settings.kms) as kms:
+        yield kms
+
+
+def _alias_resolver(kms: Kms | None, settings: Settings):  # type: ignore[no-untyped-def]
+    if kms is None or settings.kms.kind != "aws":
+        return None
+
+    async def resolve(alias: str) -> str:
+        return (await kms.describe_key(alias)).key_id
+
+    return resolve
+
+
+def _rewriters(storage: S3Storage, kms: Kms | None, settings: Settings) -> dict[Strategy, Rewriter]:
+    async def sse_kms(snapshot: ObjectSnapshot, required: RequiredKey, tags: dict[str, str]) -> WriteResult:
+        return await storage.rewrite_sse_kms(snapshot, SseKmsTarget(required.key), tags)
+
+    rewriters: dict[Strategy, Rewriter] = {Strategy.SSE_KMS: sse_kms}
+    if kms is not None:
+        from enforcer.envelope_rewrite import envelope_rewriter
+
+        rewriters[Strategy.ENVELOPE] = envelope_rewriter(storage, kms, settings.s3)
+    return rewriters
+
+
+def _probe(kms: Kms | None) -> Probe | None:
+    if kms is None:
+        return None  # MinIO holds the KMS connection: the next event is the probe
+
+    async def probe() -> bool:
+        await kms.check_ready()
+        return True
+
+    return probe
+
+
+async def run_service(settings: Settings, mode: Mode, drain_idle: float | None = None) -> int:
+    """``enforcer run``: consume until SIGTERM (or, with ``drain_idle``, until caught up)."""
+    async with open_runtime(settings, mode) as runtime, open_kafka_sink(settings.kafka) as sink:
+        gate = OutageGate(
+            threshold=settings.kms_failures_before_pause,
+            probe_interval=settings.kms_probe_interval,
+            probe=_probe(runtime.kms),
+        )
+        handler = RecordHandler(runtime.pipeline, sink, gate, mode)
+        async with open_kafka_consumer(settings) as kafka:
+            consumer = EventConsumer(
+                kafka, handler, gate=gate, concurrency=settings.concurrency,
+                shutdown_timeout=settings.shutdown_timeout, drain_idle=drain_idle,
+            )
+            kafka.subscribe(settings.kafka.topics, listener=consumer.rebalance_listener())
+            _install_signal_handlers(consumer)
+            log.info("consuming %s as group %s (mode %s)", settings.kafka.topics,
+                     settings.kafka.group_id, mode.value)
+            await consumer.run()
+            log.info("stopped after %d records", consumer.handled)
+            return consumer.handled
+
+
+@asynccontextmanager
+async def open_kafka_consumer(settings: Settings) -> AsyncIterator[AIOKafkaConsumer]:
+    kafka = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka.bootstrap_servers,
+        group_id=settings.kafka.group_id,
+        client_id=settings.kafka.client_id,
+        enable_auto_commit=False,
+        auto_offset_reset=settings.kafka.auto_offset_reset,
+        max_poll_records=settings.kafka.max_poll_records,
+    )
+    try:
+        await kafka.start()
+    except KafkaError as exc:
+        raise KafkaUnavailable(f"cannot reach Kafka at {settings.kafka.bootstrap_servers}: {exc}") from exc
+    try:
+        yield kafka
+    finally:
+        await kafka.stop()
+
+
+def _install_signal_handlers(consumer: EventConsumer) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        try:
+            loop.add_signal_handler(sig, consumer.stop)
+        except (NotImplementedError, RuntimeError):  # not the main thread (tests)
+            return

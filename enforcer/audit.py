@@ -1,0 +1,173 @@
+"""Audit and dead-letter records: building them (pure) and publishing them (Kafka).
+
+The producer is idempotent with ``acks=all``; :meth:`KafkaRecordSink.publish` returns only when
+the broker has the record, so the consumer may commit the event's offset afterwards (DESIGN §4.7).
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import Protocol
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+
+from enforcer import __version__
+from enforcer.config import KafkaSettings
+from enforcer.errors import KafkaUnavailable
+from enforcer.events import IgnoredRecord, ObjectEvent
+from enforcer.pipeline import Outcome
+from enforcer.records import AuditRecord, DeadLetterRecord
+from enforcer.verdict import Action
+
+
+class RecordSink(Protocol):
+    async def publish_audit(self, record: AuditRecord) -> None: ...
+
+    async def publish_dead_letter(self, record: DeadLetterRecord, key: bytes | None) -> None: ...
+
+
+def audit_for_outcome(
+    event: ObjectEvent, outcome: Outcome, *, mode: str, duration_ms: float, trace_id: str, now: datetime
+) -> AuditRecord:
+    observed, required, written = outcome.observed, outcome.required, outcome.written
+    reason = outcome.reason or ("; ".join(outcome.notes) if outcome.notes else None)
+    return AuditRecord(
+        event_id=event.event_id,
+        event_name=event.event_name,
+        bucket=event.bucket,
+        key=event.key,
+        version_id=(observed.version_id if observed else None) or event.version_id,
+        observed_sse=observed.encryption.value if observed else None,
+        observed_kms_key=observed.kms_key if observed else None,
+        required_key=required.key if required else None,
+        rule_source=required.source if required else None,
+        verdict=outcome.verdict,
+        action=outcome.action,
+        reason=reason,
+        new_version_id=written.version_id if written else None,
+        new_etag=written.etag if written else None,
+        key_used=required.key if written and required else None,
+        purged_version_id=outcome.purged_version_id,
+        strategy=required.strategy.value if required else None,
+        attempts=outcome.attempts,
+        duration_ms=round(duration_ms, 3),
+        trace_id=trace_id,
+        mode=mode,
+        timestamp=now,
+        enforcer_version=__version__,
+    )
+
+
+def audit_for_failure(
+    event: ObjectEvent, outcome: Outcome, reason: str, **common: object
+) -> AuditRecord:
+    failed = Outcome(
+        verdict=outcome.verdict,
+        action=Action.FAILED,
+        required=outcome.required,
+        observed=outcome.observed,
+        reason=reason,
+        attempts=outcome.attempts,
+    )
+    return audit_for_outcome(event, failed, **common)  # type: ignore[arg-type]
+
+
+def audit_for_ignored(
+    record: IgnoredRecord, *, mode: str, trace_id: str, now: datetime
+) -> AuditRecord:
+    return AuditRecord(
+        event_id=record.event_id,
+        event_name=record.event_name,
+        bucket=record.bucket,
+        key=record.key,
+        action=Action.SKIPPED,
+        reason=record.reason,
+        duration_ms=0.0,
+        trace_id=trace_id,
+        mode=mode,
+        timestamp=now,
+        enforcer_version=__version__,
+    )
+
+
+def dead_letter(
+    value: bytes | None,
+    key: bytes | None,
+    *,
+    topic: str,
+    partition: int,
+    offset: int,
+    error_class: str,
+    reason: str,
+    attempts: int,
+    first_seen: datetime,
+    last_seen: datetime,
+    event_id: str | None = None,
+) -> DeadLetterRecord:
+    payload, encoding = _text_or_base64(value)
+    return DeadLetterRecord(
+        original_payload=payload,
+        payload_encoding=encoding,
+        original_key=_text_or_base64(key)[0],
+        topic=topic,
+        partition=partition,
+        offset=offset,
+        error_class=error_class,
+        reason=reason,
+        attempts=attempts,
+        first_seen=first_seen,
+        last_seen=last_seen,
+        event_id=event_id,
+        enforcer_version=__version__,
+    )
+
+
+def _text_or_base64(value: bytes | None) -> tuple[str | None, str]:
+    if value is None:
+        return None, "utf-8"
+    try:
+        return value.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError:
+        return base64.b64encode(value).decode(), "base64"
+
+
+class KafkaRecordSink:
+    def __init__(self, producer: AIOKafkaProducer, settings: KafkaSettings) -> None:
+        self._producer = producer
+        self._audit_topic = settings.audit_topic
+        self._dlq_topic = settings.dlq_topic
+
+    async def publish_audit(self, record: AuditRecord) -> None:
+        await self._send(self._audit_topic, record.model_dump_json().encode(), record.kafka_key)
+
+    async def publish_dead_letter(self, record: DeadLetterRecord, key: bytes | None) -> None:
+        await self._send(self._dlq_topic, record.model_dump_json().encode(), key)
+
+    async def _send(self, topic: str, value: bytes, key: bytes | None) -> None:
+        try:
+            await self._producer.send_and_wait(topic, value=value, key=key)
+        except KafkaError as exc:
+            raise KafkaUnavailable(f"publishing to {topic}: {type(exc).__name__}") from exc
+
+
+@asynccontextmanager
+async def open_kafka_sink(settings: KafkaSettings) -> AsyncIterator[KafkaRecordSink]:
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.bootstrap_servers,
+        client_id=f"{settings.client_id}-audit",
+        acks="all",
+        enable_idempotence=True,
+        linger_ms=5,
+    )
+    try:
+        await producer.start()
+    except KafkaError as exc:
+        raise KafkaUnavailable(f"cannot reach Kafka at {settings.bootstrap_servers}: {exc}") from exc
+    try:
+        yield KafkaRecordSink(producer, settings)
+    finally:
+        await producer.stop()

@@ -1,0 +1,107 @@
+"""The ``enforcer`` command line (contract: DESIGN §7). Exit codes: 0 ok, 1 failure, 2 usage/config."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+from enforcer import __version__
+from enforcer.config import Settings, load_settings
+from enforcer.errors import ConfigError, EnforcerError
+from enforcer.policy import Mode
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+
+
+def parse_s3_url(url: str, *, need_key: bool) -> tuple[str, str]:
+    """``s3://bucket/key`` → (bucket, key); the key may contain anything, including '/'."""
+    if not url.startswith("s3://"):
+        raise ConfigError(f"expected s3://bucket/key, got {url!r}")
+    bucket, _, key = url.removeprefix("s3://").partition("/")
+    if not bucket or (need_key and not key):
+        raise ConfigError(f"expected s3://bucket/key, got {url!r}")
+    return bucket, key
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="enforcer", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"sse-enforcer {__version__}")
+    parser.add_argument("--config", type=Path, help="YAML config file (env ENFORCER_* wins)")
+    parser.add_argument("--log-level", default="INFO")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="consume bucket notifications and enforce")
+    run.add_argument("--dry-run", action="store_true", help="audit only: write nothing")
+    run.add_argument("--drain", action="store_true", help="stop once caught up (tests, demos)")
+    run.add_argument("--idle", type=float, default=3.0, help="with --drain: idle seconds before stopping")
+
+    check = commands.add_parser("check", help="print one object's verdict as JSON (writes nothing)")
+    check.add_argument("url", help="s3://bucket/key")
+
+    schemas = commands.add_parser("schemas", help="write the JSON Schemas into schemas/")
+    schemas.add_argument("--out", type=Path, default=Path("schemas"))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        return _dispatch(args)
+    except ConfigError as exc:
+        print(f"enforcer: configuration error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except EnforcerError as exc:
+        print(f"enforcer: {exc.code}: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        return EXIT_OK
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "schemas":
+        from enforcer.schemas import write_schemas
+
+        for path in write_schemas(args.out):
+            print(path)
+        return EXIT_OK
+    settings = load_settings(args.config)
+    from enforcer import telemetry
+
+    telemetry.configure(__version__)
+    if args.command == "run":
+        mode = Mode.AUDIT if args.dry_run else settings.mode
+        from enforcer.app import run_service
+
+        asyncio.run(run_service(settings, mode, drain_idle=args.idle if args.drain else None))
+        return EXIT_OK
+    if args.command == "check":
+        bucket, key = parse_s3_url(args.url, need_key=True)
+        print(json.dumps(asyncio.run(_check(settings, bucket, key)), indent=2))
+        return EXIT_OK
+    raise ConfigError(f"unknown command {args.command}")  # argparse prevents this
+
+
+async def _check(settings: Settings, bucket: str, key: str) -> dict[str, object]:
+    from enforcer.app import open_runtime
+    from enforcer.audit import audit_for_outcome
+    from enforcer.events import ObjectEvent
+
+    event = ObjectEvent(event_id="cli-check", event_name="check", bucket=bucket, key=key,
+                        source_format="s3")
+    async with open_runtime(settings, Mode.AUDIT) as runtime:
+        outcome = await runtime.pipeline.handle(event)
+    record = audit_for_outcome(event, outcome, mode=Mode.AUDIT.value, duration_ms=0.0,
+                               trace_id="", now=datetime.now(UTC))
+    return record.model_dump(mode="json", exclude_none=True)

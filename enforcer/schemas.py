@@ -1,0 +1,52 @@
+"""JSON Schemas of the contract, generated from the pydantic models (``enforcer schemas``).
+
+``schemas/`` is checked in; a test regenerates it and fails when the two differ.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from enforcer.config import Settings
+from enforcer.events import EventBridgeEvent, S3Notification
+from enforcer.policy import PolicyFile
+from enforcer.records import AuditRecord, DeadLetterRecord
+
+
+def _models() -> dict[str, type[BaseModel]]:
+    from enforcer.crypto.envelope import EnvelopeHeader
+
+    return {
+        "audit-record": AuditRecord,
+        "dlq-record": DeadLetterRecord,
+        "input-s3-notification": S3Notification,
+        "input-eventbridge": EventBridgeEvent,
+        "policy-file": PolicyFile,
+        "config": Settings,
+        "envelope-metadata": EnvelopeHeader,
+    }
+
+
+def render_schemas() -> dict[str, str]:
+    """File name → JSON text, deterministic."""
+    rendered = {}
+    for name, model in _models().items():
+        schema: dict[str, Any] = model.model_json_schema(by_alias=True)
+        schema = {"$schema": "https://json-schema.org/draft/2020-12/schema",
+                  "$id": f"https://sse-enforcer.dev/schemas/{name}.json", **schema}
+        rendered[f"{name}.json"] = json.dumps(schema, indent=2, sort_keys=True) + "\n"
+    return rendered
+
+
+def write_schemas(directory: Path) -> list[Path]:
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, text in render_schemas().items():
+        path = directory / name
+        path.write_text(text, encoding="utf-8")
+        written.append(path)
+    return written

@@ -1,0 +1,197 @@
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from enforcer.errors import KeyMissing, StorageRejected
+from enforcer.events import ObjectEvent
+from enforcer.fakes import MemoryStorage
+from enforcer.pipeline import Pipeline
+from enforcer.policy import Mode, PolicyFile, Rule, Strategy, VersionsPolicy
+from enforcer.rules import KeyCanon, RuleResolver
+from enforcer.storage import ObjectSnapshot, PreservedAttributes, SseKmsTarget, WriteResult
+from enforcer.verdict import Action, Encryption, Verdict
+
+
+def event(bucket: str = "b", key: str = "k") -> ObjectEvent:
+    return ObjectEvent(event_id="e1", event_name="s3:ObjectCreated:Put", bucket=bucket, key=key,
+                       source_format="minio")
+
+
+def make_pipeline(storage: MemoryStorage, policy: PolicyFile | None = None,
+                  mode: Mode = Mode.ENFORCE) -> Pipeline:
+    async def sse_kms(snapshot: ObjectSnapshot, required, tags) -> WriteResult:  # type: ignore[no-untyped-def]
+        return await storage.rewrite_sse_kms(snapshot, SseKmsTarget(required.key), tags)
+
+    return Pipeline(
+        storage=storage,
+        rules=RuleResolver(policy or PolicyFile(), storage, ttl=60),
+        keys=KeyCanon(),
+        mode=mode,
+        rewriters={Strategy.SSE_KMS: sse_kms},
+    )
+
+
+@pytest.fixture
+def storage() -> MemoryStorage:
+    s = MemoryStorage()
+    s.bucket_keys["b"] = "ek"
+    return s
+
+
+@pytest.mark.parametrize(
+    ("encryption", "kms_key", "verdict", "action", "writes"),
+    [
+        (Encryption.NONE, None, Verdict.PLAINTEXT, Action.REENCRYPTED, 1),
+        (Encryption.SSE_S3, None, Verdict.SSE_S3, Action.REENCRYPTED, 1),
+        (Encryption.SSE_KMS, "arn:aws:kms:other", Verdict.WRONG_KEY, Action.REENCRYPTED, 1),
+        (Encryption.SSE_KMS, "arn:aws:kms:ek", Verdict.COMPLIANT, Action.NONE, 0),
+        (Encryption.SSE_C, None, Verdict.SSE_C, Action.SKIPPED, 0),
+    ],
+)
+async def test_verdicts_and_actions(storage: MemoryStorage, encryption: Encryption, kms_key: str | None,
+                                    verdict: Verdict, action: Action, writes: int) -> None:
+    storage.put("b", "k", b"data", encryption, kms_key)
+    outcome = await make_pipeline(storage).handle(event())
+    assert (outcome.verdict, outcome.action, storage.writes) == (verdict, action, writes)
+    latest = storage.latest("b", "k")
+    assert latest is not None and latest.data == b"data"
+    if writes:
+        assert latest.snapshot.kms_key == "arn:aws:kms:ek"
+        assert outcome.written is not None and outcome.written.etag == latest.snapshot.etag
+
+
+async def test_gone_and_out_of_scope(storage: MemoryStorage) -> None:
+    gone = await make_pipeline(storage).handle(event())
+    assert (gone.verdict, gone.action) == (Verdict.GONE, Action.SKIPPED)
+    storage.put("other", "k", b"x")
+    oos = await make_pipeline(storage).handle(event(bucket="other"))
+    assert (oos.verdict, oos.action, storage.writes) == (Verdict.OUT_OF_SCOPE, Action.NONE, 0)
+
+
+async def test_dry_run_writes_nothing(storage: MemoryStorage) -> None:
+    before = storage.put("b", "k", b"data")
+    outcome = await make_pipeline(storage, mode=Mode.AUDIT).handle(event())
+    assert (outcome.verdict, outcome.action) == (Verdict.PLAINTEXT, Action.WOULD_REENCRYPT)
+    assert storage.writes == 0
+    assert await storage.head("b", "k") == before
+
+
+async def test_own_rewrite_event_resolves_compliant_without_writing(storage: MemoryStorage) -> None:
+    storage.put("b", "k", b"data")
+    pipeline = make_pipeline(storage)
+    await pipeline.handle(event())
+    again = await pipeline.handle(event())
+    assert (again.verdict, again.action, storage.writes) == (Verdict.COMPLIANT, Action.NONE, 1)
+    assert storage.bucket_lookups == 1  # bucket default cached
+
+
+async def test_concurrent_user_write_wins_and_is_reinspected(storage: MemoryStorage) -> None:
+    storage.put("b", "k", b"old")
+    # Between our HEAD and our write the user writes new plaintext: our write must not land on it.
+    storage.before_write.append(lambda: storage.put("b", "k", b"users-new"))
+    outcome = await make_pipeline(storage).handle(event())
+    latest = storage.latest("b", "k")
+    assert latest is not None
+    assert latest.data == b"users-new"  # the user's write won
+    assert latest.snapshot.kms_key == "arn:aws:kms:ek"  # and was then enforced itself
+    assert outcome.action is Action.REENCRYPTED
+    assert "re-inspected" in (outcome.notes[0] if outcome.notes else "")
+
+
+async def test_concurrent_compliant_user_write_is_left_alone(storage: MemoryStorage) -> None:
+    storage.put("b", "k", b"old")
+    storage.before_write.append(
+        lambda: storage.put("b", "k", b"users", Encryption.SSE_KMS, "arn:aws:kms:ek"))
+    outcome = await make_pipeline(storage).handle(event())
+    assert (outcome.verdict, outcome.action, storage.writes) == (Verdict.COMPLIANT, Action.NONE, 0)
+
+
+async def test_gives_up_when_the_object_keeps_changing(storage: MemoryStorage) -> None:
+    storage.put("b", "k", b"v0")
+    storage.before_write.extend(
+        [lambda i=i: storage.put("b", "k", f"v{i}".encode()) for i in range(1, 20)])
+    pipeline = make_pipeline(storage)
+    pipeline.max_inspections = 3
+    outcome = await pipeline.handle(event())
+    assert outcome.action is Action.SKIPPED
+    assert "kept changing" in (outcome.reason or "")
+
+
+async def test_tags_are_carried_over(storage: MemoryStorage) -> None:
+    storage.put("b", "k", b"data")
+    stored = storage.latest("b", "k")
+    assert stored is not None
+    stored.tags.update({"team": "fin", "pii": "yes"})
+    await make_pipeline(storage).handle(event())
+    latest = storage.latest("b", "k")
+    assert latest is not None and latest.tags == {"team": "fin", "pii": "yes"}
+
+
+async def test_purge_deletes_only_the_inspected_version(storage: MemoryStorage) -> None:
+    older = storage.put("b", "k", b"first", versioned=True)
+    inspected = storage.put("b", "k", b"second", versioned=True)
+    policy = PolicyFile(rules=(Rule(bucket="b", key="ek", versions=VersionsPolicy.PURGE_NONCOMPLIANT),))
+    outcome = await make_pipeline(storage, policy).handle(event())
+    ids = [v.snapshot.version_id for v in storage.objects[("b", "k")]]
+    assert outcome.purged_version_id == inspected.version_id
+    assert older.version_id in ids and inspected.version_id not in ids
+    assert outcome.written is not None and outcome.written.version_id in ids
+
+
+async def test_keep_versions_by_default(storage: MemoryStorage) -> None:
+    inspected = storage.put("b", "k", b"x", versioned=True)
+    outcome = await make_pipeline(storage).handle(event())
+    ids = [v.snapshot.version_id for v in storage.objects[("b", "k")]]
+    assert inspected.version_id in ids and len(ids) == 2
+    assert outcome.purged_version_id is None
+
+
+@pytest.mark.parametrize(
+    "attributes",
+    [
+        PreservedAttributes(legal_hold="ON"),
+        PreservedAttributes(lock_mode="GOVERNANCE",
+                            lock_retain_until=datetime.now(UTC) + timedelta(days=1)),
+    ],
+)
+async def test_locked_versions_are_never_purged(storage: MemoryStorage,
+                                                attributes: PreservedAttributes) -> None:
+    inspected = storage.put("b", "k", b"x", versioned=True, attributes=attributes)
+    policy = PolicyFile(rules=(Rule(bucket="b", key="ek", versions=VersionsPolicy.PURGE_NONCOMPLIANT),))
+    outcome = await make_pipeline(storage, policy).handle(event())
+    assert outcome.action is Action.REENCRYPTED
+    assert outcome.purged_version_id is None
+    assert inspected.version_id in [v.snapshot.version_id for v in storage.objects[("b", "k")]]
+    assert any("object lock" in n for n in outcome.notes)
+
+
+async def test_verification_catches_a_store_that_ignored_the_key(storage: MemoryStorage) -> None:
+    storage.put("b", "k", b"x")
+
+    async def lying(snapshot: ObjectSnapshot, required, tags) -> WriteResult:  # type: ignore[no-untyped-def]
+        return await storage.rewrite_sse_kms(snapshot, SseKmsTarget("not-" + required.key), tags)
+
+    pipeline = make_pipeline(storage)
+    pipeline.rewriters[Strategy.SSE_KMS] = lying
+    with pytest.raises(StorageRejected, match="verification failed"):
+        await pipeline.handle(event())
+
+
+async def test_missing_key_names_the_required_key(storage: MemoryStorage) -> None:
+    storage.put("b", "k", b"x")
+
+    async def missing(snapshot: ObjectSnapshot, required, tags) -> WriteResult:  # type: ignore[no-untyped-def]
+        raise KeyMissing("kms:KeyNotFound", key_name="")
+
+    pipeline = make_pipeline(storage)
+    pipeline.rewriters[Strategy.SSE_KMS] = missing
+    with pytest.raises(KeyMissing) as info:
+        await pipeline.handle(event())
+    assert info.value.key_name == "ek"
+
+
+async def test_policy_rule_beats_bucket_default_and_accepts_rotation_keys(storage: MemoryStorage) -> None:
+    storage.put("b", "k", b"x", Encryption.SSE_KMS, "arn:aws:kms:old")
+    policy = PolicyFile(rules=(Rule(bucket="b", key="new", accepted_keys=("old",)),))
+    outcome = await make_pipeline(storage, policy).handle(event())
+    assert (outcome.verdict, storage.writes, storage.bucket_lookups) == (Verdict.COMPLIANT, 0, 0)
