@@ -47,7 +47,11 @@ async def open_runtime(settings: Settings, mode: Mode) -> AsyncIterator[Runtime]
     policy = load_policy_file(settings.policy_file)
     async with AsyncExitStack() as stack:
         storage = await stack.enter_async_context(open_s3_storage(settings.s3))
-        kms = await stack.enter_async_context(open_kms(settings)) if settings.kms.kind != "none" else None
+        kms = (
+            await stack.enter_async_context(open_kms(settings))
+            if settings.kms.kind != "none"
+            else None
+        )
         retry = RetryPolicy(attempts=settings.retry.attempts, timeout=settings.retry.timeout)
         pipeline = Pipeline(
             storage=storage,
@@ -62,7 +66,7 @@ async def open_runtime(settings: Settings, mode: Mode) -> AsyncIterator[Runtime]
 
 @asynccontextmanager
 async def open_kms(settings: Settings) -> AsyncIterator[Kms]:
-    from enforcer.kms import open_kms_from_settings
+    from enforcer.kms.factory import open_kms_from_settings
 
     async with open_kms_from_settings(settings.kms) as kms:
         yield kms
@@ -79,7 +83,9 @@ def _alias_resolver(kms: Kms | None, settings: Settings):  # type: ignore[no-unt
 
 
 def _rewriters(storage: S3Storage, kms: Kms | None, settings: Settings) -> dict[Strategy, Rewriter]:
-    async def sse_kms(snapshot: ObjectSnapshot, required: RequiredKey, tags: dict[str, str]) -> WriteResult:
+    async def sse_kms(
+        snapshot: ObjectSnapshot, required: RequiredKey, tags: dict[str, str]
+    ) -> WriteResult:
         return await storage.rewrite_sse_kms(snapshot, SseKmsTarget(required.key), tags)
 
     rewriters: dict[Strategy, Rewriter] = {Strategy.SSE_KMS: sse_kms}
@@ -112,13 +118,21 @@ async def run_service(settings: Settings, mode: Mode, drain_idle: float | None =
         handler = RecordHandler(runtime.pipeline, sink, gate, mode)
         async with open_kafka_consumer(settings) as kafka:
             consumer = EventConsumer(
-                kafka, handler, gate=gate, concurrency=settings.concurrency,
-                shutdown_timeout=settings.shutdown_timeout, drain_idle=drain_idle,
+                kafka,
+                handler,
+                gate=gate,
+                concurrency=settings.concurrency,
+                shutdown_timeout=settings.shutdown_timeout,
+                drain_idle=drain_idle,
             )
             kafka.subscribe(settings.kafka.topics, listener=consumer.rebalance_listener())
             _install_signal_handlers(consumer)
-            log.info("consuming %s as group %s (mode %s)", settings.kafka.topics,
-                     settings.kafka.group_id, mode.value)
+            log.info(
+                "consuming %s as group %s (mode %s)",
+                settings.kafka.topics,
+                settings.kafka.group_id,
+                mode.value,
+            )
             await consumer.run()
             log.info("stopped after %d records", consumer.handled)
             return consumer.handled
@@ -137,7 +151,9 @@ async def open_kafka_consumer(settings: Settings) -> AsyncIterator[AIOKafkaConsu
     try:
         await kafka.start()
     except KafkaError as exc:
-        raise KafkaUnavailable(f"cannot reach Kafka at {settings.kafka.bootstrap_servers}: {exc}") from exc
+        raise KafkaUnavailable(
+            f"cannot reach Kafka at {settings.kafka.bootstrap_servers}: {exc}"
+        ) from exc
     try:
         yield kafka
     finally:

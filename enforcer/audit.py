@@ -31,7 +31,13 @@ class RecordSink(Protocol):
 
 
 def audit_for_outcome(
-    event: ObjectEvent, outcome: Outcome, *, mode: str, duration_ms: float, trace_id: str, now: datetime
+    event: ObjectEvent,
+    outcome: Outcome,
+    *,
+    mode: str,
+    duration_ms: float,
+    trace_id: str,
+    now: datetime,
 ) -> AuditRecord:
     observed, required, written = outcome.observed, outcome.required, outcome.written
     reason = outcome.reason or ("; ".join(outcome.notes) if outcome.notes else None)
@@ -166,7 +172,9 @@ async def open_kafka_sink(settings: KafkaSettings) -> AsyncIterator[KafkaRecordS
     try:
         await producer.start()
     except KafkaError as exc:
-        raise KafkaUnavailable(f"cannot reach Kafka at {settings.bootstrap_servers}: {exc}") from exc
+        raise KafkaUnavailable(
+            f"cannot reach Kafka at {settings.bootstrap_servers}: {exc}"
+        ) from exc
     try:
         yield KafkaRecordSink(producer, settings)
     finally:

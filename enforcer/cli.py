@@ -1,4 +1,7 @@
-"""The ``enforcer`` command line (contract: DESIGN §7). Exit codes: 0 ok, 1 failure, 2 usage/config."""
+"""The ``enforcer`` command line (contract: DESIGN §7).
+
+Exit codes: 0 ok, 1 failure, 2 usage or configuration error.
+"""
 
 from __future__ import annotations
 
@@ -39,10 +42,16 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="consume bucket notifications and enforce")
     run.add_argument("--dry-run", action="store_true", help="audit only: write nothing")
     run.add_argument("--drain", action="store_true", help="stop once caught up (tests, demos)")
-    run.add_argument("--idle", type=float, default=3.0, help="with --drain: idle seconds before stopping")
+    run.add_argument(
+        "--idle", type=float, default=3.0, help="with --drain: idle seconds before stopping"
+    )
 
     check = commands.add_parser("check", help="print one object's verdict as JSON (writes nothing)")
     check.add_argument("url", help="s3://bucket/key")
+
+    decrypt = commands.add_parser("decrypt", help="read an envelope object back as plaintext")
+    decrypt.add_argument("url", help="s3://bucket/key")
+    decrypt.add_argument("-o", "--output", type=Path, help="file to write (default: stdout)")
 
     schemas = commands.add_parser("schemas", help="write the JSON Schemas into schemas/")
     schemas.add_argument("--out", type=Path, default=Path("schemas"))
@@ -90,6 +99,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         bucket, key = parse_s3_url(args.url, need_key=True)
         print(json.dumps(asyncio.run(_check(settings, bucket, key)), indent=2))
         return EXIT_OK
+    if args.command == "decrypt":
+        bucket, key = parse_s3_url(args.url, need_key=True)
+        asyncio.run(_decrypt(settings, bucket, key, args.output))
+        return EXIT_OK
     raise ConfigError(f"unknown command {args.command}")  # argparse prevents this
 
 
@@ -98,10 +111,31 @@ async def _check(settings: Settings, bucket: str, key: str) -> dict[str, object]
     from enforcer.audit import audit_for_outcome
     from enforcer.events import ObjectEvent
 
-    event = ObjectEvent(event_id="cli-check", event_name="check", bucket=bucket, key=key,
-                        source_format="s3")
+    event = ObjectEvent(
+        event_id="cli-check", event_name="check", bucket=bucket, key=key, source_format="s3"
+    )
     async with open_runtime(settings, Mode.AUDIT) as runtime:
         outcome = await runtime.pipeline.handle(event)
-    record = audit_for_outcome(event, outcome, mode=Mode.AUDIT.value, duration_ms=0.0,
-                               trace_id="", now=datetime.now(UTC))
+    record = audit_for_outcome(
+        event, outcome, mode=Mode.AUDIT.value, duration_ms=0.0, trace_id="", now=datetime.now(UTC)
+    )
     return record.model_dump(mode="json", exclude_none=True)
+
+
+async def _decrypt(settings: Settings, bucket: str, key: str, output: Path | None) -> None:
+    from enforcer.app import open_runtime
+    from enforcer.envelope_rewrite import decrypt_object
+
+    async with open_runtime(settings, Mode.AUDIT) as runtime:
+        if runtime.kms is None:
+            raise ConfigError("decrypt needs a KMS: set ENFORCER_KMS__KIND")
+        if output is None:
+            await decrypt_object(runtime.storage, runtime.kms, bucket, key, sys.stdout.buffer)
+            return
+        partial = output.with_name(output.name + ".partial")
+        try:
+            with partial.open("wb") as sink:
+                await decrypt_object(runtime.storage, runtime.kms, bucket, key, sink)
+            partial.replace(output)  # only verified plaintext reaches the named file
+        finally:
+            partial.unlink(missing_ok=True)

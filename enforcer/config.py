@@ -67,7 +67,9 @@ class KmsSettings(_Section):
             if not self.endpoint:
                 raise ValueError("kms.endpoint is required when kms.kind is 'kes'")
             if self.api_key is None and not (self.client_cert and self.client_key):
-                raise ValueError("kms.kind 'kes' needs kms.client_cert + kms.client_key or kms.api_key")
+                raise ValueError(
+                    "kms.kind 'kes' needs kms.client_cert + kms.client_key or kms.api_key"
+                )
         return self
 
 
@@ -135,4 +137,3 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     if not isinstance(document, dict):
         raise ConfigError(f"config file {path}: expected a mapping at the top level")
     return document
-

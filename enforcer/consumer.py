@@ -75,7 +75,9 @@ class OffsetTracker:
             self._committed.pop(tp, None)
 
     def in_flight(self, partitions: set[TopicPartition] | None = None) -> int:
-        return sum(len(v) for tp, v in self._pending.items() if partitions is None or tp in partitions)
+        return sum(
+            len(v) for tp, v in self._pending.items() if partitions is None or tp in partitions
+        )
 
 
 class EventConsumer:
@@ -135,8 +137,12 @@ class EventConsumer:
         count = 0
         for tp, records in batches.items():
             for r in records:
-                self._schedule(tp, KafkaMessage(r.topic, r.partition, r.offset, r.key, r.value,
-                                                dict(r.headers or ())))
+                self._schedule(
+                    tp,
+                    KafkaMessage(
+                        r.topic, r.partition, r.offset, r.key, r.value, dict(r.headers or ())
+                    ),
+                )
                 count += 1
         return count
 
@@ -158,7 +164,9 @@ class EventConsumer:
             try:
                 await self._handler(message)
             except Exception as exc:  # the handler handles per-event errors; this is fatal
-                log.exception("fatal error handling %s/%s@%s", tp.topic, tp.partition, message.offset)
+                log.exception(
+                    "fatal error handling %s/%s@%s", tp.topic, tp.partition, message.offset
+                )
                 self._fatal = exc
                 return
         self._offsets.finished(tp, message.offset)
@@ -198,10 +206,9 @@ class EventConsumer:
         return idle_since if idle_since is not None else time.monotonic()
 
     async def finish_partitions(self, partitions: set[TopicPartition]) -> None:
-        """Before partitions move to another member: finish their work and commit it."""
-        deadline = time.monotonic() + self._shutdown_timeout
-        while self._offsets.in_flight(partitions) and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
+        """Before partitions move to another member: finish in-flight work and commit it."""
+        if self._tasks:  # rebalances are rare: waiting for all work is simpler than per partition
+            await asyncio.wait(self._tasks, timeout=self._shutdown_timeout)
         await self._commit(partitions)
         self._offsets.forget(partitions)
 

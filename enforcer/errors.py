@@ -1,7 +1,7 @@
 """The one error tree of sse-enforcer.
 
     EnforcerError
-    ├── PermanentError            handling this event again will not help: audit, DLQ, commit, move on
+    ├── PermanentError            retrying will not help: audit, dead-letter, commit, move on
     │   ├── BadEvent              the Kafka record is not an event we can read
     │   ├── ConfigError           the configuration or policy file is invalid (exit code 2)
     │   ├── AccessDenied          S3 or the KMS refused us

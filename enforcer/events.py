@@ -162,7 +162,9 @@ def _from_record(record: S3Record, source: SourceFormat) -> ParsedRecord:
     bucket = record.s3.bucket.name
     key = unquote_plus(obj.key)  # keys are URL-query-escaped: '+' is a space, '%2B' a plus
     request_id = (record.response_elements or {}).get("x-amz-request-id", "")
-    event_id = _event_id(bucket, key, obj.version_id, obj.sequencer or request_id, record.event_name)
+    event_id = _event_id(
+        bucket, key, obj.version_id, obj.sequencer or request_id, record.event_name
+    )
     if not is_object_created(record.event_name):
         return IgnoredRecord(
             event_id=event_id,

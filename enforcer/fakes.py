@@ -44,8 +44,14 @@ class MemoryStorage:
     ) -> ObjectSnapshot:
         n = next(self._ids)
         snapshot = ObjectSnapshot(
-            bucket=bucket, key=key, etag=f'"etag-{n}"', size=len(data), encryption=encryption,
-            kms_key=kms_key, version_id=f"v{n}" if versioned else None, **attributes,  # type: ignore[arg-type]
+            bucket=bucket,
+            key=key,
+            etag=f'"etag-{n}"',
+            size=len(data),
+            encryption=encryption,
+            kms_key=kms_key,
+            version_id=f"v{n}" if versioned else None,
+            **attributes,  # type: ignore[arg-type]
         )
         versions = self.objects.setdefault((bucket, key), [])
         if not versioned:
@@ -57,7 +63,9 @@ class MemoryStorage:
         versions = self.objects.get((bucket, key))
         return versions[-1] if versions else None
 
-    async def head(self, bucket: str, key: str, version_id: str | None = None) -> ObjectSnapshot | None:
+    async def head(
+        self, bucket: str, key: str, version_id: str | None = None
+    ) -> ObjectSnapshot | None:
         for stored in reversed(self.objects.get((bucket, key), [])):
             if version_id is None or stored.snapshot.version_id == version_id:
                 return stored.snapshot
@@ -82,7 +90,9 @@ class MemoryStorage:
             raise PreconditionFailed("If-Match failed")
         n = next(self._ids)
         new = replace(
-            snapshot, etag=f'"etag-{n}"', encryption=Encryption.SSE_KMS,
+            snapshot,
+            etag=f'"etag-{n}"',
+            encryption=Encryption.SSE_KMS,
             kms_key=f"arn:aws:kms:{target.key_name}",
             version_id=f"v{n}" if snapshot.version_id else None,
         )

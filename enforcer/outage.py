@@ -44,8 +44,11 @@ class OutageGate:
             self._opened_at = time.monotonic()
             self._closed.clear()
             KMS_PAUSES.add(1)
-            log.error("dependency outage (%s): pausing consumption, probing every %.1fs",
-                      reason, self._probe_interval)
+            log.error(
+                "dependency outage (%s): pausing consumption, probing every %.1fs",
+                reason,
+                self._probe_interval,
+            )
 
     def record_success(self) -> None:
         self._failures = 0

@@ -18,7 +18,7 @@ from enforcer.events import ObjectEvent
 from enforcer.policy import Mode, RequiredKey, Strategy, VersionsPolicy
 from enforcer.retrying import RetryPolicy, retry_transient
 from enforcer.rules import KeyCanon, RuleResolver
-from enforcer.storage import ObjectSnapshot, SseKmsTarget, Storage, WriteResult
+from enforcer.storage import ObjectSnapshot, Storage, WriteResult
 from enforcer.telemetry import step
 from enforcer.verdict import Action, Decision, Encryption, ObjectFacts, Plan, Verdict, decide
 
@@ -58,7 +58,9 @@ class Pipeline:
         """Run the event; ``outcome`` is filled as steps complete (the caller audits failures)."""
         outcome = outcome if outcome is not None else Outcome()
         with step("resolve", bucket=event.bucket):
-            outcome.required = await self._call(outcome, self.rules.resolve, event.bucket, event.key)
+            outcome.required = await self._call(
+                outcome, self.rules.resolve, event.bucket, event.key
+            )
         for _ in range(self.max_inspections):
             with step("head", bucket=event.bucket):
                 snapshot = await self._call(outcome, self.storage.head, event.bucket, event.key)
@@ -67,7 +69,8 @@ class Pipeline:
             outcome.verdict, outcome.action = decision.verdict, decision.action
             if decision.plan is not Plan.REENCRYPT:
                 return outcome
-            assert snapshot is not None and outcome.required is not None
+            assert snapshot is not None
+            assert outcome.required is not None
             try:
                 await self._enforce(snapshot, outcome.required, outcome)
             except PreconditionFailed:
@@ -78,9 +81,13 @@ class Pipeline:
         outcome.reason = "object kept changing; each newer write is checked by its own event"
         return outcome
 
-    async def _decide(self, snapshot: ObjectSnapshot | None, required: RequiredKey | None) -> Decision:
+    async def _decide(
+        self, snapshot: ObjectSnapshot | None, required: RequiredKey | None
+    ) -> Decision:
         with step("verdict") as span:
-            accepted = await self.keys.canonical_set(required.all_keys()) if required else frozenset()
+            accepted = (
+                await self.keys.canonical_set(required.all_keys()) if required else frozenset()
+            )
             facts = await self._facts(snapshot)
             decision = decide(facts, required, accepted, self.mode)
             span.set_attribute("verdict", decision.verdict.value)
@@ -93,12 +100,18 @@ class Pipeline:
         if snapshot is None:
             return None
         kms_key = await self.keys.canonical(snapshot.kms_key) if snapshot.kms_key else None
-        return ObjectFacts(snapshot.encryption, kms_key, snapshot.size, snapshot.etag, snapshot.version_id)
+        return ObjectFacts(
+            snapshot.encryption, kms_key, snapshot.size, snapshot.etag, snapshot.version_id
+        )
 
-    async def _enforce(self, snapshot: ObjectSnapshot, required: RequiredKey, outcome: Outcome) -> None:
+    async def _enforce(
+        self, snapshot: ObjectSnapshot, required: RequiredKey, outcome: Outcome
+    ) -> None:
         rewrite = self.rewriters[required.strategy]
         tags = await self._call(outcome, self.storage.read_tags, snapshot)
-        with step("rewrite", bucket=snapshot.bucket, ek=required.key, strategy=required.strategy.value):
+        with step(
+            "rewrite", bucket=snapshot.bucket, ek=required.key, strategy=required.strategy.value
+        ):
             try:
                 written = await self._call(outcome, rewrite, snapshot, required, tags)
             except KeyMissing as exc:
@@ -119,7 +132,9 @@ class Pipeline:
             raise PreconditionFailed("object replaced right after our rewrite")
         facts = await self._facts(after)
         accepted = await self.keys.canonical_set(required.all_keys())
-        wanted = Encryption.ENVELOPE if required.strategy is Strategy.ENVELOPE else Encryption.SSE_KMS
+        wanted = (
+            Encryption.ENVELOPE if required.strategy is Strategy.ENVELOPE else Encryption.SSE_KMS
+        )
         if facts is None or facts.encryption is not wanted or facts.kms_key not in accepted:
             raise StorageRejected(
                 f"verification failed: {before.bucket}/{before.key} reads back as "
@@ -134,7 +149,9 @@ class Pipeline:
             outcome.notes.append(f"kept version {old.version_id}: object lock")
             return
         with step("purge", bucket=old.bucket):
-            await self._call(outcome, self.storage.delete_version, old.bucket, old.key, old.version_id)
+            await self._call(
+                outcome, self.storage.delete_version, old.bucket, old.key, old.version_id
+            )
         outcome.purged_version_id = old.version_id
 
     async def _call(self, outcome: Outcome, fn: Callable[..., Awaitable[T]], *args: Any) -> T:

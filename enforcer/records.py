@@ -27,7 +27,9 @@ class AuditRecord(BaseModel):
     bucket: str
     key: str = Field(description="Object key, decoded")
     version_id: str | None = None
-    observed_sse: str | None = Field(default=None, description="none | AES256 | aws:kms | sse-c | envelope")
+    observed_sse: str | None = Field(
+        default=None, description="none | AES256 | aws:kms | sse-c | envelope"
+    )
     observed_kms_key: str | None = None
     required_key: str | None = None
     rule_source: str | None = None
@@ -57,7 +59,9 @@ class DeadLetterRecord(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     schema_version: int = DLQ_SCHEMA_VERSION
-    original_payload: str | None = Field(description="The record value, UTF-8 (or base64 if binary)")
+    original_payload: str | None = Field(
+        description="The record value, UTF-8 (or base64 if binary)"
+    )
     payload_encoding: str = Field(default="utf-8", description="utf-8 | base64")
     original_key: str | None = None
     topic: str

@@ -65,7 +65,8 @@ async def retry_transient(
     )
     retrying = tenacity.AsyncRetrying(
         retry=tenacity.retry_if_exception(_should_retry),
-        stop=tenacity.stop_after_attempt(policy.attempts) | tenacity.stop_after_delay(policy.timeout),
+        stop=tenacity.stop_after_attempt(policy.attempts)
+        | tenacity.stop_after_delay(policy.timeout),
         wait=wait,
         before_sleep=_record_retry,
         reraise=True,

@@ -9,6 +9,7 @@ object's write lock — PutObject or CompleteMultipartUpload with ``If-Match`` (
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import tempfile
 from collections.abc import AsyncIterator
@@ -66,12 +67,14 @@ def _secret(value: Any) -> str | None:
 class S3Storage:
     def __init__(self, client: Any, settings: S3Settings) -> None:
         self._client = client
-        self._multipart_threshold = settings.multipart_threshold
-        self._part_size = settings.part_size
+        self.multipart_threshold = settings.multipart_threshold
+        self.part_size = settings.part_size
 
     # ------------------------------------------------------------ inspection
 
-    async def head(self, bucket: str, key: str, version_id: str | None = None) -> ObjectSnapshot | None:
+    async def head(
+        self, bucket: str, key: str, version_id: str | None = None
+    ) -> ObjectSnapshot | None:
         params = {"Bucket": bucket, "Key": key} | ({"VersionId": version_id} if version_id else {})
         try:
             response = await self._client.head_object(**params)
@@ -126,42 +129,113 @@ class S3Storage:
         }
         where = f"rewrite {snapshot.bucket}/{snapshot.key}"
         try:
-            if snapshot.size > self._multipart_threshold:
+            if snapshot.size > self.multipart_threshold:
                 return await self._rewrite_multipart(snapshot, headers)
             return await self._rewrite_single(snapshot, headers)
         except (ClientError, BotoCoreError) as exc:
             raise translate(exc, where) from exc
 
-    async def _rewrite_single(self, snapshot: ObjectSnapshot, headers: dict[str, Any]) -> WriteResult:
+    async def _rewrite_single(
+        self, snapshot: ObjectSnapshot, headers: dict[str, Any]
+    ) -> WriteResult:
+        """Copy the bytes through a spool (memory up to 8 MiB, then disk) into an If-Match PUT."""
         with tempfile.SpooledTemporaryFile(max_size=_SPOOL_IN_MEMORY) as spool:
-            md5 = await self._download(snapshot, spool)
+            md5 = hashlib.md5(usedforsecurity=False)
+            size = 0
+            async for chunk in self.read_chunks(snapshot):
+                md5.update(chunk)
+                spool.write(chunk)
+                size += len(chunk)
+            if size != snapshot.size:
+                raise StorageRejected(
+                    f"read {size} bytes of {snapshot.bucket}/{snapshot.key}, "
+                    f"HEAD said {snapshot.size}"
+                )
+            spool.seek(0)
+            content_md5 = base64.b64encode(md5.digest()).decode()  # object lock requires it
+            return await self.put_if_match(
+                snapshot, spool, size, headers | {"ContentMD5": content_md5}
+            )
+
+    # ------------------------------------------------------------ body primitives (envelope)
+
+    async def read_chunks(self, snapshot: ObjectSnapshot) -> AsyncIterator[bytes]:
+        """Stream exactly the inspected version (GET with If-Match), 1 MiB at a time."""
+        where = f"GET {snapshot.bucket}/{snapshot.key}"
+        try:
+            response = await self._client.get_object(
+                **_object_params(snapshot), IfMatch=snapshot.etag
+            )
+            async with response["Body"] as body:
+                while chunk := await body.read(_READ_CHUNK):
+                    yield chunk
+        except (ClientError, BotoCoreError) as exc:
+            raise translate(exc, where) from exc
+
+    async def put_if_match(
+        self, snapshot: ObjectSnapshot, body: IO[bytes], length: int, headers: dict[str, Any]
+    ) -> WriteResult:
+        """PutObject replacing exactly the inspected object, atomically (If-Match)."""
+        try:
             response = await self._client.put_object(
                 Bucket=snapshot.bucket,
                 Key=snapshot.key,
-                Body=spool,
-                ContentLength=snapshot.size,
-                ContentMD5=base64.b64encode(md5).decode(),
+                Body=body,
+                ContentLength=length,
                 IfMatch=snapshot.etag,
                 **headers,
             )
+        except (ClientError, BotoCoreError) as exc:
+            raise translate(exc, f"PUT {snapshot.bucket}/{snapshot.key}") from exc
         return WriteResult(etag=response["ETag"], version_id=response.get("VersionId"))
 
-    async def _download(self, snapshot: ObjectSnapshot, sink: IO[bytes]) -> bytes:
-        """Copy exactly the inspected version into ``sink``; return its MD5 digest."""
-        response = await self._client.get_object(**_object_params(snapshot), IfMatch=snapshot.etag)
-        md5 = hashlib.md5(usedforsecurity=False)
-        size = 0
-        async with response["Body"] as body:
-            while chunk := await body.read(_READ_CHUNK):
-                md5.update(chunk)
-                sink.write(chunk)
-                size += len(chunk)
-        if size != snapshot.size:
-            raise StorageRejected(f"read {size} bytes of {snapshot.bucket}/{snapshot.key}, HEAD said {snapshot.size}")
-        sink.seek(0)
-        return md5.digest()
+    async def multipart_if_match(
+        self,
+        snapshot: ObjectSnapshot,
+        headers: dict[str, Any],
+        parts: AsyncIterator[tuple[IO[bytes], int]],
+    ) -> WriteResult:
+        """Upload ``parts`` (body, length); complete only if the object is still as inspected."""
+        where = f"multipart {snapshot.bucket}/{snapshot.key}"
+        try:
+            upload = await self._client.create_multipart_upload(
+                Bucket=snapshot.bucket, Key=snapshot.key, **headers
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise translate(exc, where) from exc
+        upload_id = upload["UploadId"]
+        try:
+            done = []
+            number = 0
+            async for body, length in parts:
+                number += 1
+                response = await self._client.upload_part(
+                    Bucket=snapshot.bucket,
+                    Key=snapshot.key,
+                    UploadId=upload_id,
+                    PartNumber=number,
+                    Body=body,
+                    ContentLength=length,
+                )
+                done.append({"PartNumber": number, "ETag": response["ETag"]})
+            response = await self._client.complete_multipart_upload(
+                Bucket=snapshot.bucket,
+                Key=snapshot.key,
+                UploadId=upload_id,
+                MultipartUpload={"Parts": done},
+                IfMatch=snapshot.etag,
+            )
+        except (ClientError, BotoCoreError) as exc:
+            await self._abort(snapshot, upload_id)
+            raise translate(exc, where) from exc
+        except BaseException:
+            await self._abort(snapshot, upload_id)
+            raise
+        return WriteResult(etag=response["ETag"], version_id=response.get("VersionId"))
 
-    async def _rewrite_multipart(self, snapshot: ObjectSnapshot, headers: dict[str, Any]) -> WriteResult:
+    async def _rewrite_multipart(
+        self, snapshot: ObjectSnapshot, headers: dict[str, Any]
+    ) -> WriteResult:
         """Server-side copy in parts (no data through us), completed under If-Match."""
         upload = await self._client.create_multipart_upload(
             Bucket=snapshot.bucket, Key=snapshot.key, **headers
@@ -186,8 +260,8 @@ class S3Storage:
         if snapshot.version_id:
             source["VersionId"] = snapshot.version_id
         parts = []
-        for number, start in enumerate(range(0, snapshot.size, self._part_size), start=1):
-            end = min(start + self._part_size, snapshot.size) - 1
+        for number, start in enumerate(range(0, snapshot.size, self.part_size), start=1):
+            end = min(start + self.part_size, snapshot.size) - 1
             response = await self._client.upload_part_copy(
                 Bucket=snapshot.bucket,
                 Key=snapshot.key,
@@ -201,12 +275,11 @@ class S3Storage:
         return parts
 
     async def _abort(self, snapshot: ObjectSnapshot, upload_id: str) -> None:
-        try:
+        # Best effort: a leftover upload expires by lifecycle; the original error is what matters.
+        with contextlib.suppress(ClientError, BotoCoreError):
             await self._client.abort_multipart_upload(
                 Bucket=snapshot.bucket, Key=snapshot.key, UploadId=upload_id
             )
-        except (ClientError, BotoCoreError):
-            pass  # the upload expires by lifecycle; the original error is what matters
 
 
 # ---------------------------------------------------------------- pure helpers
@@ -246,11 +319,11 @@ def snapshot_from_head(bucket: str, key: str, head: dict[str, Any]) -> ObjectSna
 def _encryption_of(head: dict[str, Any], metadata: dict[str, str]) -> tuple[Encryption, str | None]:
     if head.get("SSECustomerAlgorithm"):
         return Encryption.SSE_C, None
+    if f"{ENVELOPE_META_PREFIX}version" in metadata:  # our own chain, whatever the store adds
+        return Encryption.ENVELOPE, metadata.get(f"{ENVELOPE_META_PREFIX}key")
     sse = head.get("ServerSideEncryption")
     if sse in ("aws:kms", "aws:kms:dsse"):
         return Encryption.SSE_KMS, head.get("SSEKMSKeyId")
-    if f"{ENVELOPE_META_PREFIX}version" in metadata:
-        return Encryption.ENVELOPE, metadata.get(f"{ENVELOPE_META_PREFIX}ek")
     if sse == "AES256":
         return Encryption.SSE_S3, None
     return Encryption.NONE, None

@@ -23,16 +23,32 @@ from enforcer.errors import (
 )
 
 _KMS_MISSING = {"kms:KeyNotFound", "KMS.NotFoundException", "NotFoundException"}
-_KMS_DISABLED = {"KMS.DisabledException", "KMS.KMSInvalidStateException", "KMSInvalidStateException"}
-_KMS_DOWN = {"kms:KeyGenerationFailed", "kms:DecryptionFailed", "KMS.KMSInternalException",
-             "KMS.DependencyTimeoutException", "KMS.ThrottlingException"}
+_KMS_DISABLED = {
+    "KMS.DisabledException",
+    "KMS.KMSInvalidStateException",
+    "KMSInvalidStateException",
+}
+_KMS_DOWN = {
+    "kms:KeyGenerationFailed",
+    "kms:DecryptionFailed",
+    "KMS.KMSInternalException",
+    "KMS.DependencyTimeoutException",
+    "KMS.ThrottlingException",
+}
 _ACCESS = {"AccessDenied", "kms:NotAuthorized", "KMS.AccessDeniedException", "AllAccessDisabled"}
-_THROTTLED = {"SlowDown", "Throttling", "ThrottlingException", "RequestTimeout",
-              "ServiceUnavailable", "InternalError", "XMinioServerNotInitialized"}
+_THROTTLED = {
+    "SlowDown",
+    "Throttling",
+    "ThrottlingException",
+    "RequestTimeout",
+    "ServiceUnavailable",
+    "InternalError",
+    "XMinioServerNotInitialized",
+}
 _KEY_IN_MESSAGE = re.compile(r"key[^']*'([^']+)'")
 
 
-def translate(exc: ClientError | BotoCoreError, where: str) -> EnforcerError:
+def translate(exc: ClientError | BotoCoreError, where: str) -> EnforcerError:  # noqa: PLR0911 - a table
     """Map one botocore error; the caller raises the result ``from exc``."""
     if isinstance(exc, BotoCoreError):  # connection refused, timeouts, broken streams
         return StorageUnavailable(f"{where}: {type(exc).__name__}")

@@ -36,8 +36,11 @@ def render_schemas() -> dict[str, str]:
     rendered = {}
     for name, model in _models().items():
         schema: dict[str, Any] = model.model_json_schema(by_alias=True)
-        schema = {"$schema": "https://json-schema.org/draft/2020-12/schema",
-                  "$id": f"https://sse-enforcer.dev/schemas/{name}.json", **schema}
+        schema = {
+            "$schema": "https://json-schema.org/draft/2020-12/schema",
+            "$id": f"https://sse-enforcer.dev/schemas/{name}.json",
+            **schema,
+        }
         rendered[f"{name}.json"] = json.dumps(schema, indent=2, sort_keys=True) + "\n"
     return rendered
 

@@ -38,7 +38,14 @@ from enforcer.outage import OutageGate
 from enforcer.pipeline import Outcome, Pipeline
 from enforcer.policy import Mode
 from enforcer.retrying import retry_transient
-from enforcer.telemetry import EVENTS, KEY_ALERTS, TRACER, context_from_headers, current_trace_id, step
+from enforcer.telemetry import (
+    EVENTS,
+    KEY_ALERTS,
+    TRACER,
+    context_from_headers,
+    current_trace_id,
+    step,
+)
 
 log = logging.getLogger(__name__)
 
@@ -61,9 +68,11 @@ class RecordHandler:
         self._now = now
 
     async def __call__(self, message: KafkaMessage) -> None:
-        attributes = {"messaging.kafka.partition": message.partition,
-                      "messaging.kafka.offset": message.offset,
-                      "messaging.source": message.topic}
+        attributes: dict[str, str | int] = {
+            "messaging.kafka.partition": message.partition,
+            "messaging.kafka.offset": message.offset,
+            "messaging.source": message.topic,
+        }
         context = context_from_headers(message.headers)
         with TRACER.start_as_current_span("event", context=context, attributes=attributes):
             first_seen = self._now()
@@ -75,13 +84,16 @@ class RecordHandler:
                 return
             for item in parsed:
                 if isinstance(item, IgnoredRecord):
-                    record = audit_for_ignored(item, mode=self._mode.value,
-                                               trace_id=current_trace_id(), now=self._now())
+                    record = audit_for_ignored(
+                        item, mode=self._mode.value, trace_id=current_trace_id(), now=self._now()
+                    )
                     await self._publish_audit(record)
                 else:
                     await self._handle_event(message, item, first_seen)
 
-    async def _handle_event(self, message: KafkaMessage, event: ObjectEvent, first_seen: datetime) -> None:
+    async def _handle_event(
+        self, message: KafkaMessage, event: ObjectEvent, first_seen: datetime
+    ) -> None:
         span = trace.get_current_span()
         span.set_attribute("bucket", event.bucket)
         while True:
@@ -122,13 +134,18 @@ class RecordHandler:
         record = audit_for_failure(event, outcome, reason, **self._common(outcome, started))
         EVENTS.add(1, {"verdict": str(record.verdict), "action": record.action.value})
         await self._publish_audit(record)
-        await self._dead_letter(message, exc, attempts=outcome.attempts, first_seen=first_seen,
-                                event_id=event.event_id)
+        await self._dead_letter(
+            message, exc, attempts=outcome.attempts, first_seen=first_seen, event_id=event.event_id
+        )
 
     def _common(self, outcome: Outcome, started: float) -> dict[str, object]:
-        mode = (outcome.required.mode if outcome.required and outcome.required.mode else self._mode)
-        return {"mode": mode.value, "duration_ms": (time.monotonic() - started) * 1000,
-                "trace_id": current_trace_id(), "now": self._now()}
+        mode = outcome.required.mode if outcome.required and outcome.required.mode else self._mode
+        return {
+            "mode": mode.value,
+            "duration_ms": (time.monotonic() - started) * 1000,
+            "trace_id": current_trace_id(),
+            "now": self._now(),
+        }
 
     async def _publish_audit(self, record: object) -> None:
         with step("publish"):
@@ -144,9 +161,17 @@ class RecordHandler:
         event_id: str | None = None,
     ) -> None:
         record = dead_letter(
-            message.value, message.key, topic=message.topic, partition=message.partition,
-            offset=message.offset, error_class=exc.code, reason=str(exc), attempts=attempts,
-            first_seen=first_seen, last_seen=self._now(), event_id=event_id,
+            message.value,
+            message.key,
+            topic=message.topic,
+            partition=message.partition,
+            offset=message.offset,
+            error_class=exc.code,
+            reason=str(exc),
+            attempts=attempts,
+            first_seen=first_seen,
+            last_seen=self._now(),
+            event_id=event_id,
         )
         with step("dead_letter"):
             try:

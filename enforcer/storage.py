@@ -73,7 +73,9 @@ class WriteResult:
 
 
 class Storage(Protocol):
-    async def head(self, bucket: str, key: str, version_id: str | None = None) -> ObjectSnapshot | None:
+    async def head(
+        self, bucket: str, key: str, version_id: str | None = None
+    ) -> ObjectSnapshot | None:
         """The object's facts, or None when it does not exist (any more)."""
 
     async def bucket_default_key(self, bucket: str) -> str | None:

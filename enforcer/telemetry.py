@@ -10,9 +10,13 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 from opentelemetry import metrics, propagate, trace
 from opentelemetry.context import Context
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace.export import SpanExporter
 
 TRACER = trace.get_tracer("enforcer")
 _METER = metrics.get_meter("enforcer")
@@ -25,15 +29,22 @@ KEY_ALERTS = _METER.create_counter(
 KMS_PAUSES = _METER.create_counter("enforcer.kms_pauses", description="Consumption pauses")
 
 
-def configure(service_version: str) -> None:
-    """Install the SDK providers. Exporters follow ``OTEL_TRACES_EXPORTER`` (default: none)."""
+def configure(service_version: str, extra_exporter: SpanExporter | None = None) -> None:
+    """Install the SDK providers. Exporters follow ``OTEL_TRACES_EXPORTER`` (default: none);
+    ``extra_exporter`` (tests: an in-memory one) receives every span as well."""
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
+    from opentelemetry.sdk.trace.export import (
+        BatchSpanProcessor,
+        ConsoleSpanExporter,
+        SimpleSpanProcessor,
+    )
 
     resource = Resource.create(
-        {"service.name": os.environ.get("OTEL_SERVICE_NAME", "sse-enforcer"),
-         "service.version": service_version}
+        {
+            "service.name": os.environ.get("OTEL_SERVICE_NAME", "sse-enforcer"),
+            "service.version": service_version,
+        }
     )
     provider = TracerProvider(resource=resource)
     exporter_name = os.environ.get("OTEL_TRACES_EXPORTER", "none")
@@ -43,6 +54,8 @@ def configure(service_version: str) -> None:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
         provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    if extra_exporter is not None:
+        provider.add_span_processor(SimpleSpanProcessor(extra_exporter))
     trace.set_tracer_provider(provider)
 
 

@@ -74,7 +74,9 @@ class Decision:
         }[self.plan]
 
 
-def classify(facts: ObjectFacts | None, required: RequiredKey | None, accepted: frozenset[str]) -> Verdict:
+def classify(  # noqa: PLR0911 - one return per verdict reads as the table it is
+    facts: ObjectFacts | None, required: RequiredKey | None, accepted: frozenset[str]
+) -> Verdict:
     """The verdict alone. ``accepted`` holds the canonical forms of the required/accepted keys."""
     if facts is None:
         return Verdict.GONE

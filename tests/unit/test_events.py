@@ -9,7 +9,9 @@ from enforcer.events import IgnoredRecord, ObjectEvent, is_object_created, parse
 SAMPLE = Path(__file__).parents[1] / "data" / "minio-put-event.json"
 
 
-def minio_message(key: str = "a%2Fb+c.txt", name: str = "s3:ObjectCreated:Put", **obj: object) -> bytes:
+def minio_message(
+    key: str = "a%2Fb+c.txt", name: str = "s3:ObjectCreated:Put", **obj: object
+) -> bytes:
     record = {
         "eventVersion": "2.0",
         "eventSource": "minio:s3",
@@ -69,7 +71,9 @@ def test_every_object_created_subtype_is_accepted(name: str) -> None:
     assert isinstance(event, ObjectEvent)
 
 
-@pytest.mark.parametrize("name", ["s3:ObjectRemoved:Delete", "s3:ObjectAccessed:Get", "ObjectRemoved:Delete"])
+@pytest.mark.parametrize(
+    "name", ["s3:ObjectRemoved:Delete", "s3:ObjectAccessed:Get", "ObjectRemoved:Delete"]
+)
 def test_other_event_names_are_ignored_with_a_reason(name: str) -> None:
     [record] = parse_message(minio_message(name=name))
     assert isinstance(record, IgnoredRecord)
@@ -77,26 +81,50 @@ def test_other_event_names_are_ignored_with_a_reason(name: str) -> None:
 
 
 def test_aws_notification_without_minio_envelope() -> None:
-    body = {"Records": [{"eventName": "ObjectCreated:Put", "s3": {
-        "bucket": {"name": "b"}, "object": {"key": "k+1", "versionId": "v9", "sequencer": "0A"}},
-        "unknownField": {"x": 1}}]}
+    body = {
+        "Records": [
+            {
+                "eventName": "ObjectCreated:Put",
+                "s3": {
+                    "bucket": {"name": "b"},
+                    "object": {"key": "k+1", "versionId": "v9", "sequencer": "0A"},
+                },
+                "unknownField": {"x": 1},
+            }
+        ]
+    }
     [event] = parse_message(json.dumps(body).encode())
     assert isinstance(event, ObjectEvent)
     assert (event.key, event.version_id, event.source_format) == ("k 1", "v9", "s3")
 
 
 def test_eventbridge_object_created() -> None:
-    body = {"version": "0", "id": "eb-1", "detail-type": "Object Created", "source": "aws.s3",
-            "time": "2026-11-26T10:00:00Z",
-            "detail": {"bucket": {"name": "b"}, "object": {"key": "x/y.txt", "size": 5,
-                                                           "version-id": "v1"}}}
+    body = {
+        "version": "0",
+        "id": "eb-1",
+        "detail-type": "Object Created",
+        "source": "aws.s3",
+        "time": "2026-11-26T10:00:00Z",
+        "detail": {
+            "bucket": {"name": "b"},
+            "object": {"key": "x/y.txt", "size": 5, "version-id": "v1"},
+        },
+    }
     [event] = parse_message(json.dumps(body).encode())
     assert isinstance(event, ObjectEvent)
-    assert (event.event_id, event.bucket, event.key, event.version_id) == ("eb-1", "b", "x/y.txt", "v1")
+    assert (event.event_id, event.bucket, event.key, event.version_id) == (
+        "eb-1",
+        "b",
+        "x/y.txt",
+        "v1",
+    )
 
 
 def test_eventbridge_other_detail_type_is_ignored() -> None:
-    body = {"detail-type": "Object Deleted", "detail": {"bucket": {"name": "b"}, "object": {"key": "k"}}}
+    body = {
+        "detail-type": "Object Deleted",
+        "detail": {"bucket": {"name": "b"}, "object": {"key": "k"}},
+    }
     [record] = parse_message(json.dumps(body).encode())
     assert isinstance(record, IgnoredRecord)
 
@@ -123,10 +151,15 @@ def test_event_id_is_stable_across_redeliveries() -> None:
         (b'{"hello":"world"}', "not an S3 notification"),
         (b'{"Records":"nope"}', "Records"),
         (b'{"Records":[{"eventName":"s3:ObjectCreated:Put"}]}', "Records.0.s3"),
-        (b'{"Records":[{"eventName":"x","s3":{"bucket":{"name":"b"},"object":{"key":""}}}]}', "key"),
+        (
+            b'{"Records":[{"eventName":"x","s3":{"bucket":{"name":"b"},"object":{"key":""}}}]}',
+            "key",
+        ),
         (b'{"detail-type":"Object Created","detail":{}}', "detail.bucket"),
     ],
 )
-def test_unreadable_messages_raise_bad_event_with_a_precise_reason(payload: bytes | None, reason: str) -> None:
+def test_unreadable_messages_raise_bad_event_with_a_precise_reason(
+    payload: bytes | None, reason: str
+) -> None:
     with pytest.raises(BadEvent, match=reason):
         parse_message(payload)

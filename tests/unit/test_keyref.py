@@ -11,8 +11,10 @@ from enforcer.keyref import is_alias, normalise_key_ref
         ("arn:aws:kms:my-key", "my-key"),  # MinIO's form
         ("  my-key ", "my-key"),
         ("1234abcd-12ab-34cd-56ef-1234567890ab", "1234abcd-12ab-34cd-56ef-1234567890ab"),
-        ("arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab",
-         "1234abcd-12ab-34cd-56ef-1234567890ab"),
+        (
+            "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+            "1234abcd-12ab-34cd-56ef-1234567890ab",
+        ),
         ("arn:aws-cn:kms:cn-north-1:111122223333:key/abc", "abc"),
         ("alias/app", "alias/app"),
         ("arn:aws:kms:eu-west-1:111122223333:alias/app", "alias/app"),

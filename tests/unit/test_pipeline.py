@@ -13,12 +13,18 @@ from enforcer.verdict import Action, Encryption, Verdict
 
 
 def event(bucket: str = "b", key: str = "k") -> ObjectEvent:
-    return ObjectEvent(event_id="e1", event_name="s3:ObjectCreated:Put", bucket=bucket, key=key,
-                       source_format="minio")
+    return ObjectEvent(
+        event_id="e1",
+        event_name="s3:ObjectCreated:Put",
+        bucket=bucket,
+        key=key,
+        source_format="minio",
+    )
 
 
-def make_pipeline(storage: MemoryStorage, policy: PolicyFile | None = None,
-                  mode: Mode = Mode.ENFORCE) -> Pipeline:
+def make_pipeline(
+    storage: MemoryStorage, policy: PolicyFile | None = None, mode: Mode = Mode.ENFORCE
+) -> Pipeline:
     async def sse_kms(snapshot: ObjectSnapshot, required, tags) -> WriteResult:  # type: ignore[no-untyped-def]
         return await storage.rewrite_sse_kms(snapshot, SseKmsTarget(required.key), tags)
 
@@ -48,8 +54,14 @@ def storage() -> MemoryStorage:
         (Encryption.SSE_C, None, Verdict.SSE_C, Action.SKIPPED, 0),
     ],
 )
-async def test_verdicts_and_actions(storage: MemoryStorage, encryption: Encryption, kms_key: str | None,
-                                    verdict: Verdict, action: Action, writes: int) -> None:
+async def test_verdicts_and_actions(
+    storage: MemoryStorage,
+    encryption: Encryption,
+    kms_key: str | None,
+    verdict: Verdict,
+    action: Action,
+    writes: int,
+) -> None:
     storage.put("b", "k", b"data", encryption, kms_key)
     outcome = await make_pipeline(storage).handle(event())
     assert (outcome.verdict, outcome.action, storage.writes) == (verdict, action, writes)
@@ -101,7 +113,8 @@ async def test_concurrent_user_write_wins_and_is_reinspected(storage: MemoryStor
 async def test_concurrent_compliant_user_write_is_left_alone(storage: MemoryStorage) -> None:
     storage.put("b", "k", b"old")
     storage.before_write.append(
-        lambda: storage.put("b", "k", b"users", Encryption.SSE_KMS, "arn:aws:kms:ek"))
+        lambda: storage.put("b", "k", b"users", Encryption.SSE_KMS, "arn:aws:kms:ek")
+    )
     outcome = await make_pipeline(storage).handle(event())
     assert (outcome.verdict, outcome.action, storage.writes) == (Verdict.COMPLIANT, Action.NONE, 0)
 
@@ -109,7 +122,8 @@ async def test_concurrent_compliant_user_write_is_left_alone(storage: MemoryStor
 async def test_gives_up_when_the_object_keeps_changing(storage: MemoryStorage) -> None:
     storage.put("b", "k", b"v0")
     storage.before_write.extend(
-        [lambda i=i: storage.put("b", "k", f"v{i}".encode()) for i in range(1, 20)])
+        [lambda i=i: storage.put("b", "k", f"v{i}".encode()) for i in range(1, 20)]
+    )
     pipeline = make_pipeline(storage)
     pipeline.max_inspections = 3
     outcome = await pipeline.handle(event())
@@ -130,7 +144,9 @@ async def test_tags_are_carried_over(storage: MemoryStorage) -> None:
 async def test_purge_deletes_only_the_inspected_version(storage: MemoryStorage) -> None:
     older = storage.put("b", "k", b"first", versioned=True)
     inspected = storage.put("b", "k", b"second", versioned=True)
-    policy = PolicyFile(rules=(Rule(bucket="b", key="ek", versions=VersionsPolicy.PURGE_NONCOMPLIANT),))
+    policy = PolicyFile(
+        rules=(Rule(bucket="b", key="ek", versions=VersionsPolicy.PURGE_NONCOMPLIANT),)
+    )
     outcome = await make_pipeline(storage, policy).handle(event())
     ids = [v.snapshot.version_id for v in storage.objects[("b", "k")]]
     assert outcome.purged_version_id == inspected.version_id
@@ -150,14 +166,18 @@ async def test_keep_versions_by_default(storage: MemoryStorage) -> None:
     "attributes",
     [
         PreservedAttributes(legal_hold="ON"),
-        PreservedAttributes(lock_mode="GOVERNANCE",
-                            lock_retain_until=datetime.now(UTC) + timedelta(days=1)),
+        PreservedAttributes(
+            lock_mode="GOVERNANCE", lock_retain_until=datetime.now(UTC) + timedelta(days=1)
+        ),
     ],
 )
-async def test_locked_versions_are_never_purged(storage: MemoryStorage,
-                                                attributes: PreservedAttributes) -> None:
+async def test_locked_versions_are_never_purged(
+    storage: MemoryStorage, attributes: PreservedAttributes
+) -> None:
     inspected = storage.put("b", "k", b"x", versioned=True, attributes=attributes)
-    policy = PolicyFile(rules=(Rule(bucket="b", key="ek", versions=VersionsPolicy.PURGE_NONCOMPLIANT),))
+    policy = PolicyFile(
+        rules=(Rule(bucket="b", key="ek", versions=VersionsPolicy.PURGE_NONCOMPLIANT),)
+    )
     outcome = await make_pipeline(storage, policy).handle(event())
     assert outcome.action is Action.REENCRYPTED
     assert outcome.purged_version_id is None
@@ -190,7 +210,9 @@ async def test_missing_key_names_the_required_key(storage: MemoryStorage) -> Non
     assert info.value.key_name == "ek"
 
 
-async def test_policy_rule_beats_bucket_default_and_accepts_rotation_keys(storage: MemoryStorage) -> None:
+async def test_policy_rule_beats_bucket_default_and_accepts_rotation_keys(
+    storage: MemoryStorage,
+) -> None:
     storage.put("b", "k", b"x", Encryption.SSE_KMS, "arn:aws:kms:old")
     policy = PolicyFile(rules=(Rule(bucket="b", key="new", accepted_keys=("old",)),))
     outcome = await make_pipeline(storage, policy).handle(event())

@@ -56,7 +56,11 @@ def test_bucket_default() -> None:
     assert from_bucket_default("") is None
     required = from_bucket_default("ek-1")
     assert required is not None
-    assert (required.key, required.source, required.versions) == ("ek-1", "bucket-default", VersionsPolicy.KEEP)
+    assert (required.key, required.source, required.versions) == (
+        "ek-1",
+        "bucket-default",
+        VersionsPolicy.KEEP,
+    )
 
 
 def test_load_policy_file(tmp_path: Path) -> None:
@@ -64,7 +68,8 @@ def test_load_policy_file(tmp_path: Path) -> None:
     path.write_text(
         "rules:\n"
         "  - {bucket: a, key: k1}\n"
-        "  - {bucket: a, prefix: p/, key: 'arn:aws:kms:k2', accepted_keys: [k1], versions: purge-noncompliant}\n"
+        "  - {bucket: a, prefix: p/, key: 'arn:aws:kms:k2', accepted_keys: [k1],\n"
+        "     versions: purge-noncompliant}\n"
     )
     policy = load_policy_file(path)
     assert len(policy.rules) == 2

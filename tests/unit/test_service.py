@@ -19,8 +19,15 @@ def message(value: bytes | None, offset: int = 7) -> KafkaMessage:
 
 
 def minio(key: str = "k", name: str = "s3:ObjectCreated:Put") -> bytes:
-    return json.dumps({"EventName": name, "Key": f"b/{key}", "Records": [
-        {"eventName": name, "s3": {"bucket": {"name": "b"}, "object": {"key": key}}}]}).encode()
+    return json.dumps(
+        {
+            "EventName": name,
+            "Key": f"b/{key}",
+            "Records": [
+                {"eventName": name, "s3": {"bucket": {"name": "b"}, "object": {"key": key}}}
+            ],
+        }
+    ).encode()
 
 
 class Harness:
@@ -36,8 +43,13 @@ class Harness:
                 raise self.failures.pop(0)
             return await self.storage.rewrite_sse_kms(snapshot, SseKmsTarget(required.key), tags)
 
-        pipeline = Pipeline(self.storage, RuleResolver(PolicyFile(), self.storage, 60), KeyCanon(),
-                            mode, {Strategy.SSE_KMS: rewrite})
+        pipeline = Pipeline(
+            self.storage,
+            RuleResolver(PolicyFile(), self.storage, 60),
+            KeyCanon(),
+            mode,
+            {Strategy.SSE_KMS: rewrite},
+        )
         self.handler = RecordHandler(pipeline, self.sink, self.gate, mode)
 
 
@@ -48,7 +60,12 @@ async def test_handled_event_yields_one_flat_audit_record() -> None:
     [record] = h.sink.audit
     flat = json.loads(record.model_dump_json())
     assert {k: flat[k] for k in ("bucket", "key", "verdict", "action", "mode")} == {
-        "bucket": "b", "key": "k", "verdict": "plaintext", "action": "reencrypted", "mode": "enforce"}
+        "bucket": "b",
+        "key": "k",
+        "verdict": "plaintext",
+        "action": "reencrypted",
+        "mode": "enforce",
+    }
     assert flat["key_used"] == "ek" and flat["new_etag"]
     assert h.sink.dead_letters == []
 
@@ -58,19 +75,38 @@ async def test_bad_event_goes_to_dlq_with_reason_and_position(payload: bytes | N
     h = Harness()
     await h.handler(message(payload, offset=41))
     [dlq] = h.sink.dead_letters
-    assert (dlq.topic, dlq.partition, dlq.offset, dlq.error_class) == ("minio-events", 2, 41, "bad_event")
+    assert (dlq.topic, dlq.partition, dlq.offset, dlq.error_class) == (
+        "minio-events",
+        2,
+        41,
+        "bad_event",
+    )
     assert dlq.reason
-    assert dlq.original_payload == (payload.decode("utf-8", "replace") if payload else None) or payload == b"garbage"
+    assert (
+        dlq.original_payload == (payload.decode("utf-8", "replace") if payload else None)
+        or payload == b"garbage"
+    )
     assert h.sink.audit == []
 
 
 def test_binary_payload_is_kept_as_base64() -> None:
-    from enforcer.audit import dead_letter
     from datetime import UTC, datetime
 
+    from enforcer.audit import dead_letter
+
     now = datetime.now(UTC)
-    record = dead_letter(b"\xff\x00", None, topic="t", partition=0, offset=1, error_class="bad_event",
-                         reason="r", attempts=1, first_seen=now, last_seen=now)
+    record = dead_letter(
+        b"\xff\x00",
+        None,
+        topic="t",
+        partition=0,
+        offset=1,
+        error_class="bad_event",
+        reason="r",
+        attempts=1,
+        first_seen=now,
+        last_seen=now,
+    )
     assert (record.original_payload, record.payload_encoding) == ("/wA=", "base64")
 
 

@@ -32,7 +32,9 @@ def facts(encryption: Encryption, kms_key: str | None = None) -> ObjectFacts:
         (facts(Encryption.NONE), ENVELOPE, Verdict.PLAINTEXT),
     ],
 )
-def test_classify(observed: ObjectFacts | None, required: RequiredKey | None, verdict: Verdict) -> None:
+def test_classify(
+    observed: ObjectFacts | None, required: RequiredKey | None, verdict: Verdict
+) -> None:
     assert classify(observed, required, ACCEPTED) is verdict
 
 

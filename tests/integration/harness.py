@@ -1,0 +1,147 @@
+"""Running the real enforcer against the local stack, deterministically (arq's ``burst`` idea).
+
+Each run gets its own consumer group, started at the end of the notification topic when the
+test begins, and its own audit and dead-letter topics; the enforcer runs in drain mode (stop once
+caught up and idle), so a test writes objects, waits for MinIO's notifications to reach Kafka,
+runs the enforcer, and reads exactly its own audit records.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from support import StackEnv
+
+from enforcer import __version__, telemetry
+from enforcer.app import run_service
+from enforcer.config import Settings, load_settings
+from enforcer.policy import Mode
+
+_SPANS: InMemorySpanExporter | None = None
+
+
+def span_recorder() -> InMemorySpanExporter:
+    """Install the OpenTelemetry SDK once per session, recording every span in memory."""
+    global _SPANS  # noqa: PLW0603 - the global tracer provider can be set only once per process
+    if _SPANS is None:
+        _SPANS = InMemorySpanExporter()
+        telemetry.configure(__version__, extra_exporter=_SPANS)
+    return _SPANS
+
+
+@contextmanager
+def enforcer_environment(stack: StackEnv, **extra: str) -> Iterator[None]:
+    """The stack's ENFORCER_* variables (the least-privilege identities) plus ``extra``."""
+    saved = dict(os.environ)
+    os.environ.update(stack.enforcer_env)
+    os.environ.update(extra)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+async def commit_group_at_end(bootstrap: str, topic: str, group_id: str) -> None:
+    """Give a new consumer group committed offsets at the current end of ``topic``."""
+    probe = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None)
+    await probe.start()  # naming the topic loads its metadata
+    try:
+        partitions = [
+            TopicPartition(topic, p) for p in sorted(probe.partitions_for_topic(topic) or ())
+        ]
+        ends = await probe.end_offsets(partitions)
+    finally:
+        await probe.stop()
+    committer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=group_id, enable_auto_commit=False
+    )
+    await committer.start()
+    try:
+        committer.assign(partitions)
+        await committer.commit(ends)
+    finally:
+        await committer.stop()
+
+
+async def read_topic(
+    bootstrap: str, topic: str, idle_ms: int = 1500
+) -> list[tuple[bytes | None, dict[str, Any]]]:
+    """Every record on ``topic`` (key, JSON value), read from the beginning until idle."""
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    records = []
+    try:
+        while batch := await consumer.getmany(timeout_ms=idle_ms):
+            for messages in batch.values():
+                records.extend((m.key, json.loads(m.value)) for m in messages)
+    finally:
+        await consumer.stop()
+    return records
+
+
+@dataclass
+class EnforcerRun:
+    """One configured enforcer: call :meth:`drain` after the notifications are in Kafka."""
+
+    stack: StackEnv
+    policy_file: Path | None = None
+    extra_env: dict[str, str] = field(default_factory=dict)
+    tag: str = field(default_factory=lambda: uuid.uuid4().hex[:10])
+
+    @property
+    def group_id(self) -> str:
+        return f"test-{self.tag}"
+
+    @property
+    def audit_topic(self) -> str:
+        return f"test-audit-{self.tag}"
+
+    @property
+    def dlq_topic(self) -> str:
+        return f"test-dlq-{self.tag}"
+
+    def settings(self) -> Settings:
+        env = {
+            "ENFORCER_KAFKA__GROUP_ID": self.group_id,
+            "ENFORCER_KAFKA__AUDIT_TOPIC": self.audit_topic,
+            "ENFORCER_KAFKA__DLQ_TOPIC": self.dlq_topic,
+            "ENFORCER_BUCKET_DEFAULT_TTL": "0",
+            "ENFORCER_KMS_PROBE_INTERVAL": "0.5",
+            **self.extra_env,
+        }
+        if self.policy_file is not None:
+            env["ENFORCER_POLICY_FILE"] = str(self.policy_file)
+        with enforcer_environment(self.stack, **env):
+            return load_settings()
+
+    async def start_at_end(self) -> None:
+        await commit_group_at_end(
+            self.stack.kafka_bootstrap, self.stack.notify_topic, self.group_id
+        )
+
+    async def drain(self, mode: Mode = Mode.ENFORCE, idle: float = 1.5) -> int:
+        span_recorder()
+        return await run_service(self.settings(), mode, drain_idle=idle)
+
+    async def audit(self, bucket: str | None = None) -> list[dict[str, Any]]:
+        records = await read_topic(self.stack.kafka_bootstrap, self.audit_topic)
+        return [v for _, v in records if bucket is None or v["bucket"] == bucket]
+
+    async def dead_letters(self) -> list[dict[str, Any]]:
+        return [v for _, v in await read_topic(self.stack.kafka_bootstrap, self.dlq_topic)]
