@@ -113,6 +113,10 @@ class S3Storage:
         return {t["Key"]: t["Value"] for t in response.get("TagSet", [])}
 
     async def delete_version(self, bucket: str, key: str, version_id: str) -> None:
+        # MinIO grants version deletes only with s3:DeleteObject, which also allows deleting the
+        # latest object: never send a delete without an explicit version id.
+        if not version_id:
+            raise StorageRejected(f"refusing to delete {bucket}/{key} without a version id")
         try:
             await self._client.delete_object(Bucket=bucket, Key=key, VersionId=version_id)
         except (ClientError, BotoCoreError) as exc:

@@ -1,0 +1,122 @@
+"""HEAD response → snapshot → write parameters: the pure half of the S3 adapter."""
+
+import datetime as dt
+
+import pytest
+from botocore.exceptions import ClientError, EndpointConnectionError
+
+from enforcer.errors import (
+    AccessDenied,
+    KeyMissing,
+    KmsUnavailable,
+    PreconditionFailed,
+    StorageRejected,
+    StorageUnavailable,
+)
+from enforcer.s3 import snapshot_from_head, write_headers
+from enforcer.s3_errors import translate
+from enforcer.verdict import Encryption
+
+UNTIL = dt.datetime(2030, 1, 1, tzinfo=dt.UTC)
+HEAD = {
+    "ContentLength": 42,
+    "ETag": '"abc"',
+    "VersionId": "v1",
+    "ContentType": "text/csv",
+    "ContentEncoding": "gzip",
+    "ContentDisposition": "inline",
+    "ContentLanguage": "fr",
+    "CacheControl": "no-cache",
+    "ExpiresString": "Wed, 01 Jan 2031 00:00:00 GMT",
+    "WebsiteRedirectLocation": "/x",
+    "StorageClass": "STANDARD_IA",
+    "ObjectLockMode": "COMPLIANCE",
+    "ObjectLockRetainUntilDate": UNTIL,
+    "ObjectLockLegalHoldStatus": "OFF",
+    "Metadata": {"Team": "a", "enforcer-envelope-version": "1", "enforcer-envelope-key": "ek"},
+}
+
+
+def test_every_attribute_becomes_a_write_parameter() -> None:
+    snapshot = snapshot_from_head("b", "k", HEAD)
+    params = write_headers(snapshot.attributes, {"t": "1", "sp ace": "a&b"})
+    assert params == {
+        "ContentType": "text/csv",
+        "ContentEncoding": "gzip",
+        "ContentDisposition": "inline",
+        "ContentLanguage": "fr",
+        "CacheControl": "no-cache",
+        "Expires": dt.datetime(2031, 1, 1, tzinfo=dt.UTC),
+        "WebsiteRedirectLocation": "/x",
+        "StorageClass": "STANDARD_IA",
+        "ObjectLockMode": "COMPLIANCE",
+        "ObjectLockRetainUntilDate": UNTIL,
+        "ObjectLockLegalHoldStatus": "OFF",
+        "Tagging": "t=1&sp+ace=a%26b",
+        "Metadata": {"team": "a"},  # the envelope's own fields are rewritten, not copied
+    }
+
+
+@pytest.mark.parametrize(
+    ("head", "encryption", "kms_key"),
+    [
+        ({}, Encryption.NONE, None),
+        ({"ServerSideEncryption": "AES256"}, Encryption.SSE_S3, None),
+        (
+            {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": "arn:aws:kms:k"},
+            Encryption.SSE_KMS,
+            "arn:aws:kms:k",
+        ),
+        ({"SSECustomerAlgorithm": "AES256"}, Encryption.SSE_C, None),
+        (
+            {
+                "Metadata": {"enforcer-envelope-version": "1", "enforcer-envelope-key": "ek"},
+                "ServerSideEncryption": "aws:kms",
+                "SSEKMSKeyId": "arn:aws:kms:other",
+            },
+            Encryption.ENVELOPE,
+            "ek",
+        ),
+    ],
+)
+def test_encryption_is_read_from_head(
+    head: dict, encryption: Encryption, kms_key: str | None
+) -> None:
+    snapshot = snapshot_from_head("b", "k", {"ContentLength": 1, "ETag": '"e"', **head})
+    assert (snapshot.encryption, snapshot.kms_key) == (encryption, kms_key)
+
+
+def test_null_version_is_no_version() -> None:
+    assert snapshot_from_head("b", "k", {"VersionId": "null"}).version_id is None
+
+
+def client_error(code: str, status: int, message: str = "") -> ClientError:
+    return ClientError(
+        {
+            "Error": {"Code": code, "Message": message},
+            "ResponseMetadata": {"HTTPStatusCode": status},
+        },
+        "PutObject",
+    )
+
+
+@pytest.mark.parametrize(
+    ("error", "kind"),
+    [
+        (client_error("PreconditionFailed", 412), PreconditionFailed),
+        (client_error("kms:KeyNotFound", 404), KeyMissing),
+        (client_error("kms:KeyGenerationFailed", 500), KmsUnavailable),
+        (client_error("kms:DecryptionFailed", 500), KmsUnavailable),
+        (client_error("kms:NotAuthorized", 403), AccessDenied),
+        (client_error("AccessDenied", 403), AccessDenied),
+        (client_error("SlowDown", 503), StorageUnavailable),
+        (client_error("InternalError", 500), StorageUnavailable),
+        (client_error("InvalidRequest", 400), StorageRejected),
+        (client_error("NoSuchBucket", 404), StorageRejected),
+        (EndpointConnectionError(endpoint_url="http://x"), StorageUnavailable),
+    ],
+)
+def test_errors_map_into_the_one_tree(error: Exception, kind: type) -> None:
+    translated = translate(error, "PUT b/k")  # type: ignore[arg-type]
+    assert type(translated) is kind
+    assert "PUT b/k" in str(translated)
