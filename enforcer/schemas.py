@@ -12,14 +12,13 @@ from typing import Any
 from pydantic import BaseModel
 
 from enforcer.config import Settings
+from enforcer.crypto.envelope import metadata_json_schema
 from enforcer.events import EventBridgeEvent, S3Notification
 from enforcer.policy import PolicyFile
 from enforcer.records import AuditRecord, DeadLetterRecord
 
 
 def _models() -> dict[str, type[BaseModel]]:
-    from enforcer.crypto.envelope import EnvelopeHeader
-
     return {
         "audit-record": AuditRecord,
         "dlq-record": DeadLetterRecord,
@@ -27,15 +26,17 @@ def _models() -> dict[str, type[BaseModel]]:
         "input-eventbridge": EventBridgeEvent,
         "policy-file": PolicyFile,
         "config": Settings,
-        "envelope-metadata": EnvelopeHeader,
     }
 
 
 def render_schemas() -> dict[str, str]:
     """File name → JSON text, deterministic."""
+    schemas: dict[str, dict[str, Any]] = {
+        name: model.model_json_schema(by_alias=True) for name, model in _models().items()
+    }
+    schemas["envelope-metadata"] = metadata_json_schema()
     rendered = {}
-    for name, model in _models().items():
-        schema: dict[str, Any] = model.model_json_schema(by_alias=True)
+    for name, schema in schemas.items():
         schema = {
             "$schema": "https://json-schema.org/draft/2020-12/schema",
             "$id": f"https://sse-enforcer.dev/schemas/{name}.json",

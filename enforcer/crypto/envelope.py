@@ -57,14 +57,24 @@ class EnvelopeHeaderDraft(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
 
-    version: Literal[1] = ENVELOPE_VERSION
-    kms_kind: str = Field(pattern=_ASCII, max_length=16)
-    key_name: str = Field(pattern=_ASCII, max_length=2048)
-    wrapped_dek: bytes = Field(min_length=1, max_length=1024)
-    iv: bytes = Field(min_length=chain.IV_SIZE, max_length=chain.IV_SIZE)
-    sealed_oek: bytes = Field(min_length=chain.SEALED_KEY_SIZE, max_length=chain.SEALED_KEY_SIZE)
-    algorithm: Literal["DAREv2-HMAC-SHA256"] = chain.SEAL_ALGORITHM
-    context: dict[str, str]
+    version: Literal[1] = Field(default=ENVELOPE_VERSION, description="Envelope format version")
+    kms_kind: str = Field(pattern=_ASCII, max_length=16, description="KMS that wrapped the DEK")
+    key_name: str = Field(pattern=_ASCII, max_length=2048, description="The External Key (EK)")
+    wrapped_dek: bytes = Field(min_length=1, max_length=1024, description="DEK wrapped by the EK")
+    iv: bytes = Field(
+        min_length=chain.IV_SIZE,
+        max_length=chain.IV_SIZE,
+        description="Random 32-byte IV of the KEK derivation",
+    )
+    sealed_oek: bytes = Field(
+        min_length=chain.SEALED_KEY_SIZE,
+        max_length=chain.SEALED_KEY_SIZE,
+        description="OEK sealed under the KEK (64-byte DARE 2.0 stream)",
+    )
+    algorithm: Literal["DAREv2-HMAC-SHA256"] = Field(
+        default=chain.SEAL_ALGORITHM, description="Seal algorithm"
+    )
+    context: dict[str, str] = Field(description="KMS associated data, MinIO form {bucket: path}")
 
     @field_validator("context")
     @classmethod
@@ -94,9 +104,16 @@ class EnvelopeHeaderDraft(BaseModel):
 class EnvelopeHeader(EnvelopeHeaderDraft):
     """Everything in an envelope object's metadata."""
 
-    plaintext_size: int = Field(ge=0)
-    sealed_sha256: bytes | None = Field(default=None, min_length=64, max_length=64)
-    part_size: int | None = Field(default=None, ge=1)
+    plaintext_size: int = Field(ge=0, description="Plaintext bytes")
+    sealed_sha256: bytes | None = Field(
+        default=None,
+        min_length=64,
+        max_length=64,
+        description="Plaintext SHA-256 sealed under the OEK",
+    )
+    part_size: int | None = Field(
+        default=None, ge=1, description="Plaintext bytes per part (multipart bodies)"
+    )
 
     def to_metadata(self) -> dict[str, str]:
         """S3 user metadata (boto ``Metadata`` keys, without ``x-amz-meta-``); ASCII only."""
@@ -125,6 +142,37 @@ class EnvelopeHeader(EnvelopeHeaderDraft):
             where = PREFIX + _FIELDS.get(field, field)
             reason = first["msg"]
             raise IntegrityError(f"envelope metadata {where!r} is invalid: {reason}") from None
+
+
+def metadata_json_schema() -> dict[str, Any]:
+    """JSON Schema of the metadata as stored (``x-amz-meta-enforcer-envelope-*``), for schemas/."""
+    properties: dict[str, Any] = {}
+    for name, suffix in _FIELDS.items():
+        field = EnvelopeHeader.model_fields[name]
+        if name in _INTS:
+            form: dict[str, Any] = {"type": "string", "pattern": "^[0-9]+$"}
+        elif name in _BYTES:
+            form = {"type": "string", "contentEncoding": "base64"}
+        elif name == "context":
+            form = {
+                "type": "string",
+                "contentEncoding": "base64",
+                "contentMediaType": "application/json",
+            }
+        else:
+            form = {"type": "string"}
+        properties[f"x-amz-meta-{PREFIX}{suffix}"] = {
+            "description": field.description or name,
+            **form,
+        }
+    required = sorted(f"x-amz-meta-{PREFIX}{s}" for n, s in _FIELDS.items() if n not in _OPTIONAL)
+    return {
+        "title": "Envelope object metadata",
+        "type": "object",
+        "properties": properties,
+        "required": required,
+        "additionalProperties": True,
+    }
 
 
 def is_envelope(metadata: Mapping[str, str]) -> bool:
