@@ -36,13 +36,13 @@ def render_schemas() -> dict[str, str]:
     }
     schemas["envelope-metadata"] = metadata_json_schema()
     rendered = {}
-    for name, schema in schemas.items():
-        schema = {
+    for name, body in schemas.items():
+        document = {
             "$schema": "https://json-schema.org/draft/2020-12/schema",
             "$id": f"https://sse-enforcer.dev/schemas/{name}.json",
-            **schema,
+            **body,
         }
-        rendered[f"{name}.json"] = json.dumps(schema, indent=2, sort_keys=True) + "\n"
+        rendered[f"{name}.json"] = json.dumps(document, indent=2, sort_keys=True) + "\n"
     return rendered
 
 
