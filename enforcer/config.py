@@ -47,6 +47,7 @@ class S3Settings(_Section):
     region: str = "us-east-1"
     access_key_id: SecretStr | None = None
     secret_access_key: SecretStr | None = None
+    ca_bundle: Path | None = Field(default=None, description="CA file for an https endpoint")
     multipart_threshold: int = Field(default=5 * GiB, ge=5 * MiB, description="Bytes")
     part_size: int = Field(default=64 * MiB, ge=5 * MiB, description="Bytes")
     max_pool_connections: int = Field(default=32, ge=1)

@@ -88,22 +88,26 @@ async def _write_parts(
     async def parts() -> AsyncIterator[tuple[IO[bytes], int]]:
         number, size = 1, 0
         spool, encryptor = _new_part(oek, number)
-        async for chunk in _recut(storage.read_chunks(snapshot), part_size):
-            if spool.tell() and size % part_size == 0:  # a part is full: hand it over
-                yield _finish_part(spool, encryptor)
-                number += 1
-                spool, encryptor = _new_part(oek, number)
-            spool.writelines(encryptor.update(chunk))
-            size += len(chunk)
-        _check_size(snapshot, size)
-        yield _finish_part(spool, encryptor)
+        try:
+            async for chunk in _recut(storage.read_chunks(snapshot), part_size):
+                if spool.tell() and size % part_size == 0:  # a part is full: hand it over
+                    yield _finish_part(spool, encryptor)
+                    spool.close()  # uploaded: at most one part is ever spooled
+                    number += 1
+                    spool, encryptor = _new_part(oek, number)
+                spool.writelines(encryptor.update(chunk))
+                size += len(chunk)
+            _check_size(snapshot, size)
+            yield _finish_part(spool, encryptor)
+        finally:
+            spool.close()
 
     with step("upload", parts=-(-snapshot.size // part_size)):
         return await storage.multipart_if_match(snapshot, _with_envelope(headers, header), parts())
 
 
 def _new_part(oek: bytes, number: int) -> tuple[IO[bytes], dare.Encryptor]:
-    spool = tempfile.SpooledTemporaryFile(max_size=_SPOOL_IN_MEMORY)  # noqa: SIM115 - closed by GC after upload
+    spool = tempfile.SpooledTemporaryFile(max_size=_SPOOL_IN_MEMORY)  # noqa: SIM115 - parts() closes it
     return spool, dare.Encryptor(chain.derive_part_key(oek, number))
 
 

@@ -55,6 +55,7 @@ async def open_s3_storage(settings: S3Settings) -> AsyncIterator[S3Storage]:
         region_name=settings.region,
         aws_access_key_id=_secret(settings.access_key_id),
         aws_secret_access_key=_secret(settings.secret_access_key),
+        verify=str(settings.ca_bundle) if settings.ca_bundle else None,
         config=config,
     ) as client:
         yield S3Storage(client, settings)

@@ -202,8 +202,16 @@ def notifications(stack: StackEnv) -> Notifications:
 
 @pytest.fixture(scope="session")
 def tls_minio(stack: StackEnv, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsMinio]:
-    """A second MinIO (stack binary) over TLS and without KMS, started on first use."""
-    server = TlsMinio(root=tmp_path_factory.mktemp("tls-minio"))
+    """A second MinIO (stack binary) over TLS and without KMS, started on first use. It publishes
+    bucket notifications to the stack's Kafka topic, like the stack's own MinIO."""
+    root = tmp_path_factory.mktemp("tls-minio")
+    notify = {
+        "MINIO_NOTIFY_KAFKA_ENABLE": "on",
+        "MINIO_NOTIFY_KAFKA_BROKERS": stack.kafka_bootstrap,
+        "MINIO_NOTIFY_KAFKA_TOPIC": stack.notify_topic,
+        "MINIO_NOTIFY_KAFKA_QUEUE_DIR": str(root / "queue"),
+    }
+    server = TlsMinio(root=root, extra_env=notify)
     server.start()
     try:
         yield server

@@ -319,6 +319,8 @@ class TlsMinio:
     """
 
     root: Path
+    #: Extra server environment, e.g. MINIO_NOTIFY_KAFKA_* to publish to the stack's Kafka.
+    extra_env: dict[str, str] = field(default_factory=dict)
     access_key: str = "tls-admin"
     secret_key: str = "tls-admin-secret-0123"
     port: int = field(default_factory=_free_port)
@@ -353,6 +355,7 @@ class TlsMinio:
             "MINIO_ROOT_PASSWORD": self.secret_key,
             "MINIO_BROWSER": "off",
             "MINIO_UPDATE": "off",
+            **self.extra_env,
         }
         args = [minio, "server", "--quiet", "--address", f"127.0.0.1:{self.port}",
                 "--console-address", f"127.0.0.1:{_free_port()}", "--certs-dir", str(certs),

@@ -1,0 +1,152 @@
+"""Failure model on the real stack (DESIGN §5): KMS outages pause, never DLQ; SIGTERM is clean."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from harness import EnforcerRun, enforcer_environment
+from support import MakeBucket, MakeKey, Notifications, StackEnv, components_locked, stack_command
+
+
+def policy_for(tmp_path: Path, bucket: str, key: str) -> Path:
+    """A policy rule instead of a bucket default: plaintext PUTs then need no KMS."""
+    path = tmp_path / "policy.yaml"
+    path.write_text(f"rules:\n  - {{bucket: {bucket}, key: {key}}}\n")
+    return path
+
+
+async def wait_for(predicate: Any, timeout: float, what: str) -> None:  # noqa: ASYNC109
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout}s waiting for {what}")
+        await asyncio.sleep(0.1)
+
+
+async def test_kms_outage_pauses_consumption_and_resumes_without_dead_letters(
+    stack: StackEnv,
+    s3_admin: Any,
+    make_key: MakeKey,
+    make_bucket: MakeBucket,
+    notifications: Notifications,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    ek = make_key()
+    bucket = make_bucket()
+    run = EnforcerRun(stack, policy_file=policy_for(tmp_path, bucket, ek))
+    await run.start_at_end()
+    keys = [f"doc-{i}" for i in range(6)]
+    caplog.set_level(logging.INFO, logger="enforcer")
+    with components_locked():
+        stack_command("stop", "kes")
+        try:
+            for key in keys:  # plaintext writes need no KMS
+                s3_admin.put_object(Bucket=bucket, Key=key, Body=key.encode())
+            await notifications(bucket, len(keys))
+            enforcer = asyncio.create_task(run.drain(idle=2.0))
+            await wait_for(lambda: "pausing consumption" in caplog.text, 60, "the outage gate")
+            await asyncio.sleep(3)  # well past the retry budget: nothing may fail meanwhile
+            assert not enforcer.done()
+            assert await run.dead_letters() == []
+            assert await run.audit(bucket) == []
+        finally:
+            stack_command("start", "kes")
+    await asyncio.wait_for(enforcer, timeout=120)
+
+    records = await run.audit(bucket)
+    first = {r["key"]: r for r in reversed(records)}
+    assert {k: first[k]["action"] for k in keys} == dict.fromkeys(keys, "reencrypted")
+    assert await run.dead_letters() == []
+    for key in keys:
+        assert s3_admin.head_object(Bucket=bucket, Key=key)["SSEKMSKeyId"] == f"arn:aws:kms:{ek}"
+    # Two log lines for the whole outage, not one per event or per retry.
+    assert caplog.text.count("pausing consumption") == 1
+    assert caplog.text.count("resuming consumption") == 1
+
+
+async def test_missing_key_is_audited_dead_lettered_and_does_not_stall_other_buckets(
+    stack: StackEnv,
+    s3_admin: Any,
+    make_key: MakeKey,
+    make_bucket: MakeBucket,
+    notifications: Notifications,
+    tmp_path: Path,
+) -> None:
+    good_key = make_key()
+    bad_bucket, good_bucket = make_bucket(), make_bucket()
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(
+        f"rules:\n  - {{bucket: {bad_bucket}, key: never-created-{good_key}}}\n"
+        f"  - {{bucket: {good_bucket}, key: {good_key}}}\n"
+    )
+    run = EnforcerRun(stack, policy_file=policy)
+    await run.start_at_end()
+    s3_admin.put_object(Bucket=bad_bucket, Key="x", Body=b"x")
+    s3_admin.put_object(Bucket=good_bucket, Key="y", Body=b"y")
+    await notifications(bad_bucket, 1)
+    await notifications(good_bucket, 1)
+
+    await run.drain()
+
+    [failed] = await run.audit(bad_bucket)
+    assert (failed["verdict"], failed["action"]) == ("plaintext", "failed")
+    assert failed["reason"].startswith("key_missing")
+    [dlq] = await run.dead_letters()
+    assert dlq["error_class"] == "key_missing" and dlq["event_id"] == failed["event_id"]
+    assert (await run.audit(good_bucket))[0]["action"] == "reencrypted"
+
+
+async def test_sigterm_stops_cleanly_and_nothing_is_lost(
+    stack: StackEnv,
+    s3_admin: Any,
+    make_key: MakeKey,
+    make_bucket: MakeBucket,
+    notifications: Notifications,
+    tmp_path: Path,
+) -> None:
+    ek = make_key()
+    bucket = make_bucket()
+    run = EnforcerRun(stack, policy_file=policy_for(tmp_path, bucket, ek))
+    await run.start_at_end()
+    keys = [f"obj-{i:03}" for i in range(40)]
+    for key in keys:
+        s3_admin.put_object(Bucket=bucket, Key=key, Body=b"z" * 2048)
+    await notifications(bucket, len(keys))
+    env = {
+        "ENFORCER_KAFKA__GROUP_ID": run.group_id,
+        "ENFORCER_KAFKA__AUDIT_TOPIC": run.audit_topic,
+        "ENFORCER_KAFKA__DLQ_TOPIC": run.dlq_topic,
+        "ENFORCER_POLICY_FILE": str(run.policy_file),
+        "ENFORCER_CONCURRENCY": "2",
+        "ENFORCER_SHUTDOWN_TIMEOUT": "10",
+    }
+    with enforcer_environment(stack, **env):
+        process = subprocess.Popen(  # noqa: S603 - our own console script
+            [str(Path(sys.executable).with_name("enforcer")), "run"],
+            env=dict(os.environ),
+            stderr=subprocess.PIPE,
+        )
+    await asyncio.sleep(4)  # joined the group and busy with the backlog
+    process.send_signal(signal.SIGTERM)
+    started = time.monotonic()
+    _, stderr = await asyncio.to_thread(process.communicate, timeout=30)
+    assert process.returncode == 0, stderr.decode()[-2000:]
+    assert time.monotonic() - started < 15  # within the shutdown bound (+ client close)
+
+    await run.drain()  # the same group picks up exactly where the committed offsets say
+
+    done = {r["key"] for r in await run.audit(bucket) if r["action"] in ("reencrypted", "none")}
+    assert done >= set(keys)
+    for key in keys:
+        assert s3_admin.head_object(Bucket=bucket, Key=key)["SSEKMSKeyId"] == f"arn:aws:kms:{ek}"
+    assert await run.dead_letters() == []
