@@ -63,7 +63,9 @@ async def test_plaintext_objects_become_envelopes_that_decrypt_byte_identical(
     first: dict[str, dict[str, Any]] = {}
     for record in await run.audit(bucket):
         first.setdefault(record["key"], record)
-    assert {k: (r["verdict"], r["action"], r["strategy"]) for k, r in first.items()} == dict.fromkeys(bodies, ("plaintext", "reencrypted", "envelope"))
+    assert {
+        k: (r["verdict"], r["action"], r["strategy"]) for k, r in first.items()
+    } == dict.fromkeys(bodies, ("plaintext", "reencrypted", "envelope"))
     for key, body in bodies.items():
         head = s3_admin.head_object(Bucket=bucket, Key=key)
         meta = head["Metadata"]
