@@ -6,7 +6,6 @@ import asyncio
 import logging
 import os
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -131,15 +130,15 @@ async def test_sigterm_stops_cleanly_and_nothing_is_lost(
         "ENFORCER_SHUTDOWN_TIMEOUT": "10",
     }
     with enforcer_environment(stack, **env):
-        process = subprocess.Popen(  # noqa: S603 - our own console script
-            [str(Path(sys.executable).with_name("enforcer")), "run"],
-            env=dict(os.environ),
-            stderr=subprocess.PIPE,
-        )
+        environment = dict(os.environ)
+    process = await asyncio.create_subprocess_exec(
+        str(Path(sys.executable).with_name("enforcer")), "run",
+        env=environment, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
     await asyncio.sleep(4)  # joined the group and busy with the backlog
     process.send_signal(signal.SIGTERM)
     started = time.monotonic()
-    _, stderr = await asyncio.to_thread(process.communicate, timeout=30)
+    _, stderr = await asyncio.wait_for(process.communicate(), timeout=30)
     assert process.returncode == 0, stderr.decode()[-2000:]
     assert time.monotonic() - started < 15  # within the shutdown bound (+ client close)
 

@@ -11,7 +11,6 @@ import hashlib
 import os
 import uuid
 from pathlib import Path
-from typing import Any
 
 from harness import EnforcerRun
 from support import StackEnv, TlsMinio, read_notifications
