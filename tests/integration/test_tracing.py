@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from pathlib import Path
@@ -57,7 +58,8 @@ async def test_event_span_tree_attributes_and_incoming_trace_context(
 
     secrets = [v for k, v in stack.enforcer_env.items() if "SECRET" in k]
     secrets += [stack.admin_secret_key]
-    secrets += [Path(stack.enforcer_env["ENFORCER_KMS__CLIENT_KEY"]).read_text().split("\n")[1]]
+    private_key = Path(stack.enforcer_env["ENFORCER_KMS__CLIENT_KEY"])
+    secrets += [(await asyncio.to_thread(private_key.read_text)).split("\n")[1]]
     for span in spans.get_finished_spans():
         for value_ in (span.attributes or {}).values():
             assert not any(secret in str(value_) for secret in secrets), span.name
