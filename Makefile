@@ -1,24 +1,39 @@
-# Developer entry points. `make check` is the fast gate (no servers); `make test` is the whole
-# suite, which needs the local stack (`make stack-up`). CI runs .ci/run.
+# Entry points. On a fresh machine `make demo` and `make test` install everything they need:
+# the virtualenv (python3.11), and the local stack's Kafka, MinIO and KES (deploy/local/stack,
+# cached outside the repo). `make check` is the fast gate without servers. CI runs .ci/run,
+# which runs `make test`.
 VENV ?= .venv
 BIN := $(VENV)/bin
 STACK := deploy/local/stack
+PYTHON ?= python3.11
 
-.PHONY: check lint types unit test stack-up stack-down
+.PHONY: check lint types unit test demo install stack-up stack-down
 
 check: lint types unit
 
-lint:
-	$(BIN)/ruff check .
+install: $(VENV)/.installed
 
-types:
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check enforcer
+
+types: install
 	$(BIN)/mypy
 
-unit:
-	$(BIN)/pytest tests/unit -m "not integration"
+unit: install
+	$(BIN)/pytest tests/unit
 
-test:
+test: install stack-up
 	$(BIN)/pytest
+
+demo: install stack-up
+	$(BIN)/python examples/demo.py
 
 stack-up:
 	$(STACK) up

@@ -20,6 +20,7 @@ from enforcer.audit import open_kafka_sink
 from enforcer.config import Settings
 from enforcer.consumer import EventConsumer
 from enforcer.errors import KafkaUnavailable
+from enforcer.health import Readiness, serve_health
 from enforcer.kms.base import Kms
 from enforcer.outage import OutageGate, Probe
 from enforcer.pipeline import Pipeline, Rewriter
@@ -133,9 +134,28 @@ async def run_service(settings: Settings, mode: Mode, drain_idle: float | None =
                 settings.kafka.group_id,
                 mode.value,
             )
-            await consumer.run()
+            async with AsyncExitStack() as probes:
+                if settings.health_port is not None:
+                    await probes.enter_async_context(
+                        serve_health(settings.health_port, _readiness(kafka, gate))
+                    )
+                await consumer.run()
             log.info("stopped after %d records", consumer.handled)
             return consumer.handled
+
+
+def _readiness(kafka: AIOKafkaConsumer, gate: OutageGate) -> Readiness:
+    def ready() -> tuple[bool, str]:
+        if gate.is_open:
+            return False, "paused: KMS or storage outage"
+        if not kafka.assignment():
+            return (
+                False,
+                "no partitions assigned (joining the group, or more members than partitions)",
+            )
+        return True, "consuming"
+
+    return ready
 
 
 @asynccontextmanager

@@ -17,13 +17,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from support import StackEnv
 
 from enforcer import __version__, telemetry
 from enforcer.app import run_service
 from enforcer.config import Settings, load_settings
+from enforcer.offsets import commit_group_at_end
 from enforcer.policy import Mode
 
 _SPANS: InMemorySpanExporter | None = None
@@ -49,28 +50,6 @@ def enforcer_environment(stack: StackEnv, **extra: str) -> Iterator[None]:
     finally:
         os.environ.clear()
         os.environ.update(saved)
-
-
-async def commit_group_at_end(bootstrap: str, topic: str, group_id: str) -> None:
-    """Give a new consumer group committed offsets at the current end of ``topic``."""
-    probe = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None)
-    await probe.start()  # naming the topic loads its metadata
-    try:
-        partitions = [
-            TopicPartition(topic, p) for p in sorted(probe.partitions_for_topic(topic) or ())
-        ]
-        ends = await probe.end_offsets(partitions)
-    finally:
-        await probe.stop()
-    committer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, group_id=group_id, enable_auto_commit=False
-    )
-    await committer.start()
-    try:
-        committer.assign(partitions)
-        await committer.commit(ends)
-    finally:
-        await committer.stop()
 
 
 async def read_topic(
