@@ -7,6 +7,7 @@ YAML config file (``--config``), which overrides the defaults. A bad value fails
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -112,6 +113,7 @@ class Settings(BaseSettings):
 
 def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
     """Build settings from env + optional YAML file; raise ConfigError naming the bad field."""
+    _reject_unknown_variables()
     data: dict[str, Any] = {}
     if config_file is not None:
         data = _read_yaml(config_file)
@@ -126,6 +128,19 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
         env = "ENFORCER_" + "__".join(str(p) for p in first["loc"]).upper()
         raise ConfigError(f"invalid configuration {where} ({env}): {first['msg']}") from exc
     return settings
+
+
+def _reject_unknown_variables() -> None:
+    """A misspelt ENFORCER_* variable would otherwise be ignored silently (nested ones are
+    caught by validation)."""
+    known = set(Settings.model_fields)
+    for name in os.environ:
+        if name.startswith("ENFORCER_"):
+            field = name.removeprefix("ENFORCER_").split("__")[0].lower()
+            if field not in known:
+                raise ConfigError(
+                    f"unknown setting {name}: known are ENFORCER_<{'|'.join(sorted(known)).upper()}>"
+                )
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:

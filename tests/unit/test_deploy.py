@@ -1,0 +1,38 @@
+"""The deploy files speak the configuration contract: every ENFORCER_* name they set is real."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from enforcer.config import load_settings
+
+ROOT = Path(__file__).parents[2]
+CONFIGMAP = ROOT / "deploy" / "kubernetes" / "configmap.yaml"
+
+
+def test_configmap_settings_load(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    data = yaml.safe_load(CONFIGMAP.read_text())["data"]
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(data["policy.yaml"])
+    for name, value in data.items():
+        if name.startswith("ENFORCER_"):
+            monkeypatch.setenv(name, value)
+    monkeypatch.setenv("ENFORCER_POLICY_FILE", str(policy))
+    settings = load_settings()  # extra="forbid": an unknown variable would fail here
+    assert settings.kms.kind == "kes"
+    assert settings.health_port == 8080
+
+
+def test_every_manifest_parses_and_kustomization_lists_them() -> None:
+    folder = ROOT / "deploy" / "kubernetes"
+    kustomization = yaml.safe_load((folder / "kustomization.yaml").read_text())
+    for name in kustomization["resources"]:
+        document = yaml.safe_load((folder / name).read_text())
+        assert document["apiVersion"] and document["kind"], name
+
+
+def test_grace_period_exceeds_the_shutdown_bound() -> None:
+    deployment = yaml.safe_load((ROOT / "deploy" / "kubernetes" / "deployment.yaml").read_text())
+    grace = deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+    assert grace > load_settings().shutdown_timeout
