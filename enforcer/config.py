@@ -138,9 +138,8 @@ def _reject_unknown_variables() -> None:
         if name.startswith("ENFORCER_"):
             field = name.removeprefix("ENFORCER_").split("__")[0].lower()
             if field not in known:
-                raise ConfigError(
-                    f"unknown setting {name}: known are ENFORCER_<{'|'.join(sorted(known)).upper()}>"
-                )
+                names = "|".join(sorted(known)).upper()
+                raise ConfigError(f"unknown setting {name}: known are ENFORCER_<{names}>")
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:

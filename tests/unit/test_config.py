@@ -51,7 +51,7 @@ def test_bad_configuration_names_the_field(
 
 
 def test_cli_exits_2_naming_the_field() -> None:
-    result = subprocess.run(  # noqa: S603 - our own module
+    result = subprocess.run(
         [sys.executable, "-m", "enforcer", "check", "s3://b/k"],
         env={"ENFORCER_CONCURRENCY": "-3", "PATH": "/usr/bin"},
         capture_output=True, text=True, check=False,
@@ -71,7 +71,7 @@ def test_cli_rejects_bad_object_urls(url: str) -> None:
 
 
 def test_version() -> None:
-    result = subprocess.run(  # noqa: S603 - our own module
+    result = subprocess.run(
         [sys.executable, "-m", "enforcer", "--version"], capture_output=True, text=True, check=True
     )
     assert result.stdout.startswith("sse-enforcer 0.")
