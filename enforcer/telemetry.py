@@ -16,6 +16,7 @@ from opentelemetry import metrics, propagate, trace
 from opentelemetry.context import Context
 
 if TYPE_CHECKING:
+    from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace.export import SpanExporter
 
 TRACER = trace.get_tracer("enforcer")
@@ -57,6 +58,30 @@ def configure(service_version: str, extra_exporter: SpanExporter | None = None) 
     if extra_exporter is not None:
         provider.add_span_processor(SimpleSpanProcessor(extra_exporter))
     trace.set_tracer_provider(provider)
+    _configure_metrics(resource)
+
+
+def _configure_metrics(resource: Resource) -> None:
+    """Metrics follow ``OTEL_METRICS_EXPORTER`` (``otlp`` | ``console``; default: none)."""
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import (
+        ConsoleMetricExporter,
+        MetricExporter,
+        PeriodicExportingMetricReader,
+    )
+
+    exporter: MetricExporter
+    name = os.environ.get("OTEL_METRICS_EXPORTER", "none")
+    if name == "console":
+        exporter = ConsoleMetricExporter()
+    elif name == "otlp":
+        from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+
+        exporter = OTLPMetricExporter()
+    else:
+        return
+    reader = PeriodicExportingMetricReader(exporter)
+    metrics.set_meter_provider(MeterProvider(resource=resource, metric_readers=[reader]))
 
 
 def context_from_headers(headers: Mapping[str, bytes] | None) -> Context | None:
