@@ -29,6 +29,7 @@ class OutageGate:
         self._probe_interval = probe_interval
         self._probe = probe
         self._failures = 0
+        self.successes = 0  # ever; lets a handler tell an outage from one bad object
         self._opened_at: float | None = None
         self._closed = asyncio.Event()
         self._closed.set()
@@ -51,6 +52,7 @@ class OutageGate:
             )
 
     def record_success(self) -> None:
+        self.successes += 1
         self._failures = 0
         if self.is_open:
             down = time.monotonic() - (self._opened_at or time.monotonic())

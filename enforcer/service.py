@@ -31,6 +31,7 @@ from enforcer.errors import (
     KeyMissing,
     KmsUnavailable,
     PermanentError,
+    StorageRejected,
     StorageUnavailable,
 )
 from enforcer.events import IgnoredRecord, ObjectEvent, parse_message
@@ -50,6 +51,7 @@ from enforcer.telemetry import (
 log = logging.getLogger(__name__)
 
 _OUTAGES = (KmsUnavailable, StorageUnavailable)
+_POISON_ROUNDS = 5
 
 
 class RecordHandler:
@@ -96,6 +98,7 @@ class RecordHandler:
     ) -> None:
         span = trace.get_current_span()
         span.set_attribute("bucket", event.bucket)
+        rounds, others_ok_before = 0, self._gate.successes
         while True:
             await self._gate.wait_until_closed()
             started = time.monotonic()
@@ -104,7 +107,13 @@ class RecordHandler:
                 outcome = await self._pipeline.handle(event, outcome)
             except _OUTAGES as exc:
                 self._gate.record_failure(type(exc).__name__)
-                continue  # same event again once the dependency is back
+                rounds += 1
+                if not self._is_poison(rounds, others_ok_before):
+                    continue  # same event again once the dependency is back
+                poison = StorageRejected(f"still failing after {rounds} rounds while other "
+                                         f"objects succeed: {exc}")  # fmt: skip
+                await self._fail(message, event, outcome, poison, started, first_seen)
+                return
             except PermanentError as exc:
                 self._gate.record_success()  # the dependency answered, it just said no
                 await self._fail(message, event, outcome, exc, started, first_seen)
@@ -117,6 +126,13 @@ class RecordHandler:
             EVENTS.add(1, {"verdict": str(record.verdict), "action": record.action.value})
             await self._publish_audit(record)
             return
+
+    def _is_poison(self, rounds: int, others_ok_before: int) -> bool:
+        """One object failing "transiently" round after round while others succeed is not an
+        outage: dead-letter it rather than stall its partition. During a real outage nothing
+        succeeds, so nothing is dead-lettered."""
+        others_ok = self._gate.successes - others_ok_before
+        return rounds >= _POISON_ROUNDS and others_ok >= _POISON_ROUNDS
 
     async def _fail(
         self,

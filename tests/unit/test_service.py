@@ -3,11 +3,12 @@ import json
 import pytest
 
 from enforcer.consumer import KafkaMessage
-from enforcer.errors import AccessDenied, KmsUnavailable
+from enforcer.errors import AccessDenied, KmsUnavailable, StorageUnavailable
 from enforcer.fakes import MemorySink, MemoryStorage
 from enforcer.outage import OutageGate
 from enforcer.pipeline import Pipeline
 from enforcer.policy import Mode, PolicyFile, Strategy
+from enforcer.retrying import RetryPolicy
 from enforcer.rules import KeyCanon, RuleResolver
 from enforcer.service import RecordHandler
 from enforcer.storage import ObjectSnapshot, SseKmsTarget, WriteResult
@@ -146,3 +147,37 @@ async def test_dry_run_audits_would_reencrypt() -> None:
     await h.handler(message(minio()))
     [record] = h.sink.audit
     assert (record.action, record.mode, h.storage.writes) == (Action.WOULD_REENCRYPT, "audit", 0)
+
+
+async def test_one_object_failing_while_others_succeed_is_dead_lettered_not_retried_forever() -> (
+    None
+):
+    h = Harness()
+    for key in ("poison", *(f"ok{i}" for i in range(6))):
+        h.storage.put("b", key, b"x")
+    poison_rounds = 0
+
+    async def rewrite(snapshot, required, tags):  # type: ignore[no-untyped-def]
+        nonlocal poison_rounds
+        if snapshot.key == "poison":
+            poison_rounds += 1
+            # meanwhile, other objects go through fine
+            await h.handler(message(minio(f"ok{poison_rounds}")))
+            raise StorageUnavailable("500 on this object only")
+        return await h.storage.rewrite_sse_kms(snapshot, SseKmsTarget(required.key), tags)
+
+    h.handler._pipeline.rewriters[Strategy.SSE_KMS] = rewrite
+    await h.handler(message(minio("poison")))
+    [dlq] = h.sink.dead_letters
+    assert dlq.error_class == "storage_rejected" and "while other objects succeed" in dlq.reason
+    assert "after 5 rounds" in dlq.reason
+    assert poison_rounds == 5 * RetryPolicy().attempts  # each round is a full retry budget
+
+
+async def test_a_real_outage_dead_letters_nothing_however_long() -> None:
+    h = Harness()
+    h.storage.put("b", "k", b"x")
+    h.failures.extend([StorageUnavailable("down")] * 30)
+    await h.handler(message(minio()))
+    assert h.sink.dead_letters == []
+    assert h.sink.audit[0].action is Action.REENCRYPTED
