@@ -35,6 +35,7 @@ from support import (
     components_locked,
     kes_client,
     load_stack_env,
+    moto_server,
     parse_stack_env,
     read_notifications,
     s3_client,
@@ -198,6 +199,13 @@ def notifications(stack: StackEnv) -> Notifications:
         return await read_notifications(stack, bucket, count, timeout)
 
     return read
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint() -> Iterator[str]:
+    """moto_server (S3 and KMS) on a free loopback port, for the AWS-parity tests."""
+    with moto_server() as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -24,6 +24,7 @@ import shutil
 import socket
 import ssl
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.request
@@ -301,10 +302,42 @@ async def read_notifications(
     return found[:count]
 
 
+# ---------------------------------------------------------------- moto (AWS S3 + KMS on loopback)
+
+
+@contextlib.contextmanager
+def moto_server() -> Iterator[str]:
+    """moto's server mode from the venv: real HTTP S3 and KMS endpoints for AWS-parity tests."""
+    binary = Path(sys.executable).with_name("moto_server")
+    port = free_port()
+    process = subprocess.Popen(  # noqa: S603 - our venv's moto_server on loopback
+        [str(binary), "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"moto_server exited with {process.returncode}")
+            try:
+                httpx.get(url, timeout=1.0)
+                break
+            except httpx.TransportError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("moto_server did not start within 30 s") from None
+                time.sleep(0.1)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
 # ---------------------------------------------------------------- MinIO over TLS
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
@@ -323,7 +356,7 @@ class TlsMinio:
     extra_env: dict[str, str] = field(default_factory=dict)
     access_key: str = "tls-admin"
     secret_key: str = "tls-admin-secret-0123"
-    port: int = field(default_factory=_free_port)
+    port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -358,7 +391,7 @@ class TlsMinio:
             **self.extra_env,
         }
         args = [minio, "server", "--quiet", "--address", f"127.0.0.1:{self.port}",
-                "--console-address", f"127.0.0.1:{_free_port()}", "--certs-dir", str(certs),
+                "--console-address", f"127.0.0.1:{free_port()}", "--certs-dir", str(certs),
                 str(self.root / "drive")]  # fmt: skip
         with (self.root / "minio.log").open("wb") as log:
             self.process = subprocess.Popen(args, env=env, stdout=log, stderr=log)  # noqa: S603
@@ -401,8 +434,10 @@ __all__ = [
     "TlsMinio",
     "component_stopped",
     "components_locked",
+    "free_port",
     "kes_client",
     "load_stack_env",
+    "moto_server",
     "parse_stack_env",
     "read_notifications",
     "restart_component",

@@ -1,0 +1,78 @@
+"""AWS parity (REFERENCE §6) on moto's server mode: key ARNs, ids and aliases compare exactly.
+
+moto echoes the SSE-KMS key id in whatever form the writer sent (alias, id or ARN), so the
+verdict depends on normalisation through DescribeKey — the same path real AWS takes with aliases.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from botocore.config import Config
+
+from enforcer.app import open_runtime
+from enforcer.config import load_settings
+from enforcer.events import ObjectEvent
+from enforcer.policy import Mode
+from enforcer.verdict import Action, Verdict
+
+REGION = "us-east-1"
+CREDS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+
+
+def client(service: str, endpoint: str) -> Any:
+    return boto3.client(service, endpoint_url=endpoint, region_name=REGION, **CREDS,
+                        config=Config(s3={"addressing_style": "path"}))  # fmt: skip
+
+
+async def test_alias_policy_against_every_key_form(
+    moto_endpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    kms, s3 = client("kms", moto_endpoint), client("s3", moto_endpoint)
+    required = kms.create_key()["KeyMetadata"]
+    other = kms.create_key()["KeyMetadata"]
+    kms.create_alias(AliasName="alias/finance", TargetKeyId=required["KeyId"])
+    s3.create_bucket(Bucket="fin")
+    body = b"quarterly numbers"
+    writes = {
+        "by-alias": {"SSEKMSKeyId": "alias/finance"},
+        "by-arn": {"SSEKMSKeyId": required["Arn"]},
+        "by-id": {"SSEKMSKeyId": required["KeyId"]},
+        "other-key": {"SSEKMSKeyId": other["Arn"]},
+    }
+    for key, extra in writes.items():
+        s3.put_object(Bucket="fin", Key=key, Body=body, ServerSideEncryption="aws:kms", **extra)
+    s3.put_object(Bucket="fin", Key="plain", Body=body, Metadata={"k": "v"})
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("rules:\n  - {bucket: fin, key: alias/finance}\n")
+    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                        "ENFORCER_S3__ENDPOINT_URL": moto_endpoint,
+                        "ENFORCER_S3__ACCESS_KEY_ID": "testing",
+                        "ENFORCER_S3__SECRET_ACCESS_KEY": "testing",
+                        "ENFORCER_KMS__KIND": "aws", "ENFORCER_KMS__ENDPOINT": moto_endpoint,
+                        "ENFORCER_KMS__REGION": REGION,
+                        "ENFORCER_POLICY_FILE": str(policy)}.items():  # fmt: skip
+        monkeypatch.setenv(name, value)
+
+    outcomes = {}
+    async with open_runtime(load_settings(), Mode.ENFORCE) as runtime:
+        for key in [*writes, "plain"]:
+            event = ObjectEvent(event_id=key, event_name="ObjectCreated:Put", bucket="fin",
+                                key=key, source_format="s3")  # fmt: skip
+            outcomes[key] = await runtime.pipeline.handle(event)
+
+    assert {k: (o.verdict, o.action) for k, o in outcomes.items()} == {
+        "by-alias": (Verdict.COMPLIANT, Action.NONE),
+        "by-arn": (Verdict.COMPLIANT, Action.NONE),
+        "by-id": (Verdict.COMPLIANT, Action.NONE),
+        "other-key": (Verdict.WRONG_KEY, Action.REENCRYPTED),
+        "plain": (Verdict.PLAINTEXT, Action.REENCRYPTED),
+    }
+    for key in ("other-key", "plain"):
+        head = s3.head_object(Bucket="fin", Key=key)
+        assert head["ServerSideEncryption"] == "aws:kms"
+        assert s3.get_object(Bucket="fin", Key=key)["Body"].read() == body
+    assert s3.head_object(Bucket="fin", Key="plain")["Metadata"] == {"k": "v"}
