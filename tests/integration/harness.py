@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
 from aiokafka import AIOKafkaConsumer
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from support import StackEnv
@@ -37,6 +38,21 @@ def span_recorder() -> InMemorySpanExporter:
         _SPANS = InMemorySpanExporter()
         telemetry.configure(__version__, extra_exporter=_SPANS)
     return _SPANS
+
+
+def set_default_key(s3: Any, bucket: str, key: str) -> None:
+    """PutBucketEncryption with SSE-KMS under ``key``: what ``mc encrypt set sse-kms`` does."""
+    rule = {"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": key}
+    s3.put_bucket_encryption(
+        Bucket=bucket,
+        ServerSideEncryptionConfiguration={"Rules": [{"ApplyServerSideEncryptionByDefault": rule}]},
+    )
+
+
+def write_policy(path: Path, *rules: dict[str, str]) -> Path:
+    """A policy file with ``rules`` (DESIGN §6)."""
+    path.write_text(yaml.safe_dump({"rules": list(rules)}), encoding="utf-8")
+    return path
 
 
 @contextmanager

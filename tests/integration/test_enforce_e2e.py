@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaProducer
-from harness import EnforcerRun
+from harness import EnforcerRun, set_default_key
 from support import MakeBucket, MakeKey, Notifications, StackEnv
 
 from enforcer.policy import Mode
@@ -64,19 +64,7 @@ async def test_every_verdict_end_to_end(
     )
     s3_admin.put_object(Bucket=bucket, Key="gone", Body=body)
     s3_admin.delete_object(Bucket=bucket, Key="gone")
-    s3_admin.put_bucket_encryption(
-        Bucket=bucket,
-        ServerSideEncryptionConfiguration={
-            "Rules": [
-                {
-                    "ApplyServerSideEncryptionByDefault": {
-                        "SSEAlgorithm": "aws:kms",
-                        "KMSMasterKeyID": ek,
-                    }
-                }
-            ]
-        },
-    )
+    set_default_key(s3_admin, bucket, ek)
     unscoped = make_bucket()
     s3_admin.put_object(Bucket=unscoped, Key="free", Body=body)
     await notifications(bucket, 6)
@@ -120,19 +108,7 @@ async def test_own_rewrite_event_resolves_compliant_no_loop(
     ek = make_key()
     bucket = make_bucket()
     s3_admin.put_object(Bucket=bucket, Key="obj", Body=b"data")
-    s3_admin.put_bucket_encryption(
-        Bucket=bucket,
-        ServerSideEncryptionConfiguration={
-            "Rules": [
-                {
-                    "ApplyServerSideEncryptionByDefault": {
-                        "SSEAlgorithm": "aws:kms",
-                        "KMSMasterKeyID": ek,
-                    }
-                }
-            ]
-        },
-    )
+    set_default_key(s3_admin, bucket, ek)
     await notifications(bucket, 1)
     await run.drain()
     await notifications(bucket, 2)  # MinIO announced our own rewrite too
@@ -156,19 +132,7 @@ async def test_dry_run_writes_nothing_and_audits_everything(
     for key in ("a", "b"):
         s3_admin.put_object(Bucket=bucket, Key=key, Body=key.encode() * 100)
     s3_admin.put_object(Bucket=bucket, Key="c", Body=b"c", ServerSideEncryption="AES256")
-    s3_admin.put_bucket_encryption(
-        Bucket=bucket,
-        ServerSideEncryptionConfiguration={
-            "Rules": [
-                {
-                    "ApplyServerSideEncryptionByDefault": {
-                        "SSEAlgorithm": "aws:kms",
-                        "KMSMasterKeyID": ek,
-                    }
-                }
-            ]
-        },
-    )
+    set_default_key(s3_admin, bucket, ek)
     before = {k: s3_admin.head_object(Bucket=bucket, Key=k) for k in ("a", "b", "c")}
     await notifications(bucket, 3)
 
@@ -209,19 +173,7 @@ async def test_awkward_keys(
     ek = make_key()
     bucket = make_bucket(default_key=None)
     s3_admin.put_object(Bucket=bucket, Key=key, Body=b"payload")
-    s3_admin.put_bucket_encryption(
-        Bucket=bucket,
-        ServerSideEncryptionConfiguration={
-            "Rules": [
-                {
-                    "ApplyServerSideEncryptionByDefault": {
-                        "SSEAlgorithm": "aws:kms",
-                        "KMSMasterKeyID": ek,
-                    }
-                }
-            ]
-        },
-    )
+    set_default_key(s3_admin, bucket, ek)
     await notifications(bucket, 1)
     await run.drain()
     record = (await run.audit(bucket))[0]

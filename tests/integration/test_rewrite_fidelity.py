@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import EnforcerRun
+from harness import EnforcerRun, set_default_key
 from support import MakeBucket, MakeKey, Notifications, StackEnv
 
 PRESERVED_HEAD_FIELDS = (
@@ -29,14 +29,6 @@ PRESERVED_HEAD_FIELDS = (
     "ObjectLockLegalHoldStatus",
     "WebsiteRedirectLocation",  # MinIO stores none (absent on both sides); AWS: unit-tested
 )
-
-
-def set_default_key(s3: Any, bucket: str, key: str) -> None:
-    rule = {"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": key}
-    s3.put_bucket_encryption(
-        Bucket=bucket,
-        ServerSideEncryptionConfiguration={"Rules": [{"ApplyServerSideEncryptionByDefault": rule}]},
-    )
 
 
 def md5_b64(body: bytes) -> str:
