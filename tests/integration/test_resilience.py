@@ -12,15 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import EnforcerRun, enforcer_environment
+from harness import EnforcerRun, enforcer_environment, write_policy
 from support import MakeBucket, MakeKey, Notifications, StackEnv, components_locked, stack_command
-
-
-def policy_for(tmp_path: Path, bucket: str, key: str) -> Path:
-    """A policy rule instead of a bucket default: plaintext PUTs then need no KMS."""
-    path = tmp_path / "policy.yaml"
-    path.write_text(f"rules:\n  - {{bucket: {bucket}, key: {key}}}\n")
-    return path
 
 
 async def wait_for(predicate: Any, timeout: float, what: str) -> None:  # noqa: ASYNC109
@@ -42,7 +35,9 @@ async def test_kms_outage_pauses_consumption_and_resumes_without_dead_letters(
 ) -> None:
     ek = make_key()
     bucket = make_bucket()
-    run = EnforcerRun(stack, policy_file=policy_for(tmp_path, bucket, ek))
+    run = EnforcerRun(
+        stack, policy_file=write_policy(tmp_path / "policy.yaml", {"bucket": bucket, "key": ek})
+    )
     await run.start_at_end()
     keys = [f"doc-{i}" for i in range(6)]
     caplog.set_level(logging.INFO, logger="enforcer")
@@ -83,10 +78,10 @@ async def test_missing_key_is_audited_dead_lettered_and_does_not_stall_other_buc
 ) -> None:
     good_key = make_key()
     bad_bucket, good_bucket = make_bucket(), make_bucket()
-    policy = tmp_path / "policy.yaml"
-    policy.write_text(
-        f"rules:\n  - {{bucket: {bad_bucket}, key: never-created-{good_key}}}\n"
-        f"  - {{bucket: {good_bucket}, key: {good_key}}}\n"
+    policy = write_policy(
+        tmp_path / "policy.yaml",
+        {"bucket": bad_bucket, "key": f"never-created-{good_key}"},
+        {"bucket": good_bucket, "key": good_key},
     )
     run = EnforcerRun(stack, policy_file=policy)
     await run.start_at_end()
@@ -115,7 +110,9 @@ async def test_sigterm_stops_cleanly_and_nothing_is_lost(
 ) -> None:
     ek = make_key()
     bucket = make_bucket()
-    run = EnforcerRun(stack, policy_file=policy_for(tmp_path, bucket, ek))
+    run = EnforcerRun(
+        stack, policy_file=write_policy(tmp_path / "policy.yaml", {"bucket": bucket, "key": ek})
+    )
     await run.start_at_end()
     keys = [f"obj-{i:03}" for i in range(40)]
     for key in keys:
