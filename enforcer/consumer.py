@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import KafkaError
 
 from enforcer.outage import OutageGate
 
@@ -49,6 +50,8 @@ class OffsetTracker:
         self._committed: dict[TopicPartition, int] = {}
 
     def started(self, tp: TopicPartition, offset: int) -> None:
+        # The first offset fetched is where the group already stands: nothing to commit yet.
+        self._committed.setdefault(tp, offset)
         self._pending.setdefault(tp, set()).add(offset)
         self._fetched[tp] = max(self._fetched.get(tp, 0), offset + 1)
 
@@ -178,19 +181,27 @@ class EventConsumer:
             del self._tails[key]
 
     def _apply_gate(self) -> None:
-        assignment = self._consumer.assignment()
-        if self._gate.is_open and assignment and not self._consumer.paused():
-            self._consumer.pause(*assignment)
-        elif not self._gate.is_open and self._consumer.paused():
-            self._consumer.resume(*self._consumer.paused())
+        paused = self._consumer.paused()
+        if self._gate.is_open:
+            if running := self._consumer.assignment() - paused:  # incl. newly assigned ones
+                self._consumer.pause(*running)
+        elif paused:
+            self._consumer.resume(*paused)
 
     async def _commit(self, partitions: set[TopicPartition] | None = None) -> None:
         offsets = self._offsets.committable()
         if partitions is not None:
             offsets = {tp: o for tp, o in offsets.items() if tp in partitions}
-        if offsets:
+        if not offsets:
+            return
+        try:
             await self._consumer.commit(offsets)
-            self._offsets.mark_committed(offsets)
+        except (
+            KafkaError
+        ) as exc:  # e.g. mid-rebalance: the next commit (or the new owner) redoes it
+            log.warning("commit of %d partition(s) failed: %s", len(offsets), exc)
+            return
+        self._offsets.mark_committed(offsets)
 
     async def _drain_check(self, fetched: int, idle_since: float | None) -> float | None:
         """Drain mode: the moment since which we have been caught up and idle, if we are."""
@@ -219,10 +230,7 @@ class EventConsumer:
                 task.cancel()
             if pending:
                 await asyncio.wait(pending)
-        try:
-            await self._commit()
-        except Exception:  # noqa: BLE001 - best effort on the way out; uncommitted work replays
-            log.warning("final commit failed; uncommitted records will be handled again")
+        await self._commit()  # a failure is logged; uncommitted records are handled again
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]

@@ -1,0 +1,192 @@
+"""EventConsumer mechanics against an in-memory Kafka (ordering, concurrency, commits, pause)."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+from aiokafka import TopicPartition
+
+from enforcer.consumer import EventConsumer, KafkaMessage
+from enforcer.outage import OutageGate
+
+TOPIC = "events"
+
+
+@dataclass
+class Record:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: tuple[tuple[str, bytes], ...] = ()
+
+
+@dataclass
+class MemoryKafka:
+    """The slice of AIOKafkaConsumer that EventConsumer uses, over in-memory partitions."""
+
+    logs: dict[int, list[Record]] = field(default_factory=dict)
+    positions: dict[TopicPartition, int] = field(default_factory=dict)
+    committed: dict[TopicPartition, int] = field(default_factory=dict)
+    paused_set: set[TopicPartition] = field(default_factory=set)
+    pause_calls: int = 0
+
+    def produce(self, partition: int, key: bytes | None, value: bytes = b"") -> None:
+        log = self.logs.setdefault(partition, [])
+        log.append(Record(TOPIC, partition, len(log), key, value))
+        self.positions.setdefault(TopicPartition(TOPIC, partition), 0)
+
+    def assignment(self) -> set[TopicPartition]:
+        return set(self.positions)
+
+    def paused(self) -> set[TopicPartition]:
+        return set(self.paused_set)
+
+    def pause(self, *tps: TopicPartition) -> None:
+        self.pause_calls += 1
+        self.paused_set.update(tps)
+
+    def resume(self, *tps: TopicPartition) -> None:
+        self.paused_set.difference_update(tps)
+
+    async def getmany(
+        self, timeout_ms: int, max_records: int
+    ) -> dict[TopicPartition, list[Record]]:
+        out: dict[TopicPartition, list[Record]] = {}
+        for tp, position in self.positions.items():
+            if tp in self.paused_set:
+                continue
+            records = self.logs[tp.partition][position : position + max_records]
+            if records:
+                out[tp] = records
+                self.positions[tp] += len(records)
+                max_records -= len(records)
+        if not out:
+            await asyncio.sleep(timeout_ms / 1000)
+        return out
+
+    async def commit(self, offsets: dict[TopicPartition, int]) -> None:
+        self.committed.update(offsets)
+
+    async def end_offsets(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
+        return {tp: len(self.logs[tp.partition]) for tp in tps}
+
+    async def position(self, tp: TopicPartition) -> int:
+        return self.positions[tp]
+
+
+def consumer_for(kafka: MemoryKafka, handler, gate=None, concurrency=4):  # type: ignore[no-untyped-def]
+    return EventConsumer(
+        kafka,  # type: ignore[arg-type]
+        handler,
+        gate=gate or OutageGate(threshold=1, probe_interval=0.01),
+        concurrency=concurrency,
+        shutdown_timeout=2,
+        drain_idle=0.05,
+    )
+
+
+async def test_same_key_in_order_other_keys_concurrently_and_bounded() -> None:
+    kafka = MemoryKafka()
+    for i in range(5):
+        kafka.produce(0, b"a", str(i).encode())
+        kafka.produce(0, b"b", str(i).encode())
+    seen: dict[bytes, list[bytes]] = {b"a": [], b"b": []}
+    running = peak = 0
+
+    async def handler(message: KafkaMessage) -> None:
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        await asyncio.sleep(0.01 * (5 - int(message.value or b"0")))  # later ones are faster
+        seen[message.key or b""].append(message.value or b"")
+        running -= 1
+
+    await consumer_for(kafka, handler, concurrency=2).run()
+    assert seen[b"a"] == seen[b"b"] == [b"0", b"1", b"2", b"3", b"4"]
+    assert peak == 2  # both keys in parallel, never more than the bound
+    assert kafka.committed == {TopicPartition(TOPIC, 0): 10}
+
+
+async def test_a_slow_record_holds_back_the_commit_of_later_ones() -> None:
+    kafka = MemoryKafka()
+    kafka.produce(0, b"slow")
+    kafka.produce(0, b"fast")
+    release = asyncio.Event()
+    commits: list[int] = []
+
+    async def handler(message: KafkaMessage) -> None:
+        if message.key == b"slow":
+            await release.wait()
+
+    async def commit(offsets: dict[TopicPartition, int]) -> None:
+        commits.extend(offsets.values())
+        kafka.committed.update(offsets)
+
+    kafka.commit = commit  # type: ignore[method-assign]
+    consumer = consumer_for(kafka, handler)
+    task = asyncio.create_task(consumer.run())
+    await asyncio.sleep(0.1)
+    assert commits == []  # "fast" is done, but offset 0 is not: nothing may be committed
+    release.set()
+    await task
+    assert commits == [2]
+
+
+async def test_open_gate_pauses_every_partition_and_resumes() -> None:
+    kafka = MemoryKafka()
+    kafka.produce(0, b"k")
+    kafka.produce(1, b"j")
+    gate = OutageGate(threshold=1, probe_interval=0.01)
+    gate.record_failure("down")
+
+    async def handler(message: KafkaMessage) -> None:
+        await gate.wait_until_closed()
+
+    consumer = consumer_for(kafka, handler, gate=gate)
+    task = asyncio.create_task(consumer.run())
+    await asyncio.sleep(0.1)
+    assert kafka.paused_set == kafka.assignment()
+    assert not task.done()  # drain mode does not stop during an outage
+    gate.record_success()
+    await asyncio.wait_for(task, timeout=2)
+    assert kafka.paused_set == set()
+    assert consumer.handled == 2
+
+
+async def test_stop_finishes_in_flight_work_and_commits() -> None:
+    kafka = MemoryKafka()
+    for _ in range(3):
+        kafka.produce(0, b"k")
+
+    async def handler(message: KafkaMessage) -> None:
+        await asyncio.sleep(0.05)
+
+    consumer = EventConsumer(kafka, handler, gate=OutageGate(threshold=1, probe_interval=1),  # type: ignore[arg-type]
+                             concurrency=4, shutdown_timeout=2)  # fmt: skip
+    task = asyncio.create_task(consumer.run())
+    await asyncio.sleep(0.02)
+    consumer.stop()
+    await asyncio.wait_for(task, timeout=2)
+    assert kafka.committed == {TopicPartition(TOPIC, 0): 3}
+
+
+async def test_handler_crash_is_fatal_and_its_offset_is_not_committed() -> None:
+    kafka = MemoryKafka()
+    kafka.produce(0, b"ok")
+    kafka.produce(0, b"boom")
+    kafka.produce(0, b"after")
+
+    async def handler(message: KafkaMessage) -> None:
+        if message.key == b"boom":
+            raise RuntimeError("bug")
+
+    try:
+        await consumer_for(kafka, handler).run()
+    except RuntimeError:
+        pass
+    else:
+        raise AssertionError("a crashing handler must stop the consumer")
+    assert kafka.committed.get(TopicPartition(TOPIC, 0), 0) <= 1
