@@ -19,6 +19,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+import itertools
 import json
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Final, Literal
@@ -263,7 +264,9 @@ async def open_envelope(kms: Kms, header: EnvelopeHeaderDraft, bucket: str, key:
         return chain.unseal_oek(kek, header.sealed_oek)
 
 
-def encrypt_part(oek: bytes, part_number: int, chunks: Iterable[bytes]) -> Iterator[bytes]:
+def encrypt_part(
+    oek: bytes, part_number: int, chunks: Iterable[bytes | memoryview]
+) -> Iterator[bytearray]:
     """The DARE stream of one part, for uploading parts one by one."""
     return dare.encrypt_stream(chain.derive_part_key(oek, part_number), chunks)
 
@@ -276,38 +279,39 @@ def encrypted_size(plaintext_size: int, part_size: int | None = None) -> int:
     return full * dare.encrypted_size(part_size) + dare.encrypted_size(rest)
 
 
-def _slices(chunks: Iterable[bytes], size: int) -> Iterator[tuple[bool, memoryview]]:
-    """Re-cut ``chunks`` at every ``size`` bytes; flag the first slice of each new segment."""
-    used = 0
+def _pieces(chunks: Iterable[bytes | memoryview], size: int) -> Iterator[tuple[int, memoryview]]:
+    """Re-cut ``chunks`` at every ``size`` bytes; tag each piece with its segment's index."""
+    used = index = 0
     for chunk in chunks:
         view = memoryview(chunk)
         while view:
-            starts = used == size
-            used = 0 if starts else used
+            if used == size:
+                used, index = 0, index + 1
             take = min(len(view), size - used)
-            yield starts, view[:take]
+            yield index, view[:take]
             used += take
             view = view[take:]
 
 
 def encrypt_chunks(
     oek: bytes, chunks: Iterable[bytes], *, part_size: int | None = None
-) -> Iterator[bytes]:
-    """Encrypt a body: one stream under the OEK, or one stream per ``part_size`` bytes."""
+) -> Iterator[bytearray]:
+    """Encrypt a body: one stream under the OEK, or one stream per ``part_size`` bytes.
+
+    Lazy all the way down: a package is sealed when the consumer asks for it, so a consumer that
+    writes each one out holds one package, not a chunk's worth (see dare.Encryptor._packages).
+    """
     if part_size is None:
         yield from dare.encrypt_stream(oek, chunks)
         return
     if part_size < 1:
         raise ValueError("part_size must be positive")
-    number = 1
-    encryptor = dare.Encryptor(chain.derive_part_key(oek, number))
-    for starts, piece in _slices(chunks, part_size):
-        if starts:
-            yield from encryptor.finalize()
-            number += 1
-            encryptor = dare.Encryptor(chain.derive_part_key(oek, number))
-        yield from encryptor.update(piece)
-    yield from encryptor.finalize()
+    for index, pieces in itertools.groupby(_pieces(chunks, part_size), key=_first):
+        yield from encrypt_part(oek, index + 1, (piece for _, piece in pieces))
+
+
+def _first(item: tuple[int, memoryview]) -> int:
+    return item[0]
 
 
 class _PartsDecryptor:
@@ -381,16 +385,23 @@ class BodyDecryptor:
 
 def decrypt_chunks(
     oek: bytes,
-    chunks: Iterable[bytes],
+    chunks: Iterable[bytes | memoryview],
     *,
     part_size: int | None = None,
     allow_empty: bool = False,
 ) -> Iterator[bytes]:
-    """Decrypt a body written by :func:`encrypt_chunks` (same ``part_size``)."""
-    decryptor = _PartsDecryptor(oek, part_size, allow_empty)
-    for chunk in chunks:
-        yield from decryptor.update(chunk)
-    decryptor.finalize()
+    """Decrypt a body written by :func:`encrypt_chunks` (same ``part_size``); lazy like it."""
+    if part_size is None:
+        yield from dare.decrypt_stream(oek, chunks, allow_empty=allow_empty)
+        return
+    parts = itertools.groupby(_pieces(chunks, dare.encrypted_size(part_size)), key=_first)
+    empty = True
+    for index, pieces in parts:
+        empty = False
+        key = chain.derive_part_key(oek, index + 1)
+        yield from dare.decrypt_stream(key, (piece for _, piece in pieces))
+    if empty:  # no part at all: as valid as an empty single stream
+        yield from dare.decrypt_stream(chain.derive_part_key(oek, 1), (), allow_empty=allow_empty)
 
 
 def decrypt_body(oek: bytes, header: EnvelopeHeader, chunks: Iterable[bytes]) -> Iterator[bytes]:
