@@ -17,6 +17,7 @@ from pathlib import Path
 from enforcer import __version__
 from enforcer.config import Settings, load_settings
 from enforcer.errors import ConfigError, EnforcerError
+from enforcer.ops_cli import OPS_COMMANDS, add_ops_commands, run_ops_command
 from enforcer.policy import Mode
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
@@ -48,6 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     check = commands.add_parser("check", help="print one object's verdict as JSON (writes nothing)")
     check.add_argument("url", help="s3://bucket/key")
+
+    add_ops_commands(commands)  # scan, dlq replay, keys status
 
     decrypt = commands.add_parser("decrypt", help="read an envelope object back as plaintext")
     decrypt.add_argument("url", help="s3://bucket/key")
@@ -89,6 +92,8 @@ def _dispatch(args: argparse.Namespace) -> int:
     from enforcer import telemetry
 
     telemetry.configure(__version__)
+    if args.command in OPS_COMMANDS:
+        return run_ops_command(settings, args)
     if args.command == "run":
         mode = Mode.AUDIT if args.dry_run else settings.mode
         from enforcer.app import run_service

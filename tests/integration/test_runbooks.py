@@ -1,0 +1,158 @@
+"""The runbooks' commands work: every ```bash block marked ``<!-- tested -->`` runs, in order,
+against the local stack, and does what its marker promises.
+
+A marker may carry ``exit=N`` (default 0) and any number of ``expect="text"`` / ``expect='text'``
+(each must appear in the block's stdout or stderr). Each block runs in its own
+``bash -euo pipefail`` from the repository root with the environment ``runbooks/README.md`` sets
+up (the stack's ``env``, ``.venv/bin`` and the stack's binaries on PATH, ``MC_HOST_local``), plus
+``BUCKET``/``EK``/``NEW_EK`` naming a healthy bucket and its key, private Kafka names, and a
+private ``TMPDIR`` for the rehearsals' state. Runbooks that stop a stack component run under the
+machine-wide component lock and restart what they stopped, whatever happens.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from support import (
+    REPO_ROOT,
+    MakeBucket,
+    MakeKey,
+    StackEnv,
+    components_locked,
+    parse_stack_env,
+    stack_command,
+)
+
+RUNBOOKS = REPO_ROOT / "runbooks"
+RUNBOOK_FILES = sorted(RUNBOOKS.glob("*.md"))
+BASH_FENCE = re.compile(r"^[ \t]*```bash[ \t]*$", re.M)
+TESTED_BLOCK = re.compile(
+    r"^(?P<indent>[ \t]*)<!--\s*tested\b(?P<attrs>[^>]*?)-->[ \t]*\n"
+    r"(?P=indent)```bash[ \t]*\n(?P<body>.*?)^(?P=indent)```[ \t]*$",
+    re.M | re.S,
+)
+EXPECT = re.compile(r"""expect=(?:"([^"]*)"|'([^']*)')""")
+STOPS = re.compile(r"deploy/local/stack\s+stop\s+(kafka|minio|kes)\b")
+
+
+@dataclass(frozen=True)
+class Block:
+    path: Path
+    line: int
+    body: str
+    exit_code: int
+    expects: tuple[str, ...]
+
+    def where(self) -> str:
+        return f"{self.path.relative_to(REPO_ROOT)}:{self.line}"
+
+
+def marked_blocks(path: Path) -> list[Block]:
+    text = path.read_text(encoding="utf-8")
+    blocks = []
+    for match in TESTED_BLOCK.finditer(text):
+        indent, attrs = match["indent"], match["attrs"]
+        body = "".join(line.removeprefix(indent) for line in match["body"].splitlines(True))
+        exit_code = re.search(r"\bexit=(\d+)", attrs)
+        blocks.append(
+            Block(
+                path=path,
+                line=text.count("\n", 0, match.start()) + 1,
+                body=body,
+                exit_code=int(exit_code[1]) if exit_code else 0,
+                expects=tuple(a or b for a, b in EXPECT.findall(attrs)),
+            )
+        )
+    return blocks
+
+
+def test_every_bash_block_in_the_runbooks_is_tested() -> None:
+    assert RUNBOOK_FILES, "no runbooks found"
+    for path in RUNBOOK_FILES:
+        fences = len(BASH_FENCE.findall(path.read_text(encoding="utf-8")))
+        assert fences == len(marked_blocks(path)), f"{path.name}: a bash block is not marked"
+
+
+def test_the_index_links_every_runbook() -> None:
+    index = (RUNBOOKS / "README.md").read_text(encoding="utf-8")
+    for path in RUNBOOK_FILES:
+        if path.name != "README.md":
+            assert f"]({path.name})" in index, f"README.md does not link {path.name}"
+
+
+@pytest.fixture
+def runbook_env(
+    stack: StackEnv, make_key: MakeKey, make_bucket: MakeBucket, tmp_path: Path
+) -> dict[str, str]:
+    """What ``runbooks/README.md`` sets up, plus a healthy bucket and private Kafka names."""
+    env, bin_dir = parse_stack_env(stack_command("env", timeout=60))
+    venv_bin = str(Path(sys.executable).parent)
+    ek = make_key("runbook")
+    tag = uuid.uuid4().hex[:10]
+    return {
+        **os.environ,
+        **env,
+        "PATH": os.pathsep.join(p for p in (venv_bin, bin_dir, os.environ["PATH"]) if p),
+        "MC_HOST_local": "http://{}:{}@{}".format(
+            stack.admin_access_key,
+            stack.admin_secret_key,
+            stack.s3_endpoint.removeprefix("http://"),
+        ),
+        "TMPDIR": str(tmp_path),
+        "BUCKET": make_bucket(default_key=ek, notify=False),
+        "EK": ek,
+        "NEW_EK": ek,
+        "ENFORCER_KAFKA__GROUP_ID": f"runbook-{tag}",
+        "ENFORCER_KAFKA__AUDIT_TOPIC": f"runbook-audit-{tag}",
+        "ENFORCER_KAFKA__DLQ_TOPIC": f"runbook-dlq-{tag}",
+    }
+
+
+@contextmanager
+def _restarting(stopped: set[str]) -> Iterator[None]:
+    """Hold the component lock; start every component the runbook stops, even on failure."""
+    with components_locked(timeout=300):
+        try:
+            yield
+        finally:
+            for component in sorted(stopped):
+                stack_command("start", component)
+
+
+def run_block(block: Block, env: dict[str, str]) -> None:
+    proc = subprocess.run(  # noqa: S603 - the runbook's own commands, on the local stack
+        ["bash", "-euo", "pipefail", "-c", block.body],  # noqa: S607
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    output = proc.stdout + proc.stderr
+    context = f"{block.where()} exited {proc.returncode}\n{block.body}\n--- output:\n{output}"
+    assert proc.returncode == block.exit_code, f"expected exit {block.exit_code}: {context}"
+    for text in block.expects:
+        assert text in output, f"expected {text!r} in the output: {context}"
+
+
+@pytest.mark.timeout(900)
+@pytest.mark.parametrize("path", RUNBOOK_FILES, ids=lambda p: p.name)
+def test_runbook_commands_work(path: Path, runbook_env: dict[str, str]) -> None:
+    blocks = marked_blocks(path)
+    stopped = {c for block in blocks for c in STOPS.findall(block.body)}
+    with ExitStack() as stack:
+        if stopped:
+            stack.enter_context(_restarting(stopped))
+        for block in blocks:
+            run_block(block, runbook_env)
