@@ -115,6 +115,8 @@ class Pipeline:
             try:
                 written = await self._call(outcome, rewrite, snapshot, required, tags)
             except KeyMissing as exc:
+                if exc.key_name:
+                    raise
                 raise KeyMissing(str(exc), key_name=required.key) from exc
         with step("verify", bucket=snapshot.bucket):
             await self._verify(snapshot, required, written, outcome)

@@ -138,7 +138,7 @@ class S3Storage:
                 return await self._rewrite_multipart(snapshot, headers)
             return await self._rewrite_single(snapshot, headers)
         except (ClientError, BotoCoreError) as exc:
-            raise translate(exc, where) from exc
+            raise translate(exc, where, target.key_name) from exc
 
     async def _rewrite_single(
         self, snapshot: ObjectSnapshot, headers: dict[str, Any]
@@ -175,7 +175,7 @@ class S3Storage:
                 while chunk := await body.read(_READ_CHUNK):
                     yield chunk
         except (ClientError, BotoCoreError) as exc:
-            raise translate(exc, where) from exc
+            raise translate(exc, where, _bare_key(snapshot.kms_key)) from exc
 
     async def put_if_match(
         self, snapshot: ObjectSnapshot, body: IO[bytes], length: int, headers: dict[str, Any]
@@ -191,7 +191,8 @@ class S3Storage:
                 **headers,
             )
         except (ClientError, BotoCoreError) as exc:
-            raise translate(exc, f"PUT {snapshot.bucket}/{snapshot.key}") from exc
+            where = f"PUT {snapshot.bucket}/{snapshot.key}"
+            raise translate(exc, where, headers.get("SSEKMSKeyId", "")) from exc
         return WriteResult(etag=response["ETag"], version_id=response.get("VersionId"))
 
     async def multipart_if_match(
@@ -371,3 +372,8 @@ def _object_params(snapshot: ObjectSnapshot) -> dict[str, str]:
     if snapshot.version_id:
         params["VersionId"] = snapshot.version_id
     return params
+
+
+def _bare_key(reported: str | None) -> str:
+    """The key name as the KMS knows it (MinIO reports ``arn:aws:kms:<name>``)."""
+    return reported.removeprefix("arn:aws:kms:") if reported else ""

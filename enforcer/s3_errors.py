@@ -48,8 +48,14 @@ _THROTTLED = {
 _KEY_IN_MESSAGE = re.compile(r"key[^']*'([^']+)'")
 
 
-def translate(exc: ClientError | BotoCoreError, where: str) -> EnforcerError:  # noqa: PLR0911 - a table
-    """Map one botocore error; the caller raises the result ``from exc``."""
+def translate(  # noqa: PLR0911 - a table
+    exc: ClientError | BotoCoreError, where: str, key_name: str = ""
+) -> EnforcerError:
+    """Map one botocore error; the caller raises the result ``from exc``.
+
+    ``key_name``: the EK this request used (the object's own on reads, the target on writes);
+    MinIO's KMS errors do not name it, and key alerts must blame the right key.
+    """
     if isinstance(exc, BotoCoreError):  # connection refused, timeouts, broken streams
         return StorageUnavailable(f"{where}: {type(exc).__name__}")
     error = exc.response.get("Error", {})
@@ -59,9 +65,9 @@ def translate(exc: ClientError | BotoCoreError, where: str) -> EnforcerError:  #
     if code in ("PreconditionFailed", "412") or status == 412:
         return PreconditionFailed(message)
     if code in _KMS_MISSING:
-        return KeyMissing(message, key_name=_key_name(error))
+        return KeyMissing(message, key_name=key_name or _key_name(error))
     if code in _KMS_DISABLED:
-        return KeyDisabled(message, key_name=_key_name(error))
+        return KeyDisabled(message, key_name=key_name or _key_name(error))
     if code in _KMS_DOWN:
         return KmsUnavailable(message)
     if code in _ACCESS or status == 403:

@@ -217,3 +217,16 @@ async def test_policy_rule_beats_bucket_default_and_accepts_rotation_keys(
     policy = PolicyFile(rules=(Rule(bucket="b", key="new", accepted_keys=("old",)),))
     outcome = await make_pipeline(storage, policy).handle(event())
     assert (outcome.verdict, storage.writes, storage.bucket_lookups) == (Verdict.COMPLIANT, 0, 0)
+
+
+async def test_missing_source_key_keeps_its_own_name(storage: MemoryStorage) -> None:
+    storage.put("b", "k", b"x", Encryption.SSE_KMS, "arn:aws:kms:deleted-ek")
+
+    async def unreadable(snapshot: ObjectSnapshot, required, tags) -> WriteResult:  # type: ignore[no-untyped-def]
+        raise KeyMissing("GET: kms:KeyNotFound", key_name="deleted-ek")
+
+    pipeline = make_pipeline(storage)
+    pipeline.rewriters[Strategy.SSE_KMS] = unreadable
+    with pytest.raises(KeyMissing) as info:
+        await pipeline.handle(event())
+    assert info.value.key_name == "deleted-ek"

@@ -120,3 +120,9 @@ def test_errors_map_into_the_one_tree(error: Exception, kind: type) -> None:
     translated = translate(error, "PUT b/k")  # type: ignore[arg-type]
     assert type(translated) is kind
     assert "PUT b/k" in str(translated)
+
+
+def test_key_errors_blame_the_key_the_request_used() -> None:
+    missing = translate(client_error("kms:KeyNotFound", 404), "GET b/k", "old-ek")
+    assert isinstance(missing, KeyMissing)
+    assert missing.key_name == "old-ek"
