@@ -11,13 +11,12 @@ import json
 import os
 import subprocess
 import sys
-import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer
-from support import StackEnv
+from harness import EnforcerRun
 
 ENFORCER = Path(sys.executable).with_name("enforcer")
 
@@ -33,37 +32,11 @@ class CliResult:
 
 
 @dataclass
-class Cli:
-    """``enforcer`` with the stack's settings, its own consumer group and audit/DLQ topics."""
-
-    stack: StackEnv
-    extra_env: dict[str, str] = field(default_factory=dict)
-    tag: str = field(default_factory=lambda: uuid.uuid4().hex[:10])
-
-    @property
-    def group_id(self) -> str:
-        return f"test-ops-{self.tag}"
-
-    @property
-    def audit_topic(self) -> str:
-        return f"test-ops-audit-{self.tag}"
-
-    @property
-    def dlq_topic(self) -> str:
-        return f"test-ops-dlq-{self.tag}"
+class Cli(EnforcerRun):
+    """``enforcer`` as a subprocess with the stack's settings and this run's group and topics."""
 
     def env(self, **overrides: str) -> dict[str, str]:
-        return {
-            **os.environ,
-            **self.stack.enforcer_env,
-            "ENFORCER_KAFKA__GROUP_ID": self.group_id,
-            "ENFORCER_KAFKA__AUDIT_TOPIC": self.audit_topic,
-            "ENFORCER_KAFKA__DLQ_TOPIC": self.dlq_topic,
-            "ENFORCER_BUCKET_DEFAULT_TTL": "0",
-            "ENFORCER_KMS_PROBE_INTERVAL": "0.5",
-            **self.extra_env,
-            **overrides,
-        }
+        return {**os.environ, **self.stack.enforcer_env, **self.overrides(), **overrides}
 
     def __call__(self, *args: str, timeout: float = 90.0, **overrides: str) -> CliResult:
         proc = subprocess.run(  # noqa: S603 - our own entry point, fixed arguments

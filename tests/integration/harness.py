@@ -111,7 +111,8 @@ class EnforcerRun:
     def dlq_topic(self) -> str:
         return f"test-dlq-{self.tag}"
 
-    def settings(self) -> Settings:
+    def overrides(self) -> dict[str, str]:
+        """This run's ENFORCER_* settings on top of the stack's: its own group and topics."""
         env = {
             "ENFORCER_KAFKA__GROUP_ID": self.group_id,
             "ENFORCER_KAFKA__AUDIT_TOPIC": self.audit_topic,
@@ -122,7 +123,10 @@ class EnforcerRun:
         }
         if self.policy_file is not None:
             env["ENFORCER_POLICY_FILE"] = str(self.policy_file)
-        with enforcer_environment(self.stack, **env):
+        return env
+
+    def settings(self) -> Settings:
+        with enforcer_environment(self.stack, **self.overrides()):
             return load_settings()
 
     async def start_at_end(self) -> None:
