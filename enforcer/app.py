@@ -19,7 +19,7 @@ from aiokafka.errors import KafkaError
 from enforcer.audit import open_kafka_sink
 from enforcer.config import Settings
 from enforcer.consumer import EventConsumer
-from enforcer.errors import KafkaUnavailable
+from enforcer.errors import ConfigError, KafkaUnavailable
 from enforcer.health import Readiness, serve_health
 from enforcer.kms.base import Kms
 from enforcer.outage import OutageGate, Probe
@@ -46,6 +46,13 @@ class Runtime:
 async def open_runtime(settings: Settings, mode: Mode) -> AsyncIterator[Runtime]:
     """Storage, KMS and the pipeline, ready to handle events."""
     policy = load_policy_file(settings.policy_file)
+    envelope_rules = [r for r in policy.rules if r.strategy is Strategy.ENVELOPE]
+    if envelope_rules and settings.kms.kind == "none":
+        rule = envelope_rules[0]
+        raise ConfigError(
+            f"policy rule for {rule.bucket}/{rule.prefix} uses strategy envelope, which needs a "
+            "KMS: set ENFORCER_KMS__KIND (kes or aws)"
+        )
     async with AsyncExitStack() as stack:
         storage = await stack.enter_async_context(open_s3_storage(settings.s3))
         kms = (

@@ -35,7 +35,8 @@ from enforcer.verdict import Encryption
 
 _SPOOL_IN_MEMORY = 8 * 1024 * 1024
 _READ_CHUNK = 1024 * 1024
-_NO_ENCRYPTION_CONFIG = {"ServerSideEncryptionConfigurationNotFoundError"}
+# No default encryption; or no bucket at all (deleted since the event): its objects are gone.
+_NO_ENCRYPTION_CONFIG = {"ServerSideEncryptionConfigurationNotFoundError", "NoSuchBucket"}
 
 
 @asynccontextmanager

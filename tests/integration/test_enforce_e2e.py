@@ -267,3 +267,22 @@ async def test_malformed_messages_go_to_the_dlq_and_the_consumer_keeps_going(
     assert dlq[2]["payload_encoding"] == "base64"
     [record] = await run.audit(bucket)  # the good event after the bad ones was still handled
     assert (record["verdict"], record["action"]) == ("sse_s3", "reencrypted")
+
+
+async def test_event_for_a_deleted_bucket_is_gone_not_dead_lettered(
+    run: EnforcerRun,
+    s3_admin: Any,
+    make_bucket: MakeBucket,
+    notifications: Notifications,
+) -> None:
+    bucket = make_bucket()
+    s3_admin.put_object(Bucket=bucket, Key="short-lived", Body=b"x")
+    await notifications(bucket, 1)
+    s3_admin.delete_object(Bucket=bucket, Key="short-lived")
+    s3_admin.delete_bucket(Bucket=bucket)
+
+    await run.drain()
+
+    [record] = await run.audit(bucket)
+    assert (record["verdict"], record["action"]) == ("gone", "skipped")
+    assert await run.dead_letters() == []

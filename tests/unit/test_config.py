@@ -75,3 +75,15 @@ def test_version() -> None:
         [sys.executable, "-m", "enforcer", "--version"], capture_output=True, text=True, check=True
     )
     assert result.stdout.startswith("sse-enforcer 0.")
+
+
+def test_envelope_rule_without_a_kms_fails_at_start(tmp_path: Path) -> None:
+    policy = tmp_path / "p.yaml"
+    policy.write_text("rules:\n  - {bucket: b, key: k, strategy: envelope}\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "enforcer", "check", "s3://b/k"],
+        env={"ENFORCER_POLICY_FILE": str(policy), "PATH": "/usr/bin"},
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "strategy envelope" in result.stderr and "ENFORCER_KMS__KIND" in result.stderr
