@@ -48,8 +48,9 @@ class Kms(Protocol):
 
     async def generate_data_key(self, key_name: str, context: Mapping[str, str]) -> DataKey: ...
 
-    async def decrypt(self, key_name: str, ciphertext: bytes, context: Mapping[str, str]) -> bytes:
-        ...
+    async def decrypt(
+        self, key_name: str, ciphertext: bytes, context: Mapping[str, str]
+    ) -> bytes: ...
 
     async def describe_key(self, key_name: str) -> KeyInfo:
         """Raise :class:`~enforcer.errors.KeyMissing` if the key does not exist."""

@@ -293,4 +293,3 @@ class KesKms:
 
     async def aclose(self) -> None:
         await self._client.aclose()
-
