@@ -167,7 +167,7 @@ async def open_kafka_sink(settings: KafkaSettings) -> AsyncIterator[KafkaRecordS
         client_id=f"{settings.client_id}-audit",
         acks="all",
         enable_idempotence=True,
-        linger_ms=5,
+        linger_ms=0,
     )
     try:
         await producer.start()
