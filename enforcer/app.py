@@ -26,7 +26,7 @@ from enforcer.outage import OutageGate, Probe
 from enforcer.pipeline import Pipeline, Rewriter
 from enforcer.policy import Mode, RequiredKey, Strategy, load_policy_file
 from enforcer.retrying import RetryPolicy
-from enforcer.rules import KeyCanon, RuleResolver
+from enforcer.rules import AliasResolver, KeyCanon, RuleResolver
 from enforcer.s3 import S3Storage, open_s3_storage
 from enforcer.service import RecordHandler
 from enforcer.storage import ObjectSnapshot, SseKmsTarget, WriteResult
@@ -80,7 +80,7 @@ async def open_kms(settings: Settings) -> AsyncIterator[Kms]:
         yield kms
 
 
-def _alias_resolver(kms: Kms | None, settings: Settings):  # type: ignore[no-untyped-def]
+def _alias_resolver(kms: Kms | None, settings: Settings) -> AliasResolver | None:
     if kms is None or settings.kms.kind != "aws":
         return None
 

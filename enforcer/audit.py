@@ -7,6 +7,7 @@ the broker has the record, so the consumer may commit the event's offset afterwa
 from __future__ import annotations
 
 import base64
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -20,7 +21,9 @@ from enforcer.config import KafkaSettings
 from enforcer.errors import KafkaUnavailable
 from enforcer.events import IgnoredRecord, ObjectEvent
 from enforcer.pipeline import Outcome
+from enforcer.policy import Mode, effective_mode
 from enforcer.records import AuditRecord, DeadLetterRecord
+from enforcer.telemetry import current_trace_id
 from enforcer.verdict import Action
 
 
@@ -30,16 +33,31 @@ class RecordSink(Protocol):
     async def publish_dead_letter(self, record: DeadLetterRecord, key: bytes | None) -> None: ...
 
 
-def audit_for_outcome(
+def audit_record(
     event: ObjectEvent,
     outcome: Outcome,
     *,
-    mode: str,
-    duration_ms: float,
-    trace_id: str,
+    default_mode: Mode,
+    started: float,
     now: datetime,
+    failure: str | None = None,
 ) -> AuditRecord:
+    """The audit record of one handled event, in the effective mode (audit wins).
+
+    ``started`` is the ``time.monotonic()`` the handling began; ``failure`` turns the record
+    into action ``failed`` with that reason. The trace id is the current span's.
+    """
+    if failure is not None:
+        outcome = Outcome(
+            verdict=outcome.verdict,
+            action=Action.FAILED,
+            required=outcome.required,
+            observed=outcome.observed,
+            reason=failure,
+            attempts=outcome.attempts,
+        )
     observed, required, written = outcome.observed, outcome.required, outcome.written
+    mode = effective_mode(default_mode, required.mode if required else None)
     reason = outcome.reason or ("; ".join(outcome.notes) if outcome.notes else None)
     return AuditRecord(
         event_id=event.event_id,
@@ -60,26 +78,12 @@ def audit_for_outcome(
         purged_version_id=outcome.purged_version_id,
         strategy=required.strategy.value if required else None,
         attempts=outcome.attempts,
-        duration_ms=round(duration_ms, 3),
-        trace_id=trace_id,
-        mode=mode,
+        duration_ms=round((time.monotonic() - started) * 1000, 3),
+        trace_id=current_trace_id(),
+        mode=mode.value,
         timestamp=now,
         enforcer_version=__version__,
     )
-
-
-def audit_for_failure(
-    event: ObjectEvent, outcome: Outcome, reason: str, **common: object
-) -> AuditRecord:
-    failed = Outcome(
-        verdict=outcome.verdict,
-        action=Action.FAILED,
-        required=outcome.required,
-        observed=outcome.observed,
-        reason=reason,
-        attempts=outcome.attempts,
-    )
-    return audit_for_outcome(event, failed, **common)  # type: ignore[arg-type]
 
 
 def audit_for_ignored(

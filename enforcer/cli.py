@@ -10,6 +10,7 @@ import asyncio
 import json
 import logging
 import sys
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -113,16 +114,17 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 async def _check(settings: Settings, bucket: str, key: str) -> dict[str, object]:
     from enforcer.app import open_runtime
-    from enforcer.audit import audit_for_outcome
+    from enforcer.audit import audit_record
     from enforcer.events import ObjectEvent
 
     event = ObjectEvent(
         event_id="cli-check", event_name="check", bucket=bucket, key=key, source_format="s3"
     )
+    started = time.monotonic()
     async with open_runtime(settings, Mode.AUDIT) as runtime:
         outcome = await runtime.pipeline.handle(event)
-    record = audit_for_outcome(
-        event, outcome, mode=Mode.AUDIT.value, duration_ms=0.0, trace_id="", now=datetime.now(UTC)
+    record = audit_record(
+        event, outcome, default_mode=Mode.AUDIT, started=started, now=datetime.now(UTC)
     )
     return record.model_dump(mode="json", exclude_none=True)
 

@@ -79,6 +79,12 @@ class RequiredKey(BaseModel):
         return (self.key, *self.accepted_keys)
 
 
+def effective_mode(global_mode: Mode, rule_mode: Mode | None) -> Mode:
+    """Audit wins: a rule may make itself a dry run, but nothing overrides a global dry run
+    (``--dry-run`` and ``enforcer check`` must write nothing)."""
+    return Mode.AUDIT if Mode.AUDIT in (global_mode, rule_mode) else Mode.ENFORCE
+
+
 def match_rule(policy: PolicyFile, bucket: str, key: str) -> RequiredKey | None:
     """The rule with the longest prefix matching ``bucket/key``, if any."""
     candidates = [r for r in policy.rules if r.bucket == bucket and key.startswith(r.prefix)]

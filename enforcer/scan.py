@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from enforcer.app import open_runtime
-from enforcer.audit import RecordSink, audit_for_failure, audit_for_outcome, open_kafka_sink
+from enforcer.audit import RecordSink, audit_record, open_kafka_sink
 from enforcer.config import Settings
 from enforcer.errors import EnforcerError, KeyDisabled, KeyMissing, TransientError
 from enforcer.events import ObjectEvent
@@ -34,7 +34,7 @@ from enforcer.policy import Mode
 from enforcer.records import AuditRecord
 from enforcer.retrying import retry_transient
 from enforcer.s3_listing import S3Listing
-from enforcer.telemetry import KEY_ALERTS, TRACER, current_trace_id
+from enforcer.telemetry import KEY_ALERTS, TRACER
 
 #: How many failures the summary lists one by one (all of them are counted).
 MAX_LISTED_FAILURES = 20
@@ -177,23 +177,9 @@ class Scanner:
     def _audit(
         self, event: ObjectEvent, outcome: Outcome, started: float, reason: str | None = None
     ) -> AuditRecord:
-        """The audit record the service would write for this outcome (a rule's mode wins)."""
-        mode = outcome.required.mode if outcome.required and outcome.required.mode else self._mode
-        duration_ms = (time.monotonic() - started) * 1000
-        trace_id, now = current_trace_id(), self._now()
-        if reason is not None:
-            return audit_for_failure(
-                event,
-                outcome,
-                reason,
-                mode=mode.value,
-                duration_ms=duration_ms,
-                trace_id=trace_id,
-                now=now,
-            )
-        return audit_for_outcome(
-            event, outcome, mode=mode.value, duration_ms=duration_ms, trace_id=trace_id, now=now
-        )
+        """The audit record the service would write for this outcome."""
+        return audit_record(event, outcome, default_mode=self._mode, started=started,
+                            now=self._now(), failure=reason)  # fmt: skip
 
     def _event_id(self, bucket: str, key: str) -> str:
         """Unique per scan run and object, stable within the run."""

@@ -17,9 +17,8 @@ from opentelemetry import trace
 
 from enforcer.audit import (
     RecordSink,
-    audit_for_failure,
     audit_for_ignored,
-    audit_for_outcome,
+    audit_record,
     dead_letter,
 )
 from enforcer.consumer import KafkaMessage
@@ -38,6 +37,7 @@ from enforcer.events import IgnoredRecord, ObjectEvent, parse_message
 from enforcer.outage import OutageGate
 from enforcer.pipeline import Outcome, Pipeline
 from enforcer.policy import Mode
+from enforcer.records import AuditRecord
 from enforcer.retrying import retry_transient
 from enforcer.telemetry import (
     EVENTS,
@@ -119,8 +119,9 @@ class RecordHandler:
                 await self._fail(message, event, outcome, exc, started, first_seen)
                 return
             self._gate.record_success()
-            common = self._common(outcome, started)
-            record = audit_for_outcome(event, outcome, **common)  # type: ignore[arg-type]
+            record = audit_record(
+                event, outcome, default_mode=self._mode, started=started, now=self._now()
+            )
             span.set_attribute("verdict", str(record.verdict))
             span.set_attribute("action", record.action.value)
             EVENTS.add(1, {"verdict": str(record.verdict), "action": record.action.value})
@@ -147,25 +148,17 @@ class RecordHandler:
             KEY_ALERTS.add(1, {"key": exc.key_name, "error": exc.code})
         log.warning("event %s for %s/%s failed: %s", event.event_id, event.bucket, event.key, exc)
         reason = f"{exc.code}: {exc}"
-        record = audit_for_failure(event, outcome, reason, **self._common(outcome, started))
+        record = audit_record(event, outcome, default_mode=self._mode, started=started,
+                              now=self._now(), failure=reason)  # fmt: skip
         EVENTS.add(1, {"verdict": str(record.verdict), "action": record.action.value})
         await self._publish_audit(record)
         await self._dead_letter(
             message, exc, attempts=outcome.attempts, first_seen=first_seen, event_id=event.event_id
         )
 
-    def _common(self, outcome: Outcome, started: float) -> dict[str, object]:
-        mode = outcome.required.mode if outcome.required and outcome.required.mode else self._mode
-        return {
-            "mode": mode.value,
-            "duration_ms": (time.monotonic() - started) * 1000,
-            "trace_id": current_trace_id(),
-            "now": self._now(),
-        }
-
-    async def _publish_audit(self, record: object) -> None:
+    async def _publish_audit(self, record: AuditRecord) -> None:
         with step("publish"):
-            await retry_transient(lambda: self._sink.publish_audit(record))  # type: ignore[arg-type]
+            await retry_transient(lambda: self._sink.publish_audit(record))
 
     async def _dead_letter(
         self,

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from enforcer.policy import Mode, RequiredKey, Strategy
+from enforcer.policy import Mode, RequiredKey, Strategy, effective_mode
 
 
 class Encryption(StrEnum):
@@ -100,11 +100,11 @@ def decide(
     accepted: frozenset[str],
     mode: Mode,
 ) -> Decision:
-    """Verdict plus what to do about it under ``mode`` (a rule's own mode wins)."""
+    """Verdict plus what to do about it under ``mode`` and the rule's own mode (audit wins)."""
     verdict = classify(facts, required, accepted)
     if verdict not in (Verdict.PLAINTEXT, Verdict.SSE_S3, Verdict.WRONG_KEY):
         return Decision(verdict, Plan.NOTHING, required.key if required else None)
     assert required is not None  # non-compliant verdicts only arise with a requirement
-    effective = required.mode or mode
+    effective = effective_mode(mode, required.mode)
     plan = Plan.REENCRYPT if effective is Mode.ENFORCE else Plan.REPORT
     return Decision(verdict, plan, required.key)

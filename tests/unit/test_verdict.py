@@ -55,11 +55,15 @@ def test_decide(observed: ObjectFacts | None, mode: Mode, plan: Plan, action: Ac
     assert (decision.plan, decision.action) == (plan, action)
 
 
-def test_rule_mode_overrides_global_mode() -> None:
+def test_audit_wins_between_rule_mode_and_global_mode() -> None:
     audit_rule = RequiredKey(key="ek", mode=Mode.AUDIT, source="policy:b/")
     assert decide(facts(Encryption.NONE), audit_rule, ACCEPTED, Mode.ENFORCE).plan is Plan.REPORT
     enforce_rule = RequiredKey(key="ek", mode=Mode.ENFORCE, source="policy:b/")
-    assert decide(facts(Encryption.NONE), enforce_rule, ACCEPTED, Mode.AUDIT).plan is Plan.REENCRYPT
+    assert (
+        decide(facts(Encryption.NONE), enforce_rule, ACCEPTED, Mode.ENFORCE).plan is Plan.REENCRYPT
+    )
+    # A global dry run (--dry-run, enforcer check) writes nothing, whatever a rule says.
+    assert decide(facts(Encryption.NONE), enforce_rule, ACCEPTED, Mode.AUDIT).plan is Plan.REPORT
 
 
 def test_out_of_scope_does_nothing() -> None:
