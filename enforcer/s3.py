@@ -269,15 +269,19 @@ class S3Storage:
         parts = []
         for number, start in enumerate(range(0, snapshot.size, self.part_size), start=1):
             end = min(start + self.part_size, snapshot.size) - 1
-            response = await self._client.upload_part_copy(
-                Bucket=snapshot.bucket,
-                Key=snapshot.key,
-                UploadId=upload_id,
-                PartNumber=number,
-                CopySource=source,
-                CopySourceIfMatch=snapshot.etag,
-                CopySourceRange=f"bytes={start}-{end}",
-            )
+            try:
+                response = await self._client.upload_part_copy(
+                    Bucket=snapshot.bucket,
+                    Key=snapshot.key,
+                    UploadId=upload_id,
+                    PartNumber=number,
+                    CopySource=source,
+                    CopySourceIfMatch=snapshot.etag,
+                    CopySourceRange=f"bytes={start}-{end}",
+                )
+            except (ClientError, BotoCoreError) as exc:  # reading the source: its own key
+                where = f"UploadPartCopy {snapshot.bucket}/{snapshot.key} part {number}"
+                raise translate(exc, where, _bare_key(snapshot.kms_key)) from exc
             parts.append({"PartNumber": number, "ETag": response["CopyPartResult"]["ETag"]})
         return parts
 
