@@ -1,4 +1,4 @@
-"""Fixtures for every test: a clean environment and zero retry waits."""
+"""Fixtures for every test: a clean environment, zero retry waits, recorded spans."""
 
 from __future__ import annotations
 
@@ -6,8 +6,9 @@ import os
 from collections.abc import Iterator
 
 import pytest
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from enforcer import retrying
+from enforcer import __version__, retrying, telemetry
 
 #: Environment variables that configure the enforcer or its telemetry; a developer's shell
 #: (e.g. after ``eval "$(deploy/local/stack env)"``) must not leak them into tests.
@@ -33,3 +34,23 @@ def zero_retry_waits() -> Iterator[None]:
         yield
     finally:
         retrying.set_testing(False)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def span_exporter() -> InMemorySpanExporter:
+    """The OpenTelemetry SDK, installed once per run through the product's own wiring, with
+    every span also kept in memory. (The global tracer provider can be set only once per
+    process, so no test module may install its own.)"""
+    exporter = InMemorySpanExporter()
+    with pytest.MonkeyPatch.context() as patch:  # no exporter from the developer's shell
+        for name in [n for n in os.environ if n.startswith("OTEL_")]:
+            patch.delenv(name)
+        telemetry.configure(__version__, extra_exporter=exporter)
+    return exporter
+
+
+@pytest.fixture
+def spans(span_exporter: InMemorySpanExporter) -> InMemorySpanExporter:
+    """The spans finished during this test."""
+    span_exporter.clear()
+    return span_exporter

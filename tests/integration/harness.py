@@ -19,25 +19,12 @@ from typing import Any
 
 import yaml
 from aiokafka import AIOKafkaConsumer
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from support import StackEnv
 
-from enforcer import __version__, telemetry
 from enforcer.app import run_service
 from enforcer.config import Settings, load_settings
 from enforcer.offsets import commit_group_at_end
 from enforcer.policy import Mode
-
-_SPANS: InMemorySpanExporter | None = None
-
-
-def span_recorder() -> InMemorySpanExporter:
-    """Install the OpenTelemetry SDK once per session, recording every span in memory."""
-    global _SPANS  # noqa: PLW0603 - the global tracer provider can be set only once per process
-    if _SPANS is None:
-        _SPANS = InMemorySpanExporter()
-        telemetry.configure(__version__, extra_exporter=_SPANS)
-    return _SPANS
 
 
 def set_default_key(s3: Any, bucket: str, key: str) -> None:
@@ -135,7 +122,6 @@ class EnforcerRun:
         )
 
     async def drain(self, mode: Mode = Mode.ENFORCE, idle: float = 1.5) -> int:
-        span_recorder()
         return await run_service(self.settings(), mode, drain_idle=idle)
 
     async def audit(self, bucket: str | None = None) -> list[dict[str, Any]]:

@@ -9,14 +9,20 @@ from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
-from harness import EnforcerRun, span_recorder
+from harness import EnforcerRun
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from support import MakeBucket, MakeKey, StackEnv
 
 STEPS = {"parse", "resolve", "head", "verdict", "rewrite", "verify", "publish"}
 
 
 async def test_event_span_tree_attributes_and_incoming_trace_context(
-    stack: StackEnv, s3_admin: Any, make_key: MakeKey, make_bucket: MakeBucket, tmp_path: Path
+    stack: StackEnv,
+    s3_admin: Any,
+    make_key: MakeKey,
+    make_bucket: MakeBucket,
+    tmp_path: Path,
+    spans: InMemorySpanExporter,
 ) -> None:
     ek = make_key()
     bucket = make_bucket(notify=False)
@@ -39,8 +45,7 @@ async def test_event_span_tree_attributes_and_incoming_trace_context(
         )
     finally:
         await producer.stop()
-    spans = span_recorder()
-    spans.clear()
+    spans.clear()  # only this run's spans
 
     await run.drain()
 
