@@ -159,27 +159,16 @@ def _from_notification(document: dict[str, Any]) -> list[ParsedRecord]:
 
 def _from_record(record: S3Record, source: SourceFormat) -> ParsedRecord:
     obj = record.s3.object
-    bucket = record.s3.bucket.name
-    key = unquote_plus(obj.key)  # keys are URL-query-escaped: '+' is a space, '%2B' a plus
     request_id = (record.response_elements or {}).get("x-amz-request-id", "")
-    event_id = _event_id(
-        bucket, key, obj.version_id, obj.sequencer or request_id, record.event_name
-    )
-    if not is_object_created(record.event_name):
-        return IgnoredRecord(
-            event_id=event_id,
-            event_name=record.event_name,
-            bucket=bucket,
-            key=key,
-            reason=f"{record.event_name} is not an object-created event",
-        )
-    return ObjectEvent(
-        event_id=event_id,
+    return _parsed(
+        created=is_object_created(record.event_name),
+        event_id=None,
+        marker=obj.sequencer or request_id,
         event_name=record.event_name,
         event_time=record.event_time,
-        bucket=bucket,
-        key=key,
-        version_id=obj.version_id or None,
+        bucket=record.s3.bucket.name,
+        raw_key=obj.key,
+        version_id=obj.version_id,
         size=obj.size,
         etag=obj.e_tag,
         source_format=source,
@@ -192,27 +181,56 @@ def _from_eventbridge(document: dict[str, Any]) -> ParsedRecord:
     except ValidationError as exc:
         raise BadEvent(f"malformed EventBridge event at {_describe(exc)}") from exc
     obj = event.detail.object
-    bucket = event.detail.bucket.name
-    key = unquote_plus(obj.key)
-    event_id = event.id or _event_id(bucket, key, obj.version_id, obj.sequencer, event.detail_type)
-    if event.detail_type != "Object Created":
-        return IgnoredRecord(
-            event_id=event_id,
-            event_name=event.detail_type,
-            bucket=bucket,
-            key=key,
-            reason=f"{event.detail_type!r} is not an object-created event",
-        )
-    return ObjectEvent(
-        event_id=event_id,
-        event_name="ObjectCreated",
+    return _parsed(
+        created=event.detail_type == "Object Created",
+        event_id=event.id,
+        marker=obj.sequencer,
+        event_name=event.detail_type,
         event_time=event.time,
-        bucket=bucket,
-        key=key,
-        version_id=obj.version_id or None,
+        bucket=event.detail.bucket.name,
+        raw_key=obj.key,
+        version_id=obj.version_id,
         size=obj.size,
         etag=obj.etag,
         source_format="eventbridge",
+    )
+
+
+def _parsed(
+    *,
+    created: bool,
+    event_id: str | None,
+    marker: str | None,
+    event_name: str,
+    event_time: datetime | None,
+    bucket: str,
+    raw_key: str,
+    version_id: str | None,
+    size: int | None,
+    etag: str | None,
+    source_format: SourceFormat,
+) -> ParsedRecord:
+    """One record of any shape → the event to check, or the reason it is ignored."""
+    key = unquote_plus(raw_key)  # keys are URL-query-escaped: '+' is a space, '%2B' a plus
+    event_id = event_id or _event_id(bucket, key, version_id, marker, event_name)
+    if not created:
+        return IgnoredRecord(
+            event_id=event_id,
+            event_name=event_name,
+            bucket=bucket,
+            key=key,
+            reason=f"{event_name!r} is not an object-created event",
+        )
+    return ObjectEvent(
+        event_id=event_id,
+        event_name=event_name,
+        event_time=event_time,
+        bucket=bucket,
+        key=key,
+        version_id=version_id or None,
+        size=size,
+        etag=etag,
+        source_format=source_format,
     )
 
 
