@@ -22,6 +22,7 @@ from enforcer.consumer import EventConsumer
 from enforcer.errors import ConfigError, KafkaUnavailable
 from enforcer.health import Readiness, serve_health
 from enforcer.kms.base import Kms
+from enforcer.kms.factory import open_kms_from_settings
 from enforcer.outage import OutageGate, Probe
 from enforcer.pipeline import Pipeline, Rewriter
 from enforcer.policy import Mode, RequiredKey, Strategy, load_policy_file
@@ -56,7 +57,7 @@ async def open_runtime(settings: Settings, mode: Mode) -> AsyncIterator[Runtime]
     async with AsyncExitStack() as stack:
         storage = await stack.enter_async_context(open_s3_storage(settings.s3))
         kms = (
-            await stack.enter_async_context(open_kms(settings))
+            await stack.enter_async_context(open_kms_from_settings(settings.kms))
             if settings.kms.kind != "none"
             else None
         )
@@ -70,14 +71,6 @@ async def open_runtime(settings: Settings, mode: Mode) -> AsyncIterator[Runtime]
             retry=retry,
         )
         yield Runtime(settings, storage, kms, pipeline)
-
-
-@asynccontextmanager
-async def open_kms(settings: Settings) -> AsyncIterator[Kms]:
-    from enforcer.kms.factory import open_kms_from_settings
-
-    async with open_kms_from_settings(settings.kms) as kms:
-        yield kms
 
 
 def _alias_resolver(kms: Kms | None, settings: Settings) -> AliasResolver | None:

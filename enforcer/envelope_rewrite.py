@@ -25,15 +25,13 @@ from enforcer.crypto.envelope import (
     open_envelope,
     seal_new_envelope,
 )
-from enforcer.errors import IntegrityError, ObjectUnreadable, StorageRejected
+from enforcer.errors import IntegrityError, ObjectUnreadable
 from enforcer.kms.base import Kms
 from enforcer.pipeline import Rewriter
 from enforcer.policy import RequiredKey
-from enforcer.s3 import S3Storage, write_headers
+from enforcer.s3 import SPOOL_IN_MEMORY, S3Storage, check_read_size, write_headers
 from enforcer.storage import ObjectSnapshot, WriteResult
 from enforcer.telemetry import step
-
-_SPOOL_IN_MEMORY = 8 * 1024 * 1024
 
 
 def envelope_rewriter(storage: S3Storage, kms: Kms, settings: S3Settings) -> Rewriter:
@@ -56,7 +54,7 @@ async def _write_single(
     oek: bytes,
     headers: dict[str, Any],
 ) -> WriteResult:
-    with tempfile.SpooledTemporaryFile(max_size=_SPOOL_IN_MEMORY) as spool, step("encrypt"):
+    with tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY) as spool, step("encrypt"):
         encryptor = dare.Encryptor(oek)
         digest = hashlib.sha256()
         size = 0
@@ -65,7 +63,7 @@ async def _write_single(
             size += len(chunk)
             spool.writelines(encryptor.update(chunk))
         spool.writelines(encryptor.finalize())
-        _check_size(snapshot, size)
+        check_read_size(snapshot, size)
         header = draft.complete(oek, plaintext_size=size, plaintext_sha256=digest.digest())
         length = spool.tell()
         spool.seek(0)
@@ -97,7 +95,7 @@ async def _write_parts(
                     spool, encryptor = _new_part(oek, number)
                 spool.writelines(encryptor.update(chunk))
                 size += len(chunk)
-            _check_size(snapshot, size)
+            check_read_size(snapshot, size)
             yield _finish_part(spool, encryptor)
         finally:
             spool.close()
@@ -107,7 +105,7 @@ async def _write_parts(
 
 
 def _new_part(oek: bytes, number: int) -> tuple[IO[bytes], dare.Encryptor]:
-    spool = tempfile.SpooledTemporaryFile(max_size=_SPOOL_IN_MEMORY)  # noqa: SIM115 - parts() closes it
+    spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)  # noqa: SIM115 - parts() closes it
     return spool, dare.Encryptor(chain.derive_part_key(oek, number))
 
 
@@ -134,13 +132,6 @@ def _with_envelope(headers: dict[str, Any], header: EnvelopeHeader) -> dict[str,
     return headers | {"Metadata": headers.get("Metadata", {}) | header.to_metadata()}
 
 
-def _check_size(snapshot: ObjectSnapshot, size: int) -> None:
-    if size != snapshot.size:
-        raise StorageRejected(
-            f"read {size} bytes of {snapshot.bucket}/{snapshot.key}, HEAD said {snapshot.size}"
-        )
-
-
 async def decrypt_object(
     storage: S3Storage, kms: Kms, bucket: str, key: str, sink: IO[bytes]
 ) -> int:
@@ -160,7 +151,7 @@ async def decrypt_object(
             f"body is {snapshot.size} bytes; this header's envelope has {expected}"
         )
     oek = await open_envelope(kms, header, bucket, key)
-    with tempfile.SpooledTemporaryFile(max_size=_SPOOL_IN_MEMORY) as cipher:
+    with tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY) as cipher:
         async for chunk in storage.read_chunks(snapshot):
             cipher.write(chunk)
         cipher.seek(0)

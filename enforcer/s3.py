@@ -33,7 +33,8 @@ from enforcer.storage import (
 )
 from enforcer.verdict import Encryption
 
-_SPOOL_IN_MEMORY = 8 * 1024 * 1024
+#: Rewrites spool at most this much in memory (per object or part), the rest on disk.
+SPOOL_IN_MEMORY = 8 * 1024 * 1024
 _READ_CHUNK = 1024 * 1024
 # No default encryption; or no bucket at all (deleted since the event): its objects are gone.
 _NO_ENCRYPTION_CONFIG = {"ServerSideEncryptionConfigurationNotFoundError", "NoSuchBucket"}
@@ -145,18 +146,14 @@ class S3Storage:
         self, snapshot: ObjectSnapshot, headers: dict[str, Any]
     ) -> WriteResult:
         """Copy the bytes through a spool (memory up to 8 MiB, then disk) into an If-Match PUT."""
-        with tempfile.SpooledTemporaryFile(max_size=_SPOOL_IN_MEMORY) as spool:
+        with tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY) as spool:
             md5 = hashlib.md5(usedforsecurity=False)
             size = 0
             async for chunk in self.read_chunks(snapshot):
                 md5.update(chunk)
                 spool.write(chunk)
                 size += len(chunk)
-            if size != snapshot.size:
-                raise StorageRejected(
-                    f"read {size} bytes of {snapshot.bucket}/{snapshot.key}, "
-                    f"HEAD said {snapshot.size}"
-                )
+            check_read_size(snapshot, size)
             spool.seek(0)
             content_md5 = base64.b64encode(md5.digest()).decode()  # object lock requires it
             return await self.put_if_match(
@@ -382,3 +379,11 @@ def _object_params(snapshot: ObjectSnapshot) -> dict[str, str]:
 def _bare_key(reported: str | None) -> str:
     """The key name as the KMS knows it (MinIO reports ``arn:aws:kms:<name>``)."""
     return reported.removeprefix("arn:aws:kms:") if reported else ""
+
+
+def check_read_size(snapshot: ObjectSnapshot, size: int) -> None:
+    """A GET must return exactly the inspected version's bytes."""
+    if size != snapshot.size:
+        raise StorageRejected(
+            f"read {size} bytes of {snapshot.bucket}/{snapshot.key}, HEAD said {snapshot.size}"
+        )
