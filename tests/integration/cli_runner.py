@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer
 from harness import EnforcerRun
 
 ENFORCER = Path(sys.executable).with_name("enforcer")
@@ -48,35 +47,3 @@ class Cli(EnforcerRun):
             check=False,
         )
         return CliResult(proc.returncode, proc.stdout, proc.stderr)
-
-
-@dataclass(frozen=True)
-class RawRecord:
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    headers: dict[str, bytes]
-
-
-async def read_raw(bootstrap: str, topic: str, idle_ms: int = 1500) -> list[RawRecord]:
-    """Every record on ``topic`` as bytes, from the beginning until idle."""
-    consumer = AIOKafkaConsumer(
-        topic,
-        bootstrap_servers=bootstrap,
-        group_id=None,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-    )
-    await consumer.start()
-    records: list[RawRecord] = []
-    try:
-        while batch := await consumer.getmany(timeout_ms=idle_ms):
-            for messages in batch.values():
-                records += [
-                    RawRecord(m.partition, m.offset, m.key, m.value, dict(m.headers or ()))
-                    for m in messages
-                ]
-    finally:
-        await consumer.stop()
-    return sorted(records, key=lambda r: (r.partition, r.offset))

@@ -55,10 +55,17 @@ def enforcer_environment(stack: StackEnv, **extra: str) -> Iterator[None]:
         os.environ.update(saved)
 
 
-async def read_topic(
-    bootstrap: str, topic: str, idle_ms: int = 1500
-) -> list[tuple[bytes | None, dict[str, Any]]]:
-    """Every record on ``topic`` (key, JSON value), read from the beginning until idle."""
+@dataclass(frozen=True)
+class RawRecord:
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: dict[str, bytes]
+
+
+async def read_raw(bootstrap: str, topic: str, idle_ms: int = 1500) -> list[RawRecord]:
+    """Every record on ``topic`` as bytes, from the beginning until idle."""
     consumer = AIOKafkaConsumer(
         topic,
         bootstrap_servers=bootstrap,
@@ -67,14 +74,26 @@ async def read_topic(
         enable_auto_commit=False,
     )
     await consumer.start()
-    records = []
+    records: list[RawRecord] = []
     try:
         while batch := await consumer.getmany(timeout_ms=idle_ms):
             for messages in batch.values():
-                records.extend((m.key, json.loads(m.value)) for m in messages)
+                records += [
+                    RawRecord(m.partition, m.offset, m.key, m.value, dict(m.headers or ()))
+                    for m in messages
+                ]
     finally:
         await consumer.stop()
-    return records
+    return sorted(records, key=lambda r: (r.partition, r.offset))
+
+
+async def read_topic(
+    bootstrap: str, topic: str, idle_ms: int = 1500
+) -> list[tuple[bytes | None, dict[str, Any]]]:
+    """Every record on ``topic`` (key, JSON value), read from the beginning until idle."""
+    return [
+        (r.key, json.loads(r.value or b"null")) for r in await read_raw(bootstrap, topic, idle_ms)
+    ]
 
 
 @dataclass

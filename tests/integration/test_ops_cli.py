@@ -13,8 +13,8 @@ from typing import Any
 import httpx
 import pytest
 from aiokafka import AIOKafkaProducer
-from cli_runner import Cli, read_raw
-from harness import read_topic
+from cli_runner import Cli
+from harness import read_raw
 from support import MakeBucket, MakeKey, StackEnv, component_stopped
 
 from enforcer.config import S3Settings
@@ -90,7 +90,7 @@ async def test_scan_fixes_plaintext_under_the_prefix_and_leaves_the_rest(
         assert s3_admin.head_object(Bucket=bucket, Key=key)["SSEKMSKeyId"] == f"arn:aws:kms:{ek}"
     assert digest(s3_admin, bucket, "data/plain") == before
     assert "ServerSideEncryption" not in s3_admin.head_object(Bucket=bucket, Key="other/plain")
-    audit = [v for _, v in await read_topic(stack.kafka_bootstrap, cli.audit_topic)]
+    audit = await cli.audit()
     assert sorted(r["key"] for r in audit) == sorted(
         ["data/plain", "data/deep/er plain", "data/sse-s3", "data/wrong", "data/good"]
     )
@@ -117,7 +117,7 @@ async def test_scan_dry_run_writes_nothing(
         after = s3_admin.head_object(Bucket=bucket, Key=key)
         assert (after["ETag"], after["LastModified"]) == (head["ETag"], head["LastModified"])
         assert after.get("SSEKMSKeyId") == head.get("SSEKMSKeyId")
-    audit = [v for _, v in await read_topic(stack.kafka_bootstrap, cli.audit_topic)]
+    audit = await cli.audit()
     assert len(audit) == 5 and {r["mode"] for r in audit} == {"audit"}
 
 
@@ -210,7 +210,7 @@ async def dead_letters(
     records = [(key, v) for v in values] + [(b"f", minio_event(free, "free"))]
     await _produce(stack.kafka_bootstrap, topic, records)
     assert cli("run", "--drain", "--idle", "1.5").returncode == 0
-    dlq = [v for _, v in await read_topic(stack.kafka_bootstrap, cli.dlq_topic)]
+    dlq = await cli.dead_letters()
     assert [d["error_class"] for d in dlq] == ["bad_event", "bad_event", "key_missing"]
     return DeadLetters(cli, topic, bucket, key, values, later)
 
