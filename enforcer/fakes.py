@@ -7,6 +7,7 @@ write, ``If-Match`` is checked, versions are kept), not mocks of our own code.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from enforcer.errors import PreconditionFailed
@@ -30,7 +31,7 @@ class MemoryStorage:
         self.writes = 0
         self._ids = itertools.count(1)
         #: Called between our read and our write, to simulate a concurrent user write.
-        self.before_write: list[object] = []
+        self.before_write: list[Callable[[], object]] = []
 
     def put(
         self,
@@ -83,8 +84,7 @@ class MemoryStorage:
         self, snapshot: ObjectSnapshot, target: SseKmsTarget, tags: dict[str, str]
     ) -> WriteResult:
         if self.before_write:  # one simulated user write per rewrite attempt
-            hook = self.before_write.pop(0)
-            hook()  # type: ignore[operator]
+            self.before_write.pop(0)()
         current = self.latest(snapshot.bucket, snapshot.key)
         if current is None or current.snapshot.etag != snapshot.etag:
             raise PreconditionFailed("If-Match failed")
