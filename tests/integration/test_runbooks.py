@@ -150,6 +150,7 @@ def run_block(block: Block, env: dict[str, str]) -> None:
 @pytest.mark.parametrize("path", RUNBOOK_FILES, ids=lambda p: p.name)
 def test_runbook_commands_work(path: Path, runbook_env: dict[str, str]) -> None:
     blocks = marked_blocks(path)
+    assert blocks, f"{path.name} has no tested commands"
     stopped = {c for block in blocks for c in STOPS.findall(block.body)}
     with ExitStack() as stack:
         if stopped:
