@@ -14,13 +14,13 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer
-from aiokafka.errors import KafkaError
 
 from enforcer.audit import open_kafka_sink
 from enforcer.config import Settings
 from enforcer.consumer import EventConsumer
-from enforcer.errors import ConfigError, KafkaUnavailable
+from enforcer.errors import ConfigError
 from enforcer.health import Readiness, serve_health
+from enforcer.kafka import open_consumer
 from enforcer.kms.base import Kms
 from enforcer.kms.factory import open_kms_from_settings
 from enforcer.outage import OutageGate, Probe
@@ -117,7 +117,7 @@ async def run_service(settings: Settings, mode: Mode, drain_idle: float | None =
             probe=_probe(runtime.kms),
         )
         handler = RecordHandler(runtime.pipeline, sink, gate, mode)
-        async with open_kafka_consumer(settings) as kafka:
+        async with open_consumer(settings.kafka, settings.kafka.group_id, "events") as kafka:
             consumer = EventConsumer(
                 kafka,
                 handler,
@@ -156,28 +156,6 @@ def _readiness(kafka: AIOKafkaConsumer, gate: OutageGate) -> Readiness:
         return True, "consuming"
 
     return ready
-
-
-@asynccontextmanager
-async def open_kafka_consumer(settings: Settings) -> AsyncIterator[AIOKafkaConsumer]:
-    kafka = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka.bootstrap_servers,
-        group_id=settings.kafka.group_id,
-        client_id=settings.kafka.client_id,
-        enable_auto_commit=False,
-        auto_offset_reset=settings.kafka.auto_offset_reset,
-        max_poll_records=settings.kafka.max_poll_records,
-    )
-    try:
-        await kafka.start()
-    except KafkaError as exc:
-        raise KafkaUnavailable(
-            f"cannot reach Kafka at {settings.kafka.bootstrap_servers}: {exc}"
-        ) from exc
-    try:
-        yield kafka
-    finally:
-        await kafka.stop()
 
 
 def _install_signal_handlers(consumer: EventConsumer) -> None:

@@ -14,12 +14,11 @@ from datetime import datetime
 from typing import Protocol
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
 
 from enforcer import __version__
 from enforcer.config import KafkaSettings
-from enforcer.errors import KafkaUnavailable
 from enforcer.events import IgnoredRecord, ObjectEvent
+from enforcer.kafka import kafka_call, open_producer
 from enforcer.pipeline import Outcome
 from enforcer.policy import Mode, effective_mode
 from enforcer.records import AuditRecord, DeadLetterRecord
@@ -158,28 +157,11 @@ class KafkaRecordSink:
         await self._send(self._dlq_topic, record.model_dump_json().encode(), key)
 
     async def _send(self, topic: str, value: bytes, key: bytes | None) -> None:
-        try:
-            await self._producer.send_and_wait(topic, value=value, key=key)
-        except KafkaError as exc:
-            raise KafkaUnavailable(f"publishing to {topic}: {type(exc).__name__}") from exc
+        await kafka_call(self._producer.send_and_wait(topic, value=value, key=key),
+                         f"publishing to {topic}")  # fmt: skip
 
 
 @asynccontextmanager
 async def open_kafka_sink(settings: KafkaSettings) -> AsyncIterator[KafkaRecordSink]:
-    producer = AIOKafkaProducer(
-        bootstrap_servers=settings.bootstrap_servers,
-        client_id=f"{settings.client_id}-audit",
-        acks="all",
-        enable_idempotence=True,
-        linger_ms=0,
-    )
-    try:
-        await producer.start()
-    except KafkaError as exc:
-        raise KafkaUnavailable(
-            f"cannot reach Kafka at {settings.bootstrap_servers}: {exc}"
-        ) from exc
-    try:
+    async with open_producer(settings, "audit") as producer:
         yield KafkaRecordSink(producer, settings)
-    finally:
-        await producer.stop()

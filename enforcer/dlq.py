@@ -20,17 +20,16 @@ import base64
 import binascii
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
 from enforcer.config import KafkaSettings
 from enforcer.errors import BadEvent, KafkaUnavailable
+from enforcer.kafka import kafka_call, open_consumer, open_producer
 from enforcer.records import DeadLetterRecord
 
 #: Header on every replayed record: ``<dlq topic>/<partition>/<offset>`` it came from.
@@ -190,7 +189,7 @@ class DlqReplayer:
             await self._take_one(tp, message)
             next_offset = message.offset + 1
         if next_offset is not None and self._producer is not None:
-            await _kafka(self._consumer.commit({tp: next_offset}), "committing the DLQ offset")
+            await kafka_call(self._consumer.commit({tp: next_offset}), "committing the DLQ offset")
 
     async def _take_one(self, tp: TopicPartition, message: Any) -> None:
         try:
@@ -200,7 +199,7 @@ class DlqReplayer:
             return
         if self._producer is not None:
             origin = f"{tp.topic}/{tp.partition}/{message.offset}".encode()
-            await _kafka(
+            await kafka_call(
                 self._producer.send_and_wait(
                     replay.topic,
                     value=replay.value,
@@ -212,13 +211,6 @@ class DlqReplayer:
         self._summary.add_replay(tp, message.offset, replay)
 
 
-async def _kafka(call: Any, what: str) -> Any:
-    try:
-        return await call
-    except KafkaError as exc:
-        raise KafkaUnavailable(f"{what}: {type(exc).__name__}: {exc}") from exc
-
-
 async def run_replay(
     settings: KafkaSettings, *, limit: int | None = None, dry_run: bool = False
 ) -> ReplaySummary:
@@ -226,13 +218,19 @@ async def run_replay(
     group_id = f"{settings.group_id}.dlq-replay"
     summary = ReplaySummary(settings.dlq_topic, group_id, dry_run)
     async with AsyncExitStack() as stack:
-        consumer = await stack.enter_async_context(_open_consumer(settings, group_id))
+        consumer = await stack.enter_async_context(
+            open_consumer(settings, group_id, "dlq-replay", auto_offset_reset="earliest")
+        )
         partitions = await _partitions(consumer, settings)
         if not partitions:
             return summary  # no DLQ topic yet: nothing was ever dead-lettered
         consumer.assign(partitions)
-        ends = await _kafka(consumer.end_offsets(partitions), "reading the DLQ end offsets")
-        producer = None if dry_run else await stack.enter_async_context(_open_producer(settings))
+        ends = await kafka_call(consumer.end_offsets(partitions), "reading the DLQ end offsets")
+        producer = (
+            None
+            if dry_run
+            else await stack.enter_async_context(open_producer(settings, "dlq-replay"))
+        )
         await DlqReplayer(consumer, producer, summary, limit).run(ends)
     return summary
 
@@ -244,43 +242,12 @@ async def _partitions(consumer: AIOKafkaConsumer, settings: KafkaSettings) -> li
     the topic load its partitions (naming a missing topic could create it on the broker).
     """
     topic = settings.dlq_topic
-    if topic not in await _kafka(consumer.topics(), "listing topics"):
+    if topic not in await kafka_call(consumer.topics(), "listing topics"):
         return []
     probe = AIOKafkaConsumer(topic, bootstrap_servers=settings.bootstrap_servers, group_id=None)
-    await _kafka(probe.start(), f"reading the partitions of {topic}")
+    await kafka_call(probe.start(), f"reading the partitions of {topic}")
     try:
         found = probe.partitions_for_topic(topic) or set()
     finally:
         await probe.stop()
     return [TopicPartition(topic, p) for p in sorted(found)]
-
-
-@asynccontextmanager
-async def _open_consumer(settings: KafkaSettings, group_id: str) -> AsyncIterator[Any]:
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.bootstrap_servers,
-        group_id=group_id,
-        client_id=f"{settings.client_id}-dlq-replay",
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-    )
-    await _kafka(consumer.start(), f"connecting to Kafka at {settings.bootstrap_servers}")
-    try:
-        yield consumer
-    finally:
-        await consumer.stop()
-
-
-@asynccontextmanager
-async def _open_producer(settings: KafkaSettings) -> AsyncIterator[AIOKafkaProducer]:
-    producer = AIOKafkaProducer(
-        bootstrap_servers=settings.bootstrap_servers,
-        client_id=f"{settings.client_id}-dlq-replay",
-        acks="all",
-        enable_idempotence=True,
-    )
-    await _kafka(producer.start(), f"connecting to Kafka at {settings.bootstrap_servers}")
-    try:
-        yield producer
-    finally:
-        await producer.stop()
