@@ -12,7 +12,7 @@ import base64
 import contextlib
 import hashlib
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import IO, Any
 from urllib.parse import urlencode
@@ -200,15 +200,8 @@ class S3Storage:
         parts: AsyncIterator[tuple[IO[bytes], int]],
     ) -> WriteResult:
         """Upload ``parts`` (body, length); complete only if the object is still as inspected."""
-        where = f"multipart {snapshot.bucket}/{snapshot.key}"
-        try:
-            upload = await self._client.create_multipart_upload(
-                Bucket=snapshot.bucket, Key=snapshot.key, **headers
-            )
-        except (ClientError, BotoCoreError) as exc:
-            raise translate(exc, where) from exc
-        upload_id = upload["UploadId"]
-        try:
+
+        async def upload(upload_id: str) -> list[dict[str, Any]]:
             done = []
             number = 0
             async for body, length in parts:
@@ -222,31 +215,37 @@ class S3Storage:
                     ContentLength=length,
                 )
                 done.append({"PartNumber": number, "ETag": response["ETag"]})
-            response = await self._client.complete_multipart_upload(
-                Bucket=snapshot.bucket,
-                Key=snapshot.key,
-                UploadId=upload_id,
-                MultipartUpload={"Parts": done},
-                IfMatch=snapshot.etag,
-            )
-        except (ClientError, BotoCoreError) as exc:
-            await self._abort(snapshot, upload_id)
-            raise translate(exc, where) from exc
-        except BaseException:
-            await self._abort(snapshot, upload_id)
-            raise
-        return WriteResult(etag=response["ETag"], version_id=response.get("VersionId"))
+            return done
+
+        return await self._multipart(snapshot, headers, upload)
 
     async def _rewrite_multipart(
         self, snapshot: ObjectSnapshot, headers: dict[str, Any]
     ) -> WriteResult:
         """Server-side copy in parts (no data through us), completed under If-Match."""
-        upload = await self._client.create_multipart_upload(
-            Bucket=snapshot.bucket, Key=snapshot.key, **headers
+        return await self._multipart(
+            snapshot, headers, lambda upload_id: self._copy_parts(snapshot, upload_id)
         )
+
+    async def _multipart(
+        self,
+        snapshot: ObjectSnapshot,
+        headers: dict[str, Any],
+        fill: Callable[[str], Awaitable[list[dict[str, Any]]]],
+    ) -> WriteResult:
+        """Create an upload, let ``fill`` add its parts, complete it under If-Match; on any
+        failure abort it so no orphaned parts are left behind."""
+        where = f"multipart {snapshot.bucket}/{snapshot.key}"
+        target_key = headers.get("SSEKMSKeyId", "")
+        try:
+            upload = await self._client.create_multipart_upload(
+                Bucket=snapshot.bucket, Key=snapshot.key, **headers
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise translate(exc, where, target_key) from exc
         upload_id = upload["UploadId"]
         try:
-            parts = await self._copy_parts(snapshot, upload_id)
+            parts = await fill(upload_id)
             response = await self._client.complete_multipart_upload(
                 Bucket=snapshot.bucket,
                 Key=snapshot.key,
@@ -254,15 +253,16 @@ class S3Storage:
                 MultipartUpload={"Parts": parts},
                 IfMatch=snapshot.etag,
             )
+        except (ClientError, BotoCoreError) as exc:
+            await self._abort(snapshot, upload_id)
+            raise translate(exc, where, target_key) from exc
         except BaseException:
             await self._abort(snapshot, upload_id)
             raise
         return WriteResult(etag=response["ETag"], version_id=response.get("VersionId"))
 
     async def _copy_parts(self, snapshot: ObjectSnapshot, upload_id: str) -> list[dict[str, Any]]:
-        source = {"Bucket": snapshot.bucket, "Key": snapshot.key}
-        if snapshot.version_id:
-            source["VersionId"] = snapshot.version_id
+        source = _object_params(snapshot)
         parts = []
         for number, start in enumerate(range(0, snapshot.size, self.part_size), start=1):
             end = min(start + self.part_size, snapshot.size) - 1
