@@ -9,10 +9,11 @@ decide again — the user's write always wins.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+from enforcer.engine.own_writes import OwnWrites
 from enforcer.errors import KeyMissing, PreconditionFailed, StorageRejected
 from enforcer.events import ObjectEvent
 from enforcer.policy import Mode, RequiredKey, Strategy, VersionsPolicy
@@ -53,6 +54,7 @@ class Pipeline:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     max_inspections: int = 4
     now: Callable[[], datetime] = lambda: datetime.now(UTC)
+    own_writes: OwnWrites = field(default_factory=OwnWrites)
 
     async def handle(self, event: ObjectEvent, outcome: Outcome | None = None) -> Outcome:
         """Run the event; ``outcome`` is filled as steps complete (the caller audits failures)."""
@@ -61,6 +63,8 @@ class Pipeline:
             outcome.required = await self._call(
                 outcome, self.rules.resolve, event.bucket, event.key
             )
+        if await self._own_write(event, outcome):
+            return outcome
         for _ in range(self.max_inspections):
             with step("head", bucket=event.bucket):
                 snapshot = await self._call(outcome, self.storage.head, event.bucket, event.key)
@@ -80,6 +84,21 @@ class Pipeline:
         outcome.action = Action.SKIPPED
         outcome.reason = "object kept changing; each newer write is checked by its own event"
         return outcome
+
+    async def _own_write(self, event: ObjectEvent, outcome: Outcome) -> bool:
+        """The notification of the enforcer's own verified write: compliant, no request made."""
+        written = self.own_writes.claim(event)
+        if written is None:
+            return False
+        decision = await self._decide(written, outcome.required)
+        if decision.verdict is not Verdict.COMPLIANT:
+            return False  # the requirement changed since: inspect as usual
+        outcome.observed, outcome.verdict, outcome.action = (
+            written,
+            decision.verdict,
+            decision.action,
+        )
+        return True
 
     async def _decide(
         self, snapshot: ObjectSnapshot | None, required: RequiredKey | None
@@ -108,7 +127,9 @@ class Pipeline:
         self, snapshot: ObjectSnapshot, required: RequiredKey, outcome: Outcome
     ) -> None:
         rewrite = self.rewriters[required.strategy]
-        tags = await self._call(outcome, self.storage.read_tags, snapshot)
+        tags = {}
+        if snapshot.tag_count != 0:  # the HEAD counts them (x-amz-tagging-count); None: unknown
+            tags = await self._call(outcome, self.storage.read_tags, snapshot)
         with step(
             "rewrite", bucket=snapshot.bucket, ek=required.key, strategy=required.strategy.value
         ):
@@ -119,19 +140,17 @@ class Pipeline:
                     raise
                 raise KeyMissing(str(exc), key_name=required.key) from exc
         with step("verify", bucket=snapshot.bucket):
-            await self._verify(snapshot, required, written, outcome)
+            after = await self._verify(snapshot, required, written, outcome)
         outcome.written = written
+        self.own_writes.remember(after)
         if required.versions is VersionsPolicy.PURGE_NONCOMPLIANT and snapshot.version_id:
             await self._purge(snapshot, outcome)
 
     async def _verify(
         self, before: ObjectSnapshot, required: RequiredKey, written: WriteResult, outcome: Outcome
-    ) -> None:
-        after = await self._call(
-            outcome, self.storage.head, before.bucket, before.key, written.version_id
-        )
-        if after is None or after.etag != written.etag:
-            raise PreconditionFailed("object replaced right after our rewrite")
+    ) -> ObjectSnapshot:
+        """The new version must be under an accepted key; return it as verified."""
+        after = await self._read_back(before, required, written, outcome)
         facts = await self._facts(after)
         accepted = await self.keys.canonical_set(required.all_keys())
         wanted = (
@@ -142,8 +161,24 @@ class Pipeline:
                 f"verification failed: {before.bucket}/{before.key} reads back as "
                 f"{after.encryption.value} {after.kms_key or ''}, not {required.key}"
             )
+        return after
+
+    async def _read_back(
+        self, before: ObjectSnapshot, required: RequiredKey, written: WriteResult, outcome: Outcome
+    ) -> ObjectSnapshot:
+        """The new version: from the write's response when it names the encryption the store
+        applied (SSE-KMS on MinIO and AWS), else with a HEAD of exactly that version."""
+        if written.encryption is not None and required.strategy is Strategy.SSE_KMS:
+            return replace(before, etag=written.etag, version_id=written.version_id,
+                           encryption=written.encryption, kms_key=written.kms_key)  # fmt: skip
+        after = await self._call(
+            outcome, self.storage.head, before.bucket, before.key, written.version_id
+        )
+        if after is None or after.etag != written.etag:
+            raise PreconditionFailed("object replaced right after our rewrite")
         if after.size != before.size and required.strategy is Strategy.SSE_KMS:
             raise StorageRejected(f"verification failed: size {after.size} != {before.size}")
+        return after
 
     async def _purge(self, old: ObjectSnapshot, outcome: Outcome) -> None:
         assert old.version_id is not None

@@ -57,6 +57,8 @@ class ObjectSnapshot:
     version_id: str | None = None
     last_modified: datetime | None = None
     attributes: PreservedAttributes = field(default_factory=PreservedAttributes)
+    #: Tags on the object as the store counted them (``x-amz-tagging-count``); None: unknown.
+    tag_count: int | None = None
 
 
 @dataclass(frozen=True)
@@ -68,8 +70,13 @@ class SseKmsTarget:
 
 @dataclass(frozen=True)
 class WriteResult:
+    """The new version, and the encryption the store reported for it in the write's response
+    (``encryption`` is None when the response said nothing: read the object back to verify)."""
+
     etag: str
     version_id: str | None = None
+    encryption: Encryption | None = None
+    kms_key: str | None = None
 
 
 class Storage(Protocol):
