@@ -52,6 +52,12 @@ class S3Settings(_Section):
     multipart_threshold: int = Field(default=5 * GiB, ge=5 * MiB, description="Bytes")
     part_size: int = Field(default=64 * MiB, ge=5 * MiB, description="Bytes")
     max_pool_connections: int = Field(default=32, ge=1)
+    copy_if_match: Literal["auto", "true", "false"] = Field(
+        default="auto",
+        description="Rewrite with an in-place CopyObject under If-Match (server-side, no bytes "
+        "through the enforcer) where the store checks If-Match on CopyObject: auto = AWS "
+        "endpoints only. MinIO ignores it there: never true for MinIO.",
+    )
 
 
 class KmsSettings(_Section):

@@ -17,12 +17,12 @@ from contextlib import asynccontextmanager
 from typing import IO, Any
 from urllib.parse import urlencode
 
-from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 from botocore.exceptions import BotoCoreError, ClientError
 
 from enforcer.config import S3Settings
 from enforcer.errors import StorageRejected
+from enforcer.s3_client import client_config, copy_checks_if_match, use_fast_timestamps
 from enforcer.s3_errors import translate
 from enforcer.storage import (
     ENVELOPE_META_PREFIX,
@@ -43,14 +43,8 @@ _NO_ENCRYPTION_CONFIG = {"ServerSideEncryptionConfigurationNotFoundError", "NoSu
 @asynccontextmanager
 async def open_s3_storage(settings: S3Settings) -> AsyncIterator[S3Storage]:
     """Create the aiobotocore client; it is closed when the context exits."""
-    config = AioConfig(
-        s3={"addressing_style": "path"},
-        retries={"max_attempts": 1, "mode": "standard"},  # retries are ours (retrying.py)
-        max_pool_connections=settings.max_pool_connections,
-        connect_timeout=5,
-        read_timeout=60,
-    )
     session = get_session()
+    use_fast_timestamps(session)
     async with session.create_client(
         "s3",
         endpoint_url=settings.endpoint_url,
@@ -58,7 +52,7 @@ async def open_s3_storage(settings: S3Settings) -> AsyncIterator[S3Storage]:
         aws_access_key_id=_secret(settings.access_key_id),
         aws_secret_access_key=_secret(settings.secret_access_key),
         verify=str(settings.ca_bundle) if settings.ca_bundle else None,
-        config=config,
+        config=client_config(settings),
     ) as client:
         yield S3Storage(client, settings)
 
@@ -72,6 +66,7 @@ class S3Storage:
         self._client = client
         self.multipart_threshold = settings.multipart_threshold
         self.part_size = settings.part_size
+        self.copy_if_match = copy_checks_if_match(settings)
 
     # ------------------------------------------------------------ inspection
 
@@ -138,6 +133,8 @@ class S3Storage:
         try:
             if snapshot.size > self.multipart_threshold:
                 return await self._rewrite_multipart(snapshot, headers)
+            if self.copy_if_match:
+                return await self._rewrite_copy(snapshot, headers)
             return await self._rewrite_single(snapshot, headers)
         except (ClientError, BotoCoreError) as exc:
             raise translate(exc, where, target.key_name) from exc
@@ -159,6 +156,24 @@ class S3Storage:
             return await self.put_if_match(
                 snapshot, spool, size, headers | {"ContentMD5": content_md5}
             )
+
+    async def _rewrite_copy(self, snapshot: ObjectSnapshot, headers: dict[str, Any]) -> WriteResult:
+        """In-place CopyObject, for stores that check If-Match on it (AWS): the copy reads
+        exactly the inspected version and replaces it only if it is still current, server-side.
+        Tags are copied by the store from that same version."""
+        headers = {k: v for k, v in headers.items() if k != "Tagging"}
+        response = await self._client.copy_object(
+            Bucket=snapshot.bucket,
+            Key=snapshot.key,
+            CopySource=_object_params(snapshot),
+            CopySourceIfMatch=snapshot.etag,
+            IfMatch=snapshot.etag,
+            MetadataDirective="REPLACE",
+            TaggingDirective="COPY",
+            **headers,
+        )
+        result = response.get("CopyObjectResult", {})
+        return _write_result(response | {"ETag": result.get("ETag", "")})
 
     # ------------------------------------------------------------ body primitives (envelope)
 
@@ -191,7 +206,7 @@ class S3Storage:
         except (ClientError, BotoCoreError) as exc:
             where = f"PUT {snapshot.bucket}/{snapshot.key}"
             raise translate(exc, where, headers.get("SSEKMSKeyId", "")) from exc
-        return WriteResult(etag=response["ETag"], version_id=response.get("VersionId"))
+        return _write_result(response)
 
     async def multipart_if_match(
         self,
@@ -259,7 +274,7 @@ class S3Storage:
         except BaseException:
             await self._abort(snapshot, upload_id)
             raise
-        return WriteResult(etag=response["ETag"], version_id=response.get("VersionId"))
+        return _write_result(response)
 
     async def _copy_parts(self, snapshot: ObjectSnapshot, upload_id: str) -> list[dict[str, Any]]:
         source = _object_params(snapshot)
@@ -321,7 +336,17 @@ def snapshot_from_head(bucket: str, key: str, head: dict[str, Any]) -> ObjectSna
         version_id=head.get("VersionId") if head.get("VersionId") not in (None, "null") else None,
         last_modified=head.get("LastModified"),
         attributes=attributes,
+        tag_count=int(head.get("TagCount") or 0),  # MinIO and AWS send it when there are tags
     )
+
+
+def _write_result(response: dict[str, Any]) -> WriteResult:
+    """A write's response → the new version, with the encryption the store says it applied."""
+    version_id = response.get("VersionId") if response.get("VersionId") != "null" else None
+    if not response.get("ServerSideEncryption"):
+        return WriteResult(etag=response["ETag"], version_id=version_id)
+    encryption, kms_key = _encryption_of(response, {})
+    return WriteResult(response["ETag"], version_id, encryption, kms_key)
 
 
 def _encryption_of(head: dict[str, Any], metadata: dict[str, str]) -> tuple[Encryption, str | None]:
