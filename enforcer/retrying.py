@@ -56,8 +56,26 @@ def _should_retry(exc: BaseException) -> bool:
 async def retry_transient(
     call: Callable[[], Awaitable[T]], policy: RetryPolicy | None = None
 ) -> tuple[T, int]:
-    """Run ``call`` until it succeeds or the policy gives up; return its value and the attempts."""
+    """Run ``call`` until it succeeds or the policy gives up; return its value and the attempts.
+
+    The first attempt runs without tenacity (whose bookkeeping costs more than a request's
+    parsing); after a retryable failure tenacity takes over, that failure being its attempt 1.
+    """
     policy = policy or RetryPolicy()
+    try:
+        return await call(), 1
+    except PreconditionFailed:
+        raise
+    except TransientError as exc:
+        if policy.attempts <= 1:
+            raise
+        failed: list[BaseException] = [exc]
+
+    async def again() -> T:
+        if failed:
+            raise failed.pop()
+        return await call()
+
     wait: tenacity.wait.wait_base = (
         tenacity.wait_none()
         if _testing
@@ -75,5 +93,5 @@ async def retry_transient(
     async for attempt in retrying:
         with attempt:
             attempts = attempt.retry_state.attempt_number
-            value = await call()
+            value = await again()
     return value, attempts

@@ -35,6 +35,8 @@ from enforcer.verdict import Encryption
 
 #: Rewrites spool at most this much in memory (per object or part), the rest on disk.
 SPOOL_IN_MEMORY = 8 * 1024 * 1024
+#: Objects up to this size are rewritten from one bytes object, without a spool.
+SMALL_BODY = 1024 * 1024
 _READ_CHUNK = 1024 * 1024
 # No default encryption; or no bucket at all (deleted since the event): its objects are gone.
 _NO_ENCRYPTION_CONFIG = {"ServerSideEncryptionConfigurationNotFoundError", "NoSuchBucket"}
@@ -143,6 +145,12 @@ class S3Storage:
         self, snapshot: ObjectSnapshot, headers: dict[str, Any]
     ) -> WriteResult:
         """Copy the bytes through a spool (memory up to 8 MiB, then disk) into an If-Match PUT."""
+        if snapshot.size <= SMALL_BODY:  # bytes: aiohttp sends a file body via a worker thread
+            body = b"".join([chunk async for chunk in self.read_chunks(snapshot)])
+            check_read_size(snapshot, len(body))
+            digest = hashlib.md5(body, usedforsecurity=False).digest()
+            md5_header = {"ContentMD5": base64.b64encode(digest).decode()}
+            return await self.put_if_match(snapshot, body, len(body), headers | md5_header)
         with tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY) as spool:
             md5 = hashlib.md5(usedforsecurity=False)
             size = 0
@@ -191,7 +199,11 @@ class S3Storage:
             raise translate(exc, where, _bare_key(snapshot.kms_key)) from exc
 
     async def put_if_match(
-        self, snapshot: ObjectSnapshot, body: IO[bytes], length: int, headers: dict[str, Any]
+        self,
+        snapshot: ObjectSnapshot,
+        body: bytes | IO[bytes],
+        length: int,
+        headers: dict[str, Any],
     ) -> WriteResult:
         """PutObject replacing exactly the inspected object, atomically (If-Match)."""
         try:
