@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STACK := deploy/local/stack
 PYTHON ?= python3.11
 
-.PHONY: check lint types unit test demo install stack-up stack-down
+.PHONY: check lint types unit test demo install stack-up stack-down bench
 
 check: lint types unit
 
@@ -34,6 +34,10 @@ test: install stack-up
 
 demo: install stack-up
 	$(BIN)/python examples/demo.py
+
+# The enforcer against a native minio-go client on the same local stack (benchmarks/README.md).
+bench: install stack-up
+	$(BIN)/python benchmarks/vs_native.py $(BENCH_ARGS)
 
 stack-up:
 	$(STACK) up
