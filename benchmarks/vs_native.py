@@ -340,7 +340,7 @@ async def latency(stack: StackEnv, s3: Any, args: argparse.Namespace, ek: str) -
         policy = write_policy(TMP / f"{bucket}.yaml", {"bucket": bucket, "key": ek})
         run = EnforcerRun(stack, policy_file=policy)
         await run.start_at_end()
-        watched = start_enforcer(run, stack, args, idle=3.0)
+        watched = start_enforcer(run, stack, args, idle=15.0)  # outlasts the warm-up check
         await wait_ready(run, s3, bucket)
         puts = await asyncio.to_thread(
             paced_puts, s3, bucket, args.rate, args.seconds, args.object_size
@@ -350,6 +350,8 @@ async def latency(stack: StackEnv, s3: Any, args: argparse.Namespace, ek: str) -
         compliant_at = {
             r["key"]: datetime.fromisoformat(r["timestamp"]).timestamp() for r in records
         }
+        if not compliant_at:
+            raise SystemExit("latency: no rewrite was audited (did the enforcer stop early?)")
         waits = sorted((compliant_at[k] - t) * 1000 for k, t in puts.items() if k in compliant_at)
         start, end = min(puts.values()), max(compliant_at.values())
         cpu = (watched.cpu_at(end) - watched.cpu_at(start)) * 1000
