@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import replace
 
-from enforcer.events import ObjectEvent
-from enforcer.storage import ObjectSnapshot, PreservedAttributes
+from enforcer.core.events import ObjectEvent
+from enforcer.storage.port import ObjectSnapshot, PreservedAttributes
 
 _NO_ATTRIBUTES = PreservedAttributes()
 
