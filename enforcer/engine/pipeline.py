@@ -16,8 +16,8 @@ from typing import ParamSpec, TypeVar
 from enforcer.core.events import ObjectEvent
 from enforcer.core.policy import Mode, RequiredKey, Strategy, VersionsPolicy
 from enforcer.core.verdict import Action, Decision, Encryption, ObjectFacts, Plan, Verdict, decide
-from enforcer.engine.rules import KeyCanon, RuleResolver
 from enforcer.engine.own_writes import OwnWrites
+from enforcer.engine.rules import KeyCanon, RuleResolver
 from enforcer.errors import KeyMissing, PreconditionFailed, StorageRejected
 from enforcer.retrying import RetryPolicy, retry_transient
 from enforcer.storage.port import ObjectSnapshot, Storage, WriteResult

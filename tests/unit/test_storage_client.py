@@ -4,9 +4,9 @@ import pytest
 from botocore.utils import parse_timestamp as botocore_parse_timestamp
 
 from enforcer.config import S3Settings
-from enforcer.storage.s3 import _write_result, snapshot_from_head
-from enforcer.storage.client import copy_checks_if_match, is_aws_endpoint, parse_timestamp
 from enforcer.core.verdict import Encryption
+from enforcer.storage.client import copy_checks_if_match, is_aws_endpoint, parse_timestamp
+from enforcer.storage.s3 import _write_result, snapshot_from_head
 
 
 @pytest.mark.parametrize(
