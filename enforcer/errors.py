@@ -9,7 +9,8 @@
     │   ├── KeyDisabled           the key exists but may not be used (AWS Disabled/PendingDeletion)
     │   ├── ObjectUnreadable      SSE-C object, or one we cannot decrypt
     │   ├── IntegrityError        an envelope object failed authentication (tampered or corrupt)
-    │   └── StorageRejected       S3 refused the request for a reason retrying cannot change
+    │   ├── StorageRejected       S3 refused the request for a reason retrying cannot change
+    │   └── RecordTooLarge        the broker (or producer) refuses a record for its size
     └── TransientError            retry with backoff; the event is not failed
         ├── KmsUnavailable        the KMS (KES / AWS KMS) is unreachable or failing
         ├── StorageUnavailable    S3 5xx, throttling, timeouts, connection errors
@@ -21,6 +22,11 @@ boundary, with ``raise ... from exc``. Messages never contain key material.
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
 
 
 class EnforcerError(Exception):
@@ -74,6 +80,10 @@ class StorageRejected(PermanentError):
     code = "storage_rejected"
 
 
+class RecordTooLarge(PermanentError):
+    code = "record_too_large"
+
+
 class TransientError(EnforcerError):
     code = "transient"
 
@@ -92,3 +102,12 @@ class PreconditionFailed(TransientError):
 
 class KafkaUnavailable(TransientError):
     code = "kafka_unavailable"
+
+
+def describe_validation(exc: ValidationError, *, limit: int = 300) -> tuple[str, str]:
+    """The first problem of a pydantic error as ``(where, message)``: ``where`` is the dotted
+    location (empty at the top level). The one place pydantic errors are turned into text; the
+    message never repeats the offending input (it may be huge, binary or a secret)."""
+    first = exc.errors(include_url=False, include_input=False)[0]
+    where = ".".join(str(part) for part in first["loc"])
+    return where[:limit], str(first["msg"])[:limit]
