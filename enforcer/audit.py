@@ -7,6 +7,9 @@ the broker has the record, so the consumer may commit the event's offset afterwa
 from __future__ import annotations
 
 import base64
+import hashlib
+import json
+import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -17,6 +20,7 @@ from aiokafka import AIOKafkaProducer
 
 from enforcer import __version__
 from enforcer.config import KafkaSettings
+from enforcer.errors import RecordTooLarge
 from enforcer.events import IgnoredRecord, ObjectEvent
 from enforcer.kafka import kafka_call, open_producer
 from enforcer.pipeline import Outcome
@@ -24,6 +28,8 @@ from enforcer.policy import Mode, effective_mode
 from enforcer.records import AuditRecord, DeadLetterRecord
 from enforcer.telemetry import current_trace_id
 from enforcer.verdict import Action
+
+log = logging.getLogger(__name__)
 
 
 class RecordSink(Protocol):
@@ -103,6 +109,13 @@ def audit_for_ignored(
     )
 
 
+#: The most a dead-letter record carries of the original value, encoded (text or base64); a
+#: record stays far below the broker's 1 MiB default however the payload escapes.
+DLQ_PAYLOAD_LIMIT = 256 * 1024
+#: The most it carries of the original Kafka key (S3 keys are at most 1024 bytes).
+DLQ_KEY_LIMIT = 2048
+
+
 def dead_letter(
     value: bytes | None,
     key: bytes | None,
@@ -116,17 +129,24 @@ def dead_letter(
     first_seen: datetime,
     last_seen: datetime,
     event_id: str | None = None,
+    payload_limit: int = DLQ_PAYLOAD_LIMIT,
 ) -> DeadLetterRecord:
-    payload, encoding = _text_or_base64(value)
+    """The dead-letter record of one Kafka record; a value or key too large to carry is cut,
+    keeping the value's length and SHA-256 so the original can still be found."""
+    payload, encoding, payload_cut = _carried(value, payload_limit)
+    original_key, _, key_cut = _carried(key, DLQ_KEY_LIMIT, text_only=True)
     return DeadLetterRecord(
         original_payload=payload,
         payload_encoding=encoding,
-        original_key=_text_or_base64(key)[0],
+        original_key=original_key,
+        truncated=payload_cut or key_cut,
+        original_length=len(value) if value is not None else None,
+        original_sha256=hashlib.sha256(value).hexdigest() if value is not None else None,
         topic=topic,
         partition=partition,
         offset=offset,
         error_class=error_class,
-        reason=reason,
+        reason=reason[:2000],
         attempts=attempts,
         first_seen=first_seen,
         last_seen=last_seen,
@@ -135,13 +155,29 @@ def dead_letter(
     )
 
 
-def _text_or_base64(value: bytes | None) -> tuple[str | None, str]:
+def _carried(
+    value: bytes | None, limit: int, text_only: bool = False
+) -> tuple[str | None, str, bool]:
+    """(text, encoding, cut): UTF-8 text if it is and fits as JSON, else base64 of as much as
+    fits. ``text_only`` keys are decoded with replacement instead (they are for people)."""
     if value is None:
-        return None, "utf-8"
+        return None, "utf-8", False
+    if text_only:
+        cut = len(value) > limit
+        return value[:limit].decode("utf-8", "replace"), "utf-8", cut
     try:
-        return value.decode("utf-8"), "utf-8"
+        text = value.decode("utf-8")
     except UnicodeDecodeError:
-        return base64.b64encode(value).decode(), "base64"
+        text = None
+    if text is not None and len(json.dumps(text)) <= limit:
+        return text, "utf-8", False
+    fitting = limit // 4 * 3  # base64 makes 4 characters of every 3 bytes
+    return base64.b64encode(value[:fitting]).decode(), "base64", len(value) > fitting
+
+
+def without_payload(record: DeadLetterRecord) -> DeadLetterRecord:
+    """The same record with the payload dropped (the broker refused even the cut one)."""
+    return record.model_copy(update={"original_payload": None, "truncated": True})
 
 
 class KafkaRecordSink:
@@ -154,7 +190,17 @@ class KafkaRecordSink:
         await self._send(self._audit_topic, record.model_dump_json().encode(), record.kafka_key)
 
     async def publish_dead_letter(self, record: DeadLetterRecord, key: bytes | None) -> None:
-        await self._send(self._dlq_topic, record.model_dump_json().encode(), key)
+        """Publish; a record the broker still refuses for its size goes without its payload
+        (its length and SHA-256 stay), so no input can stop the service here."""
+        key = key[:DLQ_KEY_LIMIT] if key is not None else None
+        try:
+            await self._send(self._dlq_topic, record.model_dump_json().encode(), key)
+        except RecordTooLarge as exc:
+            log.warning("dead-letter record of %s@%s too large (%s); sent without payload",
+                        record.topic, record.offset, exc)  # fmt: skip
+            await self._send(
+                self._dlq_topic, without_payload(record).model_dump_json().encode(), key
+            )
 
     async def _send(self, topic: str, value: bytes, key: bytes | None) -> None:
         await kafka_call(self._producer.send_and_wait(topic, value=value, key=key),

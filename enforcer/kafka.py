@@ -8,10 +8,17 @@ from contextlib import asynccontextmanager
 from typing import TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.errors import KafkaError
+from aiokafka.errors import (
+    KafkaError,
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+    RecordTooLargeError,
+)
 
 from enforcer.config import KafkaSettings
-from enforcer.errors import KafkaUnavailable
+from enforcer.errors import KafkaUnavailable, RecordTooLarge
+
+_TOO_LARGE = (MessageSizeTooLargeError, RecordTooLargeError, RecordListTooLargeError)
 
 T = TypeVar("T")
 
@@ -20,6 +27,8 @@ async def kafka_call(call: Awaitable[T], what: str) -> T:
     """Await one aiokafka call, translating its errors into the enforcer's tree."""
     try:
         return await call
+    except _TOO_LARGE as exc:  # retrying cannot shrink the record: not an outage
+        raise RecordTooLarge(f"{what}: {type(exc).__name__}: {exc}") from exc
     except KafkaError as exc:
         raise KafkaUnavailable(f"{what}: {type(exc).__name__}: {exc}") from exc
 

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from enforcer.verdict import Action, Verdict
 
 AUDIT_SCHEMA_VERSION = 1
-DLQ_SCHEMA_VERSION = 1
+DLQ_SCHEMA_VERSION = 2
 
 
 class AuditRecord(BaseModel):
@@ -60,10 +60,17 @@ class DeadLetterRecord(BaseModel):
 
     schema_version: int = DLQ_SCHEMA_VERSION
     original_payload: str | None = Field(
-        description="The record value, UTF-8 (or base64 if binary)"
+        description="The record value, UTF-8 (or base64 if binary); only its start if truncated"
     )
     payload_encoding: str = Field(default="utf-8", description="utf-8 | base64")
-    original_key: str | None = None
+    original_key: str | None = Field(default=None, description="Only its start if truncated")
+    truncated: bool = Field(
+        default=False,
+        description="The payload or key was cut to fit the broker; such a record cannot be "
+        "replayed, find the original by its length and SHA-256",
+    )
+    original_length: int | None = Field(default=None, description="Bytes of the record value")
+    original_sha256: str | None = Field(default=None, description="Hex SHA-256 of the value")
     topic: str
     partition: int
     offset: int
