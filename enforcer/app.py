@@ -137,7 +137,9 @@ async def run_service(settings: Settings, mode: Mode, drain_idle: float | None =
             async with AsyncExitStack() as probes:
                 if settings.health_port is not None:
                     await probes.enter_async_context(
-                        serve_health(settings.health_port, _readiness(kafka, gate))
+                        serve_health(
+                            settings.health_port, _readiness(kafka, gate), settings.health_host
+                        )
                     )
                 await consumer.run()
             log.info("stopped after %d records", consumer.handled)
