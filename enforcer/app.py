@@ -25,10 +25,12 @@ from enforcer.kms.base import Kms
 from enforcer.kms.factory import open_kms_from_settings
 from enforcer.outage import OutageGate, Probe
 from enforcer.pipeline import Pipeline, Rewriter
-from enforcer.policy import Mode, RequiredKey, Strategy, load_policy_file
+from enforcer.policy import Mode, PolicyFile, RequiredKey, Strategy, load_policy_file
+from enforcer.preflight import check_run
 from enforcer.retrying import RetryPolicy
 from enforcer.rules import AliasResolver, KeyCanon, RuleResolver
 from enforcer.s3 import S3Storage, open_s3_storage
+from enforcer.s3_listing import S3Listing
 from enforcer.service import RecordHandler
 from enforcer.storage import ObjectSnapshot, SseKmsTarget, WriteResult
 
@@ -41,6 +43,7 @@ class Runtime:
     storage: S3Storage
     kms: Kms | None
     pipeline: Pipeline
+    policy: PolicyFile
 
 
 @asynccontextmanager
@@ -70,7 +73,7 @@ async def open_runtime(settings: Settings, mode: Mode) -> AsyncIterator[Runtime]
             rewriters=_rewriters(storage, kms, settings),
             retry=retry,
         )
-        yield Runtime(settings, storage, kms, pipeline)
+        yield Runtime(settings, storage, kms, pipeline, policy)
 
 
 def _alias_resolver(kms: Kms | None, settings: Settings) -> AliasResolver | None:
@@ -110,7 +113,15 @@ def _probe(kms: Kms | None) -> Probe | None:
 
 async def run_service(settings: Settings, mode: Mode, drain_idle: float | None = None) -> int:
     """``enforcer run``: consume until SIGTERM (or, with ``drain_idle``, until caught up)."""
-    async with open_runtime(settings, mode) as runtime, open_kafka_sink(settings.kafka) as sink:
+    async with open_runtime(settings, mode) as runtime:
+        await check_run(settings, S3Listing.of(runtime.storage), runtime.kms, runtime.policy)
+        return await _consume(settings, mode, runtime, drain_idle)
+
+
+async def _consume(
+    settings: Settings, mode: Mode, runtime: Runtime, drain_idle: float | None
+) -> int:
+    async with open_kafka_sink(settings.kafka) as sink:
         gate = OutageGate(
             threshold=settings.kms_failures_before_pause,
             probe_interval=settings.kms_probe_interval,

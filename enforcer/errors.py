@@ -5,6 +5,7 @@
     │   ├── BadEvent              the Kafka record is not an event we can read
     │   ├── ConfigError           the configuration or policy file is invalid (exit code 2)
     │   ├── AccessDenied          S3 or the KMS refused us
+    │   │   └── CredentialsRejected   ... because it does not know or believe our credentials
     │   ├── KeyMissing            the required External Key does not exist (alerts per key)
     │   ├── KeyDisabled           the key exists but may not be used (AWS Disabled/PendingDeletion)
     │   ├── ObjectUnreadable      SSE-C object, or one we cannot decrypt
@@ -50,6 +51,10 @@ class ConfigError(PermanentError):
 
 class AccessDenied(PermanentError):
     code = "access_denied"
+
+
+class CredentialsRejected(AccessDenied):
+    """Unknown access key, bad signature, expired token: the credentials, not a permission."""
 
 
 class KeyMissing(PermanentError):

@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from typing import TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import (
     KafkaError,
     MessageSizeTooLargeError,
@@ -68,3 +69,16 @@ async def open_consumer(
         yield consumer
     finally:
         await consumer.stop()
+
+
+@asynccontextmanager
+async def open_admin(settings: KafkaSettings) -> AsyncIterator[AIOKafkaAdminClient]:
+    """An admin client (topic metadata and creation)."""
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=settings.bootstrap_servers, client_id=f"{settings.client_id}-admin"
+    )
+    await kafka_call(admin.start(), f"connecting to Kafka at {settings.bootstrap_servers}")
+    try:
+        yield admin
+    finally:
+        await admin.close()

@@ -23,6 +23,7 @@ from botocore.exceptions import (
 from enforcer.errors import (
     AccessDenied,
     BadEvent,
+    CredentialsRejected,
     EnforcerError,
     KeyDisabled,
     KeyMissing,
@@ -44,6 +45,13 @@ _KMS_DOWN = {
     "KMS.KMSInternalException",
     "KMS.DependencyTimeoutException",
     "KMS.ThrottlingException",
+}
+_CREDENTIALS = {
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "InvalidToken",
+    "ExpiredToken",
+    "InvalidClientTokenId",
 }
 _ACCESS = {"AccessDenied", "kms:NotAuthorized", "KMS.AccessDeniedException", "AllAccessDisabled"}
 _THROTTLED = {
@@ -89,6 +97,8 @@ def translate(  # noqa: PLR0911 - a table
         return KeyDisabled(message, key_name=key_name or _key_name(detail))
     if code in _KMS_DOWN:
         return KmsUnavailable(message)
+    if code in _CREDENTIALS:
+        return CredentialsRejected(message)
     if code in _ACCESS or status == 403:
         return AccessDenied(message)
     if code in _INVALID_NAME:

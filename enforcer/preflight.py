@@ -1,0 +1,108 @@
+"""What ``enforcer run`` checks before it consumes anything, so a bad setting fails at start.
+
+Each check is one function over an adapter; a setting that cannot work raises
+:class:`~enforcer.errors.ConfigError` naming the setting (exit code 2, one line). A dependency
+that is merely down raises its transient error after the usual retries (exit code 1): that is an
+outage, not a misconfiguration. Missing audit and dead-letter topics are created here, so their
+first use does not log "topic not found".
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from enforcer.config import KafkaSettings, Settings
+from enforcer.errors import AccessDenied, ConfigError, CredentialsRejected, KeyMissing
+from enforcer.kafka import kafka_call, open_admin
+from enforcer.kms.base import Kms, KeyState
+from enforcer.policy import PolicyFile
+from enforcer.s3_listing import S3ListingMixin
+
+log = logging.getLogger(__name__)
+
+S3_CREDENTIALS = "ENFORCER_S3__ACCESS_KEY_ID, ENFORCER_S3__SECRET_ACCESS_KEY"
+KMS_CREDENTIALS = "ENFORCER_KMS__CLIENT_CERT, ENFORCER_KMS__CLIENT_KEY or ENFORCER_KMS__API_KEY"
+
+
+async def check_s3_credentials(listing: S3ListingMixin) -> None:
+    """A signed request the store must accept."""
+    try:
+        await listing.authenticate()
+    except CredentialsRejected as exc:
+        raise ConfigError(f"S3 rejects the credentials ({S3_CREDENTIALS}): {exc}") from None
+
+
+async def check_policy_buckets(listing: S3ListingMixin, policy: PolicyFile, source: str) -> None:
+    """Every bucket a policy rule names exists, and we may see it."""
+    for bucket in sorted({rule.bucket for rule in policy.rules}):
+        try:
+            exists = await listing.bucket_exists(bucket)
+        except AccessDenied as exc:
+            raise ConfigError(f"policy bucket {bucket!r} ({source}): access denied: {exc}") from None
+        if not exists:
+            raise ConfigError(f"policy bucket {bucket!r} ({source}) does not exist")
+
+
+async def check_kms(kms: Kms, policy: PolicyFile, source: str) -> None:
+    """The KMS answers, accepts us, and knows every key a policy rule names."""
+    try:
+        await kms.check_ready()
+    except CredentialsRejected as exc:
+        raise ConfigError(f"the KMS rejects our identity ({KMS_CREDENTIALS}): {exc}") from None
+    for name in sorted({key for rule in policy.rules for key in (rule.key, *rule.accepted_keys)}):
+        try:
+            info = await kms.describe_key(name)
+        except KeyMissing:
+            raise ConfigError(f"policy key {name!r} ({source}) does not exist in the KMS") from None
+        except AccessDenied as exc:
+            raise ConfigError(f"policy key {name!r} ({source}): access denied: {exc}") from None
+        if info.state is not KeyState.ENABLED:  # a runtime condition: alerted per object
+            log.warning("policy key %r is %s: its objects will fail until it is enabled",
+                        name, info.state.value)  # fmt: skip
+
+
+async def check_kafka_topics(settings: KafkaSettings) -> None:
+    """The input topics exist; the audit and DLQ topics exist or are created now."""
+    async with open_admin(settings) as admin:
+        existing = set(await kafka_call(admin.list_topics(), "listing topics"))
+        if missing := [t for t in settings.topics if t not in existing]:
+            raise ConfigError(
+                f"input topic(s) {', '.join(missing)} do not exist (ENFORCER_KAFKA__TOPICS)"
+            )
+        wanted = {settings.audit_topic, settings.dlq_topic} - existing
+        if wanted:
+            await _create_topics(admin, sorted(wanted), like=settings.topics[0])
+
+
+async def _create_topics(admin: AIOKafkaAdminClient, names: list[str], like: str) -> None:
+    """Create ``names`` with as many partitions as ``like`` has (records keep per-object
+    order either way) and the cluster's replication, up to 3."""
+    [described] = await kafka_call(admin.describe_topics([like]), f"describing {like}")
+    cluster: dict[str, Any] = await kafka_call(admin.describe_cluster(), "describing the cluster")
+    partitions = max(1, len(described.get("partitions", [])))
+    replicas = max(1, min(3, len(cluster.get("brokers", []))))
+    topics = [NewTopic(name, partitions, replicas) for name in names]
+    response = await kafka_call(admin.create_topics(topics), f"creating {', '.join(names)}")
+    for name, code, *message in response.topic_errors:
+        if code not in (0, TopicAlreadyExistsError.errno):
+            raise ConfigError(
+                f"topic {name} (ENFORCER_KAFKA__AUDIT_TOPIC / ENFORCER_KAFKA__DLQ_TOPIC) does not "
+                f"exist and could not be created: error {code} {message[0] if message else ''}"
+            )
+    log.info("created topic(s) %s (%d partitions)", ", ".join(names), partitions)
+
+
+async def check_run(
+    settings: Settings, listing: S3ListingMixin, kms: Kms | None, policy: PolicyFile
+) -> None:
+    """Everything ``enforcer run`` can check before it consumes."""
+    source = f"ENFORCER_POLICY_FILE {settings.policy_file}"
+    await check_s3_credentials(listing)
+    await check_policy_buckets(listing, policy, source)
+    if kms is not None:
+        await check_kms(kms, policy, source)
+    await check_kafka_topics(settings.kafka)
