@@ -127,7 +127,7 @@ async def _consume(
             probe_interval=settings.kms_probe_interval,
             probe=_probe(runtime.kms),
         )
-        handler = RecordHandler(runtime.pipeline, sink, gate, mode)
+        handler = RecordHandler(runtime.pipeline, sink, gate, mode, fanout=settings.concurrency)
         async with open_consumer(settings.kafka, settings.kafka.group_id, "events") as kafka:
             consumer = EventConsumer(
                 kafka,

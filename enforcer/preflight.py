@@ -18,7 +18,7 @@ from aiokafka.errors import TopicAlreadyExistsError
 from enforcer.config import KafkaSettings, Settings
 from enforcer.errors import AccessDenied, ConfigError, CredentialsRejected, KeyMissing
 from enforcer.kafka import kafka_call, open_admin
-from enforcer.kms.base import Kms, KeyState
+from enforcer.kms.base import KeyState, Kms
 from enforcer.policy import PolicyFile
 from enforcer.s3_listing import S3ListingMixin
 
@@ -42,7 +42,9 @@ async def check_policy_buckets(listing: S3ListingMixin, policy: PolicyFile, sour
         try:
             exists = await listing.bucket_exists(bucket)
         except AccessDenied as exc:
-            raise ConfigError(f"policy bucket {bucket!r} ({source}): access denied: {exc}") from None
+            raise ConfigError(
+                f"policy bucket {bucket!r} ({source}): access denied: {exc}"
+            ) from None
         if not exists:
             raise ConfigError(f"policy bucket {bucket!r} ({source}) does not exist")
 

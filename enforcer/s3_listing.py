@@ -23,7 +23,8 @@ PAGE_SIZE = 1000
 
 
 class S3ListingMixin:
-    """``list_keys``, ``list_buckets``, ``authenticate`` and ``bucket_exists`` for any class that holds an aiobotocore ``_client``."""
+    """``list_keys``, ``list_buckets``, ``authenticate`` and ``bucket_exists`` for any class
+    that holds an aiobotocore ``_client``."""
 
     _client: Any
     retry: RetryPolicy = RetryPolicy()
