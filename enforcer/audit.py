@@ -1,7 +1,7 @@
 """Audit and dead-letter records: building them (pure) and publishing them (Kafka).
 
 The producer is idempotent with ``acks=all``; :meth:`KafkaRecordSink.publish` returns only when
-the broker has the record, so the consumer may commit the event's offset afterwards (DESIGN §4.7).
+the broker has the record, so the consumer may commit the event's offset afterwards (at-least-once).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The ``enforcer`` command line (contract: DESIGN §7).
+"""The ``enforcer`` command line (a contract: see README's "Running it").
 
 Exit codes: 0 ok, 1 failure, 2 usage or configuration error.
 """

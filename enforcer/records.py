@@ -1,4 +1,4 @@
-"""Audit and dead-letter records (contract: DESIGN §8).
+"""Audit and dead-letter records (a contract: schemas/ holds their JSON Schemas).
 
 Audit records are flat JSON so stream SQL engines can read them: ``bucket``, ``key`` (decoded),
 ``verdict``, ``action`` and ``mode`` are top-level. Neither record ever holds key material.

@@ -2,7 +2,7 @@
 
 The rewrite never trusts an unlocked read-modify-write: MinIO's in-place CopyObject reads its
 source without a lock, so every rewrite ends in a request the server checks atomically under the
-object's write lock — PutObject or CompleteMultipartUpload with ``If-Match`` (REFERENCE §1). A
+object's write lock — PutObject or CompleteMultipartUpload with ``If-Match``. A
 412 means a user wrote meanwhile; the caller re-inspects and never overwrites.
 """
 

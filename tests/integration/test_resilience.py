@@ -1,4 +1,4 @@
-"""Failure model on the real stack (DESIGN §5): KMS outages pause, never DLQ; SIGTERM is clean."""
+"""Failure model on the real stack: KMS outages pause, never DLQ; SIGTERM is clean."""
 
 from __future__ import annotations
 
