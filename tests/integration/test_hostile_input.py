@@ -68,14 +68,21 @@ def hostile_messages(
     }
 
 
+#: Headers a hostile producer might send along: no value, a trace context that is not one.
+HOSTILE_HEADERS = [("traceparent", b"00-\xff\xfe-zz-01"), ("empty", None), ("tracestate", b"\x00")]
+
+
 async def produce(
     bootstrap: str, topic: str, messages: list[tuple[bytes | None, bytes]]
 ) -> list[tuple[int, int]]:
-    """Send in order; return each message's (partition, offset)."""
+    """Send in order (every tenth with hostile headers); return each (partition, offset)."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, max_request_size=2_000_000)
     await producer.start()
     try:
-        sent = [await producer.send(topic, value=v, key=k) for k, v in messages]
+        sent = [
+            await producer.send(topic, value=v, key=k, headers=HOSTILE_HEADERS if i % 10 == 0 else None)
+            for i, (k, v) in enumerate(messages)
+        ]
         return [(m.partition, m.offset) for m in await asyncio.gather(*sent)]
     finally:
         await producer.stop()

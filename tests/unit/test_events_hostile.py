@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 from enforcer.errors import BadEvent
 from enforcer.events import MAX_KEY_BYTES, ObjectEvent, parse_message
+from enforcer.telemetry import context_from_headers
 
 
 def notification(bucket: object = "bkt", key: object = "k", **record: object) -> bytes:
@@ -117,3 +118,18 @@ def test_thousands_of_records_parse_in_order() -> None:
 def test_a_key_at_the_limit_is_an_event() -> None:
     [event] = parse_message(notification(key="é" * (MAX_KEY_BYTES // 2)))
     assert isinstance(event, ObjectEvent)
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"empty": None},
+        {"traceparent": b"00-\xff\xfe-zz-01"},
+        {"traceparent": None, "tracestate": b"\x00" * 10_000},
+        {"TRACEPARENT": b"00-" + b"0" * 32 + b"-" + b"0" * 16 + b"-01"},
+    ],
+)
+def test_hostile_kafka_headers_give_no_trace_context_and_no_error(
+    headers: dict[str, bytes | None],
+) -> None:
+    context_from_headers(headers)  # Kafka allows a header without a value
