@@ -10,6 +10,7 @@ first use does not log "topic not found".
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -36,17 +37,15 @@ async def check_s3_credentials(listing: S3ListingMixin) -> None:
         raise ConfigError(f"S3 rejects the credentials ({S3_CREDENTIALS}): {exc}") from None
 
 
-async def check_policy_buckets(listing: S3ListingMixin, policy: PolicyFile, source: str) -> None:
-    """Every bucket a policy rule names exists, and we may see it."""
-    for bucket in sorted({rule.bucket for rule in policy.rules}):
+async def check_buckets(listing: S3ListingMixin, buckets: Iterable[str], source: str) -> None:
+    """Every bucket named (by ``source``: the policy file, a URL) exists, and we may see it."""
+    for bucket in sorted(set(buckets)):
         try:
             exists = await listing.bucket_exists(bucket)
         except AccessDenied as exc:
-            raise ConfigError(
-                f"policy bucket {bucket!r} ({source}): access denied: {exc}"
-            ) from None
+            raise ConfigError(f"bucket {bucket!r} ({source}): access denied: {exc}") from None
         if not exists:
-            raise ConfigError(f"policy bucket {bucket!r} ({source}) does not exist")
+            raise ConfigError(f"bucket {bucket!r} ({source}) does not exist")
 
 
 async def check_kms(kms: Kms, policy: PolicyFile, source: str) -> None:
@@ -67,16 +66,22 @@ async def check_kms(kms: Kms, policy: PolicyFile, source: str) -> None:
                         name, info.state.value)  # fmt: skip
 
 
-async def check_kafka_topics(settings: KafkaSettings) -> None:
-    """The input topics exist; the audit and DLQ topics exist or are created now."""
+async def check_input_topics(settings: KafkaSettings) -> None:
+    """The topics to consume exist (subscribing to a missing one would wait silently)."""
     async with open_admin(settings) as admin:
         existing = set(await kafka_call(admin.list_topics(), "listing topics"))
-        if missing := [t for t in settings.topics if t not in existing]:
-            raise ConfigError(
-                f"input topic(s) {', '.join(missing)} do not exist (ENFORCER_KAFKA__TOPICS)"
-            )
-        wanted = {settings.audit_topic, settings.dlq_topic} - existing
-        if wanted:
+    if missing := [t for t in settings.topics if t not in existing]:
+        raise ConfigError(
+            f"input topic(s) {', '.join(missing)} do not exist (ENFORCER_KAFKA__TOPICS)"
+        )
+
+
+async def ensure_output_topics(settings: KafkaSettings) -> None:
+    """The audit and DLQ topics exist, created now if missing, so their first use does not
+    log "topic not found"."""
+    async with open_admin(settings) as admin:
+        existing = set(await kafka_call(admin.list_topics(), "listing topics"))
+        if wanted := {settings.audit_topic, settings.dlq_topic} - existing:
             await _create_topics(admin, sorted(wanted), like=settings.topics[0])
 
 
@@ -104,7 +109,15 @@ async def check_run(
     """Everything ``enforcer run`` can check before it consumes."""
     source = f"ENFORCER_POLICY_FILE {settings.policy_file}"
     await check_s3_credentials(listing)
-    await check_policy_buckets(listing, policy, source)
+    await check_buckets(listing, [rule.bucket for rule in policy.rules], source)
     if kms is not None:
         await check_kms(kms, policy, source)
-    await check_kafka_topics(settings.kafka)
+    await check_input_topics(settings.kafka)
+    await ensure_output_topics(settings.kafka)
+
+
+async def check_scan(settings: Settings, listing: S3ListingMixin, bucket: str) -> None:
+    """What ``enforcer scan`` needs: credentials, the bucket, somewhere to put its records."""
+    await check_s3_credentials(listing)
+    await check_buckets(listing, [bucket], "the scanned URL")
+    await ensure_output_topics(settings.kafka)

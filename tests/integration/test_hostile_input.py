@@ -80,7 +80,7 @@ async def produce(
     await producer.start()
     try:
         sent = [
-            await producer.send(topic, value=v, key=k, headers=HOSTILE_HEADERS if i % 10 == 0 else None)
+            await producer.send(topic, value=v, key=k, headers=None if i % 10 else HOSTILE_HEADERS)
             for i, (k, v) in enumerate(messages)
         ]
         return [(m.partition, m.offset) for m in await asyncio.gather(*sent)]

@@ -41,6 +41,11 @@ def test_a_missing_policy_bucket_fails_at_start(stack: StackEnv, tmp_path: Path)
     assert_one_line_exit_2(result, "ENFORCER_POLICY_FILE", gone)
 
 
+def test_a_scan_of_a_missing_bucket_fails_at_start(stack: StackEnv) -> None:
+    gone = f"t-never-made-{uuid.uuid4().hex[:8]}"
+    assert_one_line_exit_2(Cli(stack)("scan", f"s3://{gone}/"), gone, "does not exist")
+
+
 def test_a_missing_policy_key_fails_at_start(
     stack: StackEnv, make_bucket: MakeBucket, make_key: MakeKey, tmp_path: Path
 ) -> None:
