@@ -17,11 +17,11 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
 from enforcer.config import KafkaSettings, Settings
+from enforcer.core.policy import PolicyFile
 from enforcer.errors import AccessDenied, ConfigError, CredentialsRejected, KeyMissing
-from enforcer.kafka import kafka_call, open_admin
+from enforcer.kafka.clients import kafka_call, open_admin
 from enforcer.kms.base import KeyState, Kms
-from enforcer.policy import PolicyFile
-from enforcer.s3_listing import S3ListingMixin
+from enforcer.storage.listing import S3ListingMixin
 
 log = logging.getLogger(__name__)
 

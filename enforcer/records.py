@@ -1,4 +1,5 @@
-"""Audit and dead-letter records (a contract: schemas/ holds their JSON Schemas).
+"""Audit and dead-letter records: the models (a contract, see docs/contract.md), their builders
+(pure) and the sink port that publishes them.
 
 Audit records are flat JSON so stream SQL engines can read them: ``bucket``, ``key`` (decoded),
 ``verdict``, ``action`` and ``mode`` are top-level. Neither record ever holds key material.
@@ -6,11 +7,21 @@ Audit records are flat JSON so stream SQL engines can read them: ``bucket``, ``k
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import json
+import time
 from datetime import datetime
+from typing import Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from enforcer.verdict import Action, Verdict
+from enforcer import __version__
+from enforcer.core.events import IgnoredRecord, ObjectEvent
+from enforcer.core.policy import Mode, effective_mode
+from enforcer.core.verdict import Action, Verdict
+from enforcer.engine.pipeline import Outcome
+from enforcer.telemetry import current_trace_id
 
 AUDIT_SCHEMA_VERSION = 1
 DLQ_SCHEMA_VERSION = 2
@@ -81,3 +92,146 @@ class DeadLetterRecord(BaseModel):
     last_seen: datetime
     event_id: str | None = None
     enforcer_version: str
+
+
+class RecordSink(Protocol):
+    async def publish_audit(self, record: AuditRecord) -> None: ...
+
+    async def publish_dead_letter(self, record: DeadLetterRecord, key: bytes | None) -> None: ...
+
+
+def audit_record(
+    event: ObjectEvent,
+    outcome: Outcome,
+    *,
+    default_mode: Mode,
+    started: float,
+    now: datetime,
+    failure: str | None = None,
+) -> AuditRecord:
+    """The audit record of one handled event, in the effective mode (audit wins).
+
+    ``started`` is the ``time.monotonic()`` the handling began; ``failure`` turns the record
+    into action ``failed`` with that reason. The trace id is the current span's.
+    """
+    if failure is not None:
+        outcome = Outcome(
+            verdict=outcome.verdict,
+            action=Action.FAILED,
+            required=outcome.required,
+            observed=outcome.observed,
+            reason=failure,
+            attempts=outcome.attempts,
+        )
+    observed, required, written = outcome.observed, outcome.required, outcome.written
+    mode = effective_mode(default_mode, required.mode if required else None)
+    reason = outcome.reason or ("; ".join(outcome.notes) if outcome.notes else None)
+    return AuditRecord(
+        event_id=event.event_id,
+        event_name=event.event_name,
+        bucket=event.bucket,
+        key=event.key,
+        version_id=(observed.version_id if observed else None) or event.version_id,
+        observed_sse=observed.encryption.value if observed else None,
+        observed_kms_key=observed.kms_key if observed else None,
+        required_key=required.key if required else None,
+        rule_source=required.source if required else None,
+        verdict=outcome.verdict,
+        action=outcome.action,
+        reason=reason,
+        new_version_id=written.version_id if written else None,
+        new_etag=written.etag if written else None,
+        key_used=required.key if written and required else None,
+        purged_version_id=outcome.purged_version_id,
+        strategy=required.strategy.value if required else None,
+        attempts=outcome.attempts,
+        duration_ms=round((time.monotonic() - started) * 1000, 3),
+        trace_id=current_trace_id(),
+        mode=mode.value,
+        timestamp=now,
+        enforcer_version=__version__,
+    )
+
+
+def audit_for_ignored(
+    record: IgnoredRecord, *, mode: str, trace_id: str, now: datetime
+) -> AuditRecord:
+    return AuditRecord(
+        event_id=record.event_id,
+        event_name=record.event_name,
+        bucket=record.bucket,
+        key=record.key,
+        action=Action.SKIPPED,
+        reason=record.reason,
+        duration_ms=0.0,
+        trace_id=trace_id,
+        mode=mode,
+        timestamp=now,
+        enforcer_version=__version__,
+    )
+
+
+#: The most a dead-letter record carries of the original value, encoded (text or base64); a
+#: record stays far below the broker's 1 MiB default however the payload escapes.
+DLQ_PAYLOAD_LIMIT = 256 * 1024
+#: The most it carries of the original Kafka key (S3 keys are at most 1024 bytes).
+DLQ_KEY_LIMIT = 2048
+
+
+def dead_letter(
+    value: bytes | None,
+    key: bytes | None,
+    *,
+    topic: str,
+    partition: int,
+    offset: int,
+    error_class: str,
+    reason: str,
+    attempts: int,
+    first_seen: datetime,
+    last_seen: datetime,
+    event_id: str | None = None,
+    payload_limit: int = DLQ_PAYLOAD_LIMIT,
+) -> DeadLetterRecord:
+    """The dead-letter record of one Kafka record; a value or key too large to carry is cut,
+    keeping the value's length and SHA-256 so the original can still be found."""
+    payload, encoding, payload_cut = _carried(value, payload_limit)
+    original_key, _, key_cut = _carried(key, DLQ_KEY_LIMIT)
+    return DeadLetterRecord(
+        original_payload=payload,
+        payload_encoding=encoding,
+        original_key=original_key,
+        truncated=payload_cut or key_cut,
+        original_length=len(value) if value is not None else None,
+        original_sha256=hashlib.sha256(value).hexdigest() if value is not None else None,
+        topic=topic,
+        partition=partition,
+        offset=offset,
+        error_class=error_class,
+        reason=reason[:2000],
+        attempts=attempts,
+        first_seen=first_seen,
+        last_seen=last_seen,
+        event_id=event_id,
+        enforcer_version=__version__,
+    )
+
+
+def _carried(value: bytes | None, limit: int) -> tuple[str | None, str, bool]:
+    """(text, encoding, cut): UTF-8 text if it is and fits as JSON, else base64 of as much as
+    fits."""
+    if value is None:
+        return None, "utf-8", False
+    try:
+        text = value.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    if text is not None and len(json.dumps(text)) <= limit:
+        return text, "utf-8", False
+    fitting = limit // 4 * 3  # base64 makes 4 characters of every 3 bytes
+    return base64.b64encode(value[:fitting]).decode(), "base64", len(value) > fitting
+
+
+def without_payload(record: DeadLetterRecord) -> DeadLetterRecord:
+    """The same record with the payload dropped (the broker refused even the cut one)."""
+    return record.model_copy(update={"original_payload": None, "truncated": True})

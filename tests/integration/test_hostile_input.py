@@ -46,12 +46,13 @@ def hostile_messages(
 ) -> dict[str, list[tuple[bytes | None, bytes]]]:
     """(Kafka key, value) per kind; each one must end as exactly one dead-letter record."""
     n = 400
+    none: bytes | None = None  # no Kafka key
     path_tricks = ["../etc/passwd", "a//b", "a/./b", "%00x", "k" * 1025, "..", "a/../../b"]
     bad_buckets = ["../etc", "ab", "A" * 64, "bad_bucket_", "-x-", "a b", "", "x/y"]
     return {
-        "nesting": [(None, b"[" * 100_000 + b"]" * 100_000)] * 50
-        + [(None, b'{"Records": ' + b"[" * 50_000 + b"]" * 50_000 + b"}")] * 50,
-        "huge": [(None, b"\x01" * 800_000)] * 4
+        "nesting": [(none, b"[" * 100_000 + b"]" * 100_000)] * 50
+        + [(none, b'{"Records": ' + b"[" * 50_000 + b"]" * 50_000 + b"}")] * 50,
+        "huge": [(none, b"\x01" * 800_000)] * 4
         + [(None, rng.randbytes(800_000)) for _ in range(4)]
         + [(b"k" * 200_000, b"not json")] * 2,
         "binary": [(None, rng.randbytes(rng.randint(1, 2000))) for _ in range(n)],

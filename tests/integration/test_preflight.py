@@ -89,7 +89,7 @@ async def test_audit_and_dlq_topics_are_created_at_start(
     ],
 )
 def test_bad_settings_exit_2_in_one_line(stack: StackEnv, env: dict[str, str], name: str) -> None:
-    assert_one_line_exit_2(Cli(stack)("run", "--drain", **env), name)
+    assert_one_line_exit_2(Cli(stack, extra_env=env)("run", "--drain"), name)
 
 
 def test_topics_may_be_a_plain_comma_separated_string(stack: StackEnv) -> None:

@@ -18,9 +18,9 @@ from pydantic import SecretStr
 from support import StackEnv, TlsMinio, read_notifications
 
 from enforcer.config import S3Settings
+from enforcer.core.verdict import Encryption
 from enforcer.errors import BadEvent
-from enforcer.s3 import open_s3_storage
-from enforcer.verdict import Encryption
+from enforcer.storage.s3 import open_s3_storage
 
 
 async def test_sse_c_object_is_reported_and_left_alone(

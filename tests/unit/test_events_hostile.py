@@ -6,8 +6,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from enforcer.core.events import MAX_KEY_BYTES, ObjectEvent, parse_message
 from enforcer.errors import BadEvent
-from enforcer.events import MAX_KEY_BYTES, ObjectEvent, parse_message
 from enforcer.telemetry import context_from_headers
 
 

@@ -10,6 +10,7 @@ from botocore.exceptions import (
     ParamValidationError,
 )
 
+from enforcer.core.verdict import Encryption
 from enforcer.errors import (
     AccessDenied,
     BadEvent,
@@ -19,9 +20,8 @@ from enforcer.errors import (
     StorageRejected,
     StorageUnavailable,
 )
-from enforcer.s3 import snapshot_from_head, write_headers
-from enforcer.s3_errors import error_code, is_sse_c_refusal, translate
-from enforcer.verdict import Encryption
+from enforcer.storage.errors import error_code, is_sse_c_refusal, translate
+from enforcer.storage.s3 import snapshot_from_head, write_headers
 
 UNTIL = dt.datetime(2030, 1, 1, tzinfo=dt.UTC)
 HEAD = {
@@ -86,7 +86,7 @@ def test_every_attribute_becomes_a_write_parameter() -> None:
     ],
 )
 def test_encryption_is_read_from_head(
-    head: dict, encryption: Encryption, kms_key: str | None
+    head: dict[str, object], encryption: Encryption, kms_key: str | None
 ) -> None:
     snapshot = snapshot_from_head("b", "k", {"ContentLength": 1, "ETag": '"e"', **head})
     assert (snapshot.encryption, snapshot.kms_key) == (encryption, kms_key)
@@ -151,7 +151,7 @@ def client_error(code: str, status: int, message: str = "") -> ClientError:
         (client_error("InvalidRequest", 400), StorageRejected),
         (client_error("NoSuchBucket", 404), StorageRejected),
         (EndpointConnectionError(endpoint_url="http://x"), StorageUnavailable),
-        (ParamValidationError(report="Invalid bucket name \"../etc\""), BadEvent),
+        (ParamValidationError(report='Invalid bucket name "../etc"'), BadEvent),
         (NoCredentialsError(), AccessDenied),
         (client_error("XMinioInvalidObjectName", 400), BadEvent),
         (head_error(400, "XMinioInvalidObjectName", "Object name contains unsupported"), BadEvent),
@@ -161,7 +161,7 @@ def client_error(code: str, status: int, message: str = "") -> ClientError:
     ],
 )
 def test_errors_map_into_the_one_tree(error: Exception, kind: type) -> None:
-    translated = translate(error, "PUT b/k")  # type: ignore[arg-type]
+    translated = translate(error, "PUT b/k")
     assert type(translated) is kind
     assert "PUT b/k" in str(translated)
 

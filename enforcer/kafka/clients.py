@@ -1,5 +1,5 @@
 """aiokafka clients opened and closed in one place; ``KafkaError`` becomes ``KafkaUnavailable``
-here and nowhere else."""
+(or ``RecordTooLarge``, which retrying cannot fix) here and nowhere else."""
 
 from __future__ import annotations
 
@@ -82,3 +82,20 @@ async def open_admin(settings: KafkaSettings) -> AsyncIterator[AIOKafkaAdminClie
         yield admin
     finally:
         await admin.close()
+
+
+@asynccontextmanager
+async def open_reader(settings: KafkaSettings, topic: str) -> AsyncIterator[AIOKafkaConsumer]:
+    """A consumer outside any group, subscribed to ``topic``: for metadata and plain reads."""
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=settings.bootstrap_servers,
+        client_id=f"{settings.client_id}-reader",
+        group_id=None,
+        enable_auto_commit=False,
+    )
+    await kafka_call(consumer.start(), f"reading {topic} at {settings.bootstrap_servers}")
+    try:
+        yield consumer
+    finally:
+        await consumer.stop()

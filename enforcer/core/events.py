@@ -1,7 +1,7 @@
 """Kafka record bytes → typed object events (pure).
 
-Three input shapes: MinIO's Kafka target ``{"EventName","Key","Records"}``, plain AWS
-S3 notifications ``{"Records"}`` and EventBridge ``{"detail-type": "Object Created", ...}``.
+Three input shapes (docs/contract.md): MinIO's Kafka target ``{"EventName","Key","Records"}``,
+plain AWS S3 notifications ``{"Records"}`` and EventBridge ``{"detail-type": "Object Created"}``.
 Unknown extra fields are tolerated; a record that is not an object-created event is *ignored*
 with a reason (it still gets an audit record). Anything else — any byte sequence at all: invalid
 UTF-8, nesting deep enough to exhaust the interpreter's stack, numbers too long to convert, a
