@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Protocol
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
@@ -21,15 +21,23 @@ from enforcer.core.policy import PolicyFile
 from enforcer.errors import AccessDenied, ConfigError, CredentialsRejected, KeyMissing
 from enforcer.kafka.clients import kafka_call, open_admin
 from enforcer.kms.base import KeyState, Kms
-from enforcer.storage.listing import S3ListingMixin
 
 log = logging.getLogger(__name__)
+
+
+class StorageProbe(Protocol):
+    """What the checks ask of the storage (:class:`~enforcer.storage.listing.S3ListingMixin`)."""
+
+    async def authenticate(self) -> None: ...
+
+    async def bucket_exists(self, bucket: str) -> bool: ...
+
 
 S3_CREDENTIALS = "ENFORCER_S3__ACCESS_KEY_ID, ENFORCER_S3__SECRET_ACCESS_KEY"
 KMS_CREDENTIALS = "ENFORCER_KMS__CLIENT_CERT, ENFORCER_KMS__CLIENT_KEY or ENFORCER_KMS__API_KEY"
 
 
-async def check_s3_credentials(listing: S3ListingMixin) -> None:
+async def check_s3_credentials(listing: StorageProbe) -> None:
     """A signed request the store must accept."""
     try:
         await listing.authenticate()
@@ -37,7 +45,7 @@ async def check_s3_credentials(listing: S3ListingMixin) -> None:
         raise ConfigError(f"S3 rejects the credentials ({S3_CREDENTIALS}): {exc}") from None
 
 
-async def check_buckets(listing: S3ListingMixin, buckets: Iterable[str], source: str) -> None:
+async def check_buckets(listing: StorageProbe, buckets: Iterable[str], source: str) -> None:
     """Every bucket named (by ``source``: the policy file, a URL) exists, and we may see it."""
     for bucket in sorted(set(buckets)):
         try:
@@ -104,7 +112,7 @@ async def _create_topics(admin: AIOKafkaAdminClient, names: list[str], like: str
 
 
 async def check_run(
-    settings: Settings, listing: S3ListingMixin, kms: Kms | None, policy: PolicyFile
+    settings: Settings, listing: StorageProbe, kms: Kms | None, policy: PolicyFile
 ) -> None:
     """Everything ``enforcer run`` can check before it consumes."""
     source = f"ENFORCER_POLICY_FILE {settings.policy_file}"
@@ -116,7 +124,7 @@ async def check_run(
     await ensure_output_topics(settings.kafka)
 
 
-async def check_scan(settings: Settings, listing: S3ListingMixin, bucket: str) -> None:
+async def check_scan(settings: Settings, listing: StorageProbe, bucket: str) -> None:
     """What ``enforcer scan`` needs: credentials, the bucket, somewhere to put its records."""
     await check_s3_credentials(listing)
     await check_buckets(listing, [bucket], "the scanned URL")

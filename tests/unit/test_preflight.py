@@ -1,0 +1,61 @@
+"""The start-up checks over in-memory adapters: each bad setting is a ConfigError naming it."""
+
+import logging
+
+import pytest
+from doubles.kms import InMemoryKms
+
+from enforcer.core.policy import PolicyFile, Rule
+from enforcer.errors import AccessDenied, ConfigError, CredentialsRejected
+from enforcer.kms.base import KeyState
+from enforcer.preflight import check_buckets, check_kms, check_s3_credentials
+
+SOURCE = "ENFORCER_POLICY_FILE p.yaml"
+
+
+class Listing:
+    """What the checks ask of the storage: credentials accepted? bucket there?"""
+
+    def __init__(self, buckets: set[str], error: Exception | None = None) -> None:
+        self.buckets, self.error = buckets, error
+
+    async def authenticate(self) -> None:
+        if self.error is not None:
+            raise self.error
+
+    async def bucket_exists(self, bucket: str) -> bool:
+        if bucket == "forbidden":
+            raise AccessDenied("HeadBucket forbidden: 403")
+        return bucket in self.buckets
+
+
+def policy(*rules: tuple[str, str, tuple[str, ...]]) -> PolicyFile:
+    return PolicyFile(rules=[Rule(bucket=b, key=k, accepted_keys=a) for b, k, a in rules])
+
+
+async def test_rejected_credentials_name_both_settings() -> None:
+    listing = Listing(set(), CredentialsRejected("ListBuckets: SignatureDoesNotMatch"))
+    with pytest.raises(ConfigError, match="ENFORCER_S3__SECRET_ACCESS_KEY"):
+        await check_s3_credentials(listing)
+
+
+@pytest.mark.parametrize(
+    ("buckets", "message"),
+    [(["a", "gone"], "'gone' .* does not exist"), (["forbidden"], "'forbidden' .* access denied")],
+)
+async def test_policy_buckets_must_exist_and_be_visible(buckets: list[str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        await check_buckets(Listing({"a"}), buckets, SOURCE)
+    await check_buckets(Listing({"a", "b"}), ["a", "b", "a"], SOURCE)
+
+
+async def test_every_policy_key_must_exist_and_a_disabled_one_is_only_a_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    kms = InMemoryKms(("ek", "old-ek", "off"))
+    kms.set_state("off", KeyState.DISABLED)
+    await check_kms(kms, policy(("a", "ek", ("old-ek",)), ("b", "off", ())), SOURCE)
+    assert "policy key 'off' is disabled" in caplog.text
+    with pytest.raises(ConfigError, match=r"policy key 'new-ek' .*ENFORCER_POLICY_FILE"):
+        await check_kms(kms, policy(("a", "ek", ("new-ek",))), SOURCE)
+    assert logging.WARNING in {r.levelno for r in caplog.records}
