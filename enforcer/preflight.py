@@ -1,10 +1,11 @@
 """What ``enforcer run`` checks before it consumes anything, so a bad setting fails at start.
 
 Each check is one function over an adapter; a setting that cannot work raises
-:class:`~enforcer.errors.ConfigError` naming the setting (exit code 2, one line). A dependency
-that is merely down raises its transient error after the usual retries (exit code 1): that is an
-outage, not a misconfiguration. Missing audit and dead-letter topics are created here, so their
-first use does not log "topic not found".
+:class:`~enforcer.errors.ConfigError` naming the setting (exit code 2, one line). A storage or KMS
+that is merely down is an outage, not a misconfiguration: ``enforcer run`` logs that it could not
+check it and starts (the outage gate waits for it); Kafka must answer, or there is nothing to do.
+Missing audit and dead-letter topics are created here, so their first use does not log "topic not
+found".
 """
 
 from __future__ import annotations
@@ -18,7 +19,13 @@ from aiokafka.errors import TopicAlreadyExistsError
 
 from enforcer.config import KafkaSettings, Settings
 from enforcer.core.policy import PolicyFile
-from enforcer.errors import AccessDenied, ConfigError, CredentialsRejected, KeyMissing
+from enforcer.errors import (
+    AccessDenied,
+    ConfigError,
+    CredentialsRejected,
+    KeyMissing,
+    TransientError,
+)
 from enforcer.kafka.clients import kafka_call, open_admin
 from enforcer.kms.base import KeyState, Kms
 
@@ -116,12 +123,24 @@ async def check_run(
 ) -> None:
     """Everything ``enforcer run`` can check before it consumes."""
     source = f"ENFORCER_POLICY_FILE {settings.policy_file}"
-    await check_s3_credentials(listing)
-    await check_buckets(listing, [rule.bucket for rule in policy.rules], source)
+    try:
+        await check_s3_credentials(listing)
+        await check_buckets(listing, [rule.bucket for rule in policy.rules], source)
+    except TransientError as exc:
+        _unchecked("S3", exc)
     if kms is not None:
-        await check_kms(kms, policy, source)
+        try:
+            await check_kms(kms, policy, source)
+        except TransientError as exc:
+            _unchecked("the KMS", exc)
     await check_input_topics(settings.kafka)
     await ensure_output_topics(settings.kafka)
+
+
+def _unchecked(what: str, exc: TransientError) -> None:
+    """A dependency that is down at start is an outage, not a bad setting: the service starts,
+    and the outage gate holds consumption until it answers."""
+    log.warning("could not check %s at start (%s); starting anyway", what, exc)
 
 
 async def check_scan(settings: Settings, listing: StorageProbe, bucket: str) -> None:

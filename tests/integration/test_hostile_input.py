@@ -20,6 +20,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import pytest
 from aiokafka import AIOKafkaProducer
 from cli_runner import Cli
 from harness import read_raw, write_policy
@@ -62,7 +63,7 @@ def hostile_messages(
             for i in range(n)
         ],
         "path_tricks": [
-            (f"{bucket}/x".encode(), message(notification(bucket, path_tricks[i % 7])))
+            (f"{bucket}/{i}".encode(), message(notification(bucket, path_tricks[i % 7])))
             for i in range(n)
         ],
         "bad_buckets": [(None, message(notification(bad_buckets[i % 8], "k"))) for i in range(n)],
@@ -102,6 +103,7 @@ def compliant(s3: Any, bucket: str, keys: list[str], ek: str) -> int:
     )
 
 
+@pytest.mark.timeout(300)  # about a minute alone; more on a shared machine
 async def test_hostile_messages_mixed_with_real_writes_stop_nothing(
     stack: StackEnv,
     s3_admin: Any,

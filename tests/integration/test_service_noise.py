@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 from cli_runner import Cli
 from harness import write_policy
 from service_process import ServiceProcess
@@ -42,6 +43,7 @@ async def wait_compliant(
         await asyncio.sleep(0.5)
 
 
+@pytest.mark.timeout(240)  # a broker restart takes half a minute on a shared machine
 async def test_a_broker_restart_logs_a_bounded_number_of_lines(
     stack: StackEnv, s3_admin: Any, make_bucket: MakeBucket, make_key: MakeKey, tmp_path: Path
 ) -> None:

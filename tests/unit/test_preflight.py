@@ -5,10 +5,18 @@ import logging
 import pytest
 from doubles.kms import InMemoryKms
 
+from enforcer.config import KafkaSettings, Settings
 from enforcer.core.policy import PolicyFile, Rule
-from enforcer.errors import AccessDenied, ConfigError, CredentialsRejected
+from enforcer.errors import (
+    AccessDenied,
+    ConfigError,
+    CredentialsRejected,
+    KafkaUnavailable,
+    KmsUnavailable,
+    StorageUnavailable,
+)
 from enforcer.kms.base import KeyState
-from enforcer.preflight import check_buckets, check_kms, check_s3_credentials
+from enforcer.preflight import check_buckets, check_kms, check_run, check_s3_credentials
 
 SOURCE = "ENFORCER_POLICY_FILE p.yaml"
 
@@ -59,3 +67,17 @@ async def test_every_policy_key_must_exist_and_a_disabled_one_is_only_a_warning(
     with pytest.raises(ConfigError, match=r"policy key 'new-ek' .*ENFORCER_POLICY_FILE"):
         await check_kms(kms, policy(("a", "ek", ("new-ek",))), SOURCE)
     assert logging.WARNING in {r.levelno for r in caplog.records}
+
+
+async def test_a_kms_that_is_down_at_start_is_left_to_the_outage_gate(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    class DownKms(InMemoryKms):
+        async def check_ready(self) -> None:
+            raise KmsUnavailable("KES at https://kes:7373 is unreachable")
+
+    settings = Settings(kafka=KafkaSettings(bootstrap_servers="127.0.0.1:1"))
+    with pytest.raises(KafkaUnavailable):  # Kafka must answer; storage and KMS may be down
+        await check_run(settings, Listing(set(), StorageUnavailable("down")), DownKms(), policy())
+    assert "could not check S3 at start" in caplog.text
+    assert "could not check the KMS at start" in caplog.text
