@@ -167,6 +167,11 @@ async def test_hostile_messages_mixed_with_real_writes_stop_nothing(
     cut = [d for d in hostile if d["truncated"]]
     assert len(cut) >= 6 and all(d["original_sha256"] and d["original_length"] for d in cut)
 
+    replay = cli("dlq", "replay", "--dry-run").json()
+    assert replay["skipped"] == len(cut)  # a cut payload cannot be replayed, and says why
+    assert all("cannot be replayed" in r["reason"] for r in replay["skipped_records"])
+    assert replay["would_replay"] == len(dead) - len(cut)
+
     audit = [
         json.loads(r.value or b"") for r in await read_raw(stack.kafka_bootstrap, cli.audit_topic)
     ]
