@@ -15,24 +15,21 @@ import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import IO, Any
-from urllib.parse import urlencode
 
 from aiobotocore.session import get_session
 from botocore.exceptions import BotoCoreError, ClientError
 
 from enforcer.config import S3Settings
 from enforcer.core.verdict import Encryption
-from enforcer.crypto.envelope import PREFIX as ENVELOPE_PREFIX
-from enforcer.crypto.envelope import is_envelope
 from enforcer.errors import StorageRejected
 from enforcer.storage.client import client_config, copy_checks_if_match, use_fast_timestamps
 from enforcer.storage.errors import error_code, is_sse_c_refusal, translate
 from enforcer.storage.port import (
     ObjectSnapshot,
-    PreservedAttributes,
     SseKmsTarget,
     WriteResult,
 )
+from enforcer.storage.responses import snapshot_from_head, write_headers, write_result
 
 #: Rewrites spool at most this much in memory (per object or part), the rest on disk.
 SPOOL_IN_MEMORY = 8 * 1024 * 1024
@@ -206,7 +203,7 @@ class S3Storage:
             **headers,
         )
         result = response.get("CopyObjectResult", {})
-        return _write_result(response | {"ETag": result.get("ETag", "")})
+        return write_result(response | {"ETag": result.get("ETag", "")})
 
     # ------------------------------------------------------------ body primitives (envelope)
 
@@ -243,7 +240,7 @@ class S3Storage:
         except (ClientError, BotoCoreError) as exc:
             where = f"PUT {snapshot.bucket}/{snapshot.key}"
             raise translate(exc, where, headers.get("SSEKMSKeyId", "")) from exc
-        return _write_result(response)
+        return write_result(response)
 
     async def multipart_if_match(
         self,
@@ -311,7 +308,7 @@ class S3Storage:
         except BaseException:
             await self._abort(snapshot, upload_id)
             raise
-        return _write_result(response)
+        return write_result(response)
 
     async def _copy_parts(self, snapshot: ObjectSnapshot, upload_id: str) -> list[dict[str, Any]]:
         source = _object_params(snapshot)
@@ -343,91 +340,6 @@ class S3Storage:
 
 
 # ---------------------------------------------------------------- pure helpers
-
-
-def snapshot_from_head(bucket: str, key: str, head: dict[str, Any]) -> ObjectSnapshot:
-    """HEAD response → snapshot (pure; unit-tested with recorded responses)."""
-    metadata = {k.lower(): v for k, v in head.get("Metadata", {}).items()}
-    encryption, kms_key = _encryption_of(head, metadata)
-    attributes = PreservedAttributes(
-        metadata=metadata,
-        content_type=head.get("ContentType"),
-        content_encoding=head.get("ContentEncoding"),
-        content_disposition=head.get("ContentDisposition"),
-        content_language=head.get("ContentLanguage"),
-        cache_control=head.get("CacheControl"),
-        expires=head.get("ExpiresString") or _http_date(head.get("Expires")),
-        website_redirect=head.get("WebsiteRedirectLocation"),
-        storage_class=head.get("StorageClass"),
-        lock_mode=head.get("ObjectLockMode"),
-        lock_retain_until=head.get("ObjectLockRetainUntilDate"),
-        legal_hold=head.get("ObjectLockLegalHoldStatus"),
-    )
-    return ObjectSnapshot(
-        bucket=bucket,
-        key=key,
-        etag=head.get("ETag", ""),
-        size=int(head.get("ContentLength", 0)),
-        encryption=encryption,
-        kms_key=kms_key,
-        version_id=head.get("VersionId") if head.get("VersionId") not in (None, "null") else None,
-        attributes=attributes,
-        tag_count=int(head.get("TagCount") or 0),  # MinIO and AWS send it when there are tags
-    )
-
-
-def _write_result(response: dict[str, Any]) -> WriteResult:
-    """A write's response → the new version, with the encryption the store says it applied."""
-    version_id = response.get("VersionId") if response.get("VersionId") != "null" else None
-    if not response.get("ServerSideEncryption"):
-        return WriteResult(etag=response["ETag"], version_id=version_id)
-    encryption, kms_key = _encryption_of(response, {})
-    return WriteResult(response["ETag"], version_id, encryption, kms_key)
-
-
-def _encryption_of(head: dict[str, Any], metadata: dict[str, str]) -> tuple[Encryption, str | None]:
-    if head.get("SSECustomerAlgorithm"):
-        return Encryption.SSE_C, None
-    if is_envelope(metadata):  # our own chain, whatever the store adds
-        return Encryption.ENVELOPE, metadata.get(f"{ENVELOPE_PREFIX}key")
-    sse = head.get("ServerSideEncryption")
-    if sse in ("aws:kms", "aws:kms:dsse"):
-        return Encryption.SSE_KMS, head.get("SSEKMSKeyId")
-    if sse == "AES256":
-        return Encryption.SSE_S3, None
-    return Encryption.NONE, None
-
-
-def _http_date(value: Any) -> str | None:
-    if value is None:
-        return None
-    from email.utils import format_datetime
-
-    return format_datetime(value, usegmt=True)
-
-
-def write_headers(attributes: PreservedAttributes, tags: dict[str, str]) -> dict[str, Any]:
-    """PutObject/CreateMultipartUpload parameters that recreate ``attributes`` (pure)."""
-    optional = {
-        "ContentType": attributes.content_type,
-        "ContentEncoding": attributes.content_encoding,
-        "ContentDisposition": attributes.content_disposition,
-        "ContentLanguage": attributes.content_language,
-        "CacheControl": attributes.cache_control,
-        "WebsiteRedirectLocation": attributes.website_redirect,
-        "StorageClass": attributes.storage_class,
-        "ObjectLockMode": attributes.lock_mode,
-        "ObjectLockRetainUntilDate": attributes.lock_retain_until,
-        "ObjectLockLegalHoldStatus": attributes.legal_hold,
-        "Tagging": urlencode(tags) if tags else None,
-    }
-    headers: dict[str, Any] = {k: v for k, v in optional.items() if v is not None}
-    headers["Metadata"] = attributes.user_metadata()
-    if attributes.expires:
-        from email.utils import parsedate_to_datetime
-
-        headers["Expires"] = parsedate_to_datetime(attributes.expires)
-    return headers
 
 
 def _object_params(snapshot: ObjectSnapshot) -> dict[str, str]:

@@ -6,7 +6,7 @@ from botocore.utils import parse_timestamp as botocore_parse_timestamp
 from enforcer.config import S3Settings
 from enforcer.core.verdict import Encryption
 from enforcer.storage.client import copy_checks_if_match, is_aws_endpoint, parse_timestamp
-from enforcer.storage.s3 import _write_result, snapshot_from_head
+from enforcer.storage.responses import snapshot_from_head, write_result
 
 
 @pytest.mark.parametrize(
@@ -40,10 +40,10 @@ def test_tag_count_absent_means_none() -> None:
 def test_write_response_names_the_encryption() -> None:
     put = {"ETag": '"e"', "VersionId": "v2", "ServerSideEncryption": "aws:kms",
            "SSEKMSKeyId": "arn:aws:kms:ek"}  # fmt: skip
-    result = _write_result(put)
+    result = write_result(put)
     assert (result.etag, result.version_id) == ('"e"', "v2")
     assert (result.encryption, result.kms_key) == (Encryption.SSE_KMS, "arn:aws:kms:ek")
-    silent = _write_result({"ETag": '"e"', "VersionId": "null"})
+    silent = write_result({"ETag": '"e"', "VersionId": "null"})
     assert (silent.encryption, silent.version_id) == (None, None)  # verify by reading back
 
 
