@@ -15,11 +15,12 @@ from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer
 
+from enforcer import telemetry
 from enforcer.audit import open_kafka_sink
 from enforcer.config import Settings
 from enforcer.consumer import EventConsumer
 from enforcer.errors import ConfigError
-from enforcer.health import Readiness, serve_health
+from enforcer.health import Readiness, readiness_of, serve_health
 from enforcer.kafka import open_consumer
 from enforcer.kms.base import Kms
 from enforcer.kms.factory import open_kms_from_settings
@@ -137,23 +138,22 @@ async def run_service(settings: Settings, mode: Mode, drain_idle: float | None =
             async with AsyncExitStack() as probes:
                 if settings.health_port is not None:
                     await probes.enter_async_context(
-                        serve_health(settings.health_port, _readiness(kafka, gate))
+                        serve_health(
+                            settings.health_port,
+                            _readiness(kafka, consumer, gate),
+                            telemetry.render_metrics,
+                        )
                     )
                 await consumer.run()
             log.info("stopped after %d records", consumer.handled)
             return consumer.handled
 
 
-def _readiness(kafka: AIOKafkaConsumer, gate: OutageGate) -> Readiness:
+def _readiness(kafka: AIOKafkaConsumer, consumer: EventConsumer, gate: OutageGate) -> Readiness:
     def ready() -> tuple[bool, str]:
-        if gate.is_open:
-            return False, "paused: KMS or storage outage"
-        if not kafka.assignment():
-            return (
-                False,
-                "no partitions assigned (joining the group, or more members than partitions)",
-            )
-        return True, "consuming"
+        return readiness_of(
+            paused=gate.is_open, joined=consumer.joined, partitions=len(kafka.assignment())
+        )
 
     return ready
 

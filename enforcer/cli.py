@@ -1,4 +1,4 @@
-"""The ``enforcer`` command line (contract: DESIGN §7).
+"""The ``enforcer`` command line (a contract: scripts, runbooks and manifests call it).
 
 Exit codes: 0 ok, 1 failure, 2 usage or configuration error.
 """
@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
 import sys
 import time
 from collections.abc import Sequence
@@ -18,6 +17,7 @@ from pathlib import Path
 from enforcer import __version__
 from enforcer.config import Settings, load_settings
 from enforcer.errors import ConfigError, EnforcerError
+from enforcer.logs import configure_logging
 from enforcer.ops_cli import OPS_COMMANDS, add_ops_commands, run_ops_command
 from enforcer.policy import Mode
 
@@ -38,7 +38,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="enforcer", description=__doc__)
     parser.add_argument("--version", action="version", version=f"sse-enforcer {__version__}")
     parser.add_argument("--config", type=Path, help="YAML config file (env ENFORCER_* wins)")
-    parser.add_argument("--log-level", default="INFO")
+    parser.add_argument(
+        "--log-level",
+        type=str.upper,
+        choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
+        help="overrides ENFORCER_LOG_LEVEL (default INFO)",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     run = commands.add_parser("run", help="consume bucket notifications and enforce")
@@ -65,11 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-        stream=sys.stderr,
-    )
+    configure_logging(args.log_level or "INFO")  # until the settings are read
     try:
         return _dispatch(args)
     except ConfigError as exc:
@@ -90,6 +91,7 @@ def _dispatch(args: argparse.Namespace) -> int:
             print(path)
         return EXIT_OK
     settings = load_settings(args.config)
+    configure_logging(args.log_level or settings.log_level, settings.log_format)
     from enforcer import telemetry
 
     telemetry.configure(__version__)

@@ -1,4 +1,4 @@
-"""Configuration (contract: DESIGN §6).
+"""Configuration (a contract: the `ENFORCER_*` variables are what deployments set).
 
 Environment variables with prefix ``ENFORCER_`` and nested delimiter ``__`` override an optional
 YAML config file (``--config``), which overrides the defaults. A bad value fails at start with
@@ -12,7 +12,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -96,7 +104,20 @@ class Settings(BaseSettings):
     kms_failures_before_pause: int = Field(default=3, ge=1)
     kms_probe_interval: float = Field(default=5.0, gt=0, description="Seconds")
     shutdown_timeout: float = Field(default=20.0, gt=0, description="Seconds")
-    health_port: int | None = Field(default=None, description="Serve /healthz and /readyz")
+    health_port: int | None = Field(
+        default=None, description="Serve /healthz, /readyz and /metrics (Prometheus) on this port"
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
+        default="INFO", description="Overridden by --log-level"
+    )
+    log_format: Literal["json", "text"] = Field(
+        default="json", description="json: one object per line with trace_id/span_id"
+    )
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_level(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
 
     @classmethod
     def settings_customise_sources(

@@ -1,8 +1,10 @@
-"""Liveness and readiness over plain HTTP, for Kubernetes probes (``ENFORCER_HEALTH_PORT``).
+"""Liveness, readiness and metrics over plain HTTP, for Kubernetes (``ENFORCER_HEALTH_PORT``).
 
 ``/healthz`` answers 200 while the event loop runs. ``/readyz`` answers 200 when the consumer has
 joined its group and the outage gate is closed, else 503 with the reason — a paused enforcer is
-alive (do not restart it) but not ready (alert on it).
+alive (do not restart it) but not ready (alert on it). A member that joined but was given no
+partition (more replicas than partitions) is ready: idle, not failing. ``/metrics`` answers the
+Prometheus text format.
 """
 
 from __future__ import annotations
@@ -13,12 +15,15 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 Readiness = Callable[[], tuple[bool, str]]
+#: Renders the current metrics; returns (content type, body).
+Metrics = Callable[[], tuple[str, bytes]]
 
 
 @asynccontextmanager
 async def serve_health(
     port: int,
     readiness: Readiness,
+    metrics: Metrics | None = None,
     host: str = "0.0.0.0",  # noqa: S104 - the kubelet probes the pod IP
 ) -> AsyncIterator[int]:
     """Serve the probes until the context exits; yields the bound port (0 picks a free one)."""
@@ -27,10 +32,13 @@ async def serve_health(
         try:
             request = await asyncio.wait_for(reader.readline(), timeout=5)
             path = request.split(b" ")[1].decode() if request.count(b" ") >= 2 else ""
-            status, body = _answer(path, readiness)
-            payload = json.dumps(body).encode()
+            if path == "/metrics" and metrics is not None:
+                status, (content_type, payload) = "200 OK", metrics()
+            else:
+                status, body = _answer(path, readiness)
+                content_type, payload = "application/json", json.dumps(body).encode()
             writer.write(
-                f"HTTP/1.1 {status}\r\nContent-Type: application/json\r\n"
+                f"HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\n"
                 f"Content-Length: {len(payload)}\r\nConnection: close\r\n\r\n".encode()
                 + payload
             )
@@ -57,4 +65,16 @@ def _answer(path: str, readiness: Readiness) -> tuple[str, dict[str, object]]:
             "ready": ready,
             "reason": reason,
         }
-    return "404 Not Found", {"error": "try /healthz or /readyz"}
+    return "404 Not Found", {"error": "try /healthz, /readyz or /metrics"}
+
+
+def readiness_of(*, paused: bool, joined: bool, partitions: int) -> tuple[bool, str]:
+    """Ready unless paused or still joining; a member without partitions is ready and idle, so a
+    rollout with more replicas than partitions does not stall."""
+    if paused:
+        return False, "paused: KMS or storage outage"
+    if not joined:
+        return False, "joining the consumer group"
+    if partitions == 0:
+        return True, "idle: no partitions assigned (more members than partitions)"
+    return True, f"consuming {partitions} partition(s)"

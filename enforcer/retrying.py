@@ -15,8 +15,8 @@ from typing import TypeVar
 import tenacity
 from opentelemetry import trace
 
-from enforcer.errors import PreconditionFailed, TransientError
-from enforcer.telemetry import RETRIES
+from enforcer.errors import EnforcerError, PreconditionFailed, TransientError
+from enforcer.telemetry import RETRIES, record_error
 
 T = TypeVar("T")
 
@@ -45,7 +45,7 @@ def _record_retry(state: tenacity.RetryCallState) -> None:
     trace.get_current_span().add_event(
         "retry", {"retry.attempt": state.attempt_number, "retry.error": kind, "retry.call": name}
     )
-    RETRIES.add(1, {"error": kind})
+    RETRIES.add(1, {"error_type": exc.code if isinstance(exc, EnforcerError) else kind})
 
 
 def _should_retry(exc: BaseException) -> bool:
@@ -75,5 +75,9 @@ async def retry_transient(
     async for attempt in retrying:
         with attempt:
             attempts = attempt.retry_state.attempt_number
-            value = await call()
+            try:
+                value = await call()
+            except EnforcerError as exc:
+                record_error(exc.code)  # every failed attempt, retried or not
+                raise
     return value, attempts
