@@ -1,0 +1,86 @@
+"""Log lines: JSON with the current span's ids, extras and exceptions; text for terminals."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from collections.abc import Iterator
+
+import pytest
+
+from enforcer.config import load_settings
+from enforcer.errors import ConfigError
+from enforcer.logs import JsonFormatter, configure_logging
+from enforcer.telemetry import TRACER
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+def record(message: str = "hello %s", *args: object, **extra: object) -> logging.LogRecord:
+    made = logging.LogRecord("enforcer.x", logging.WARNING, __file__, 1, message, args, None)
+    for name, value in extra.items():
+        setattr(made, name, value)
+    return made
+
+
+def test_json_line_has_level_logger_message_and_extras() -> None:
+    line = json.loads(JsonFormatter().format(record("hello %s", "world", bucket="b", key="k")))
+    assert {k: line[k] for k in ("level", "logger", "message", "bucket", "key")} == {
+        "level": "WARNING",
+        "logger": "enforcer.x",
+        "message": "hello world",
+        "bucket": "b",
+        "key": "k",
+    }
+    assert line["time"].endswith("+00:00")
+    assert "trace_id" not in line and "span_id" not in line  # no span, no ids
+
+
+def test_json_line_carries_the_current_span_ids() -> None:
+    with TRACER.start_as_current_span("event") as span:
+        line = json.loads(JsonFormatter().format(record()))
+    context = span.get_span_context()
+    assert line["trace_id"] == format(context.trace_id, "032x")
+    assert line["span_id"] == format(context.span_id, "016x")
+
+
+def test_json_line_keeps_the_exception_on_one_line() -> None:
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        import sys
+
+        made = record()
+        made.exc_info = sys.exc_info()
+    text = JsonFormatter().format(made)
+    assert "\n" not in text
+    assert "ValueError: boom" in json.loads(text)["exception"]
+
+
+@pytest.mark.usefixtures("restore_logging")
+@pytest.mark.parametrize(("log_format", "is_json"), [("json", True), ("text", False)])
+def test_configure_logging_picks_format_and_level(log_format: str, is_json: bool) -> None:
+    stream = io.StringIO()
+    configure_logging("warning", log_format, stream=stream)  # type: ignore[arg-type]
+    logging.getLogger("enforcer.t").info("dropped")
+    logging.getLogger("enforcer.t").warning("kept")
+    [line] = stream.getvalue().splitlines()
+    assert line.startswith("{") is is_json and "kept" in line
+
+
+def test_log_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ENFORCER_LOG_LEVEL", "debug")
+    monkeypatch.setenv("ENFORCER_LOG_FORMAT", "text")
+    settings = load_settings()
+    assert (settings.log_level, settings.log_format) == ("DEBUG", "text")
+    monkeypatch.setenv("ENFORCER_LOG_FORMAT", "xml")
+    with pytest.raises(ConfigError, match="ENFORCER_LOG_FORMAT"):
+        load_settings()
