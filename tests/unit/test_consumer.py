@@ -208,7 +208,7 @@ async def test_gauges_show_pause_and_lag_while_paused_then_clear() -> None:
 
     async def observed() -> None:
         lag = {"topic": TOPIC, "partition": "0"}
-        while value("enforcer_paused") != 1 or value("enforcer_consumer_lag", **lag) != 3:
+        while value("enforcer_paused") != 1 or value("enforcer_consumer_lag", **lag) != 3:  # noqa: ASYNC110 - polling the rendered metrics is the point
             await asyncio.sleep(0.01)
 
     await asyncio.wait_for(observed(), timeout=2)  # all three records wait behind the pause

@@ -192,7 +192,8 @@ async def test_dry_run_logs_one_info_line_per_object_with_its_verdict(
     [line] = [r for r in caplog.records if r.name == "enforcer.service"]
     assert line.levelno == logging.INFO
     fields = {k: getattr(line, k) for k in ("bucket", "key", "verdict", "action")}
-    assert fields == {"bucket": "b", "key": "k", "verdict": "plaintext", "action": "would_reencrypt"}
+    wanted = {"bucket": "b", "key": "k", "verdict": "plaintext", "action": "would_reencrypt"}
+    assert fields == wanted
 
 
 async def test_enforce_mode_logs_nothing_per_object(caplog: pytest.LogCaptureFixture) -> None:
