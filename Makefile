@@ -1,13 +1,13 @@
 # Entry points. On a fresh machine `make demo` and `make test` install everything they need:
-# the virtualenv (python3.11), and the local stack's Kafka, MinIO and KES (deploy/local/stack,
-# cached outside the repo). `make check` is the fast gate without servers. CI runs .ci/run,
+# the virtualenv (python3.11), the local stack's Kafka, MinIO and KES (deploy/local/stack,
+# cached outside the repo), and the Go-built test tools (deploy/tools/, same cache). `make check` is the fast gate without servers. CI runs .ci/run,
 # which runs `make test`.
 VENV ?= .venv
 BIN := $(VENV)/bin
 STACK := deploy/local/stack
 PYTHON ?= python3.11
 
-.PHONY: check lint types unit test demo install stack-up stack-down
+.PHONY: check lint types unit test demo install stack-up stack-down tools
 
 check: lint types unit
 
@@ -29,7 +29,7 @@ types: install
 unit: install
 	$(BIN)/pytest tests/unit
 
-test: install stack-up
+test: install stack-up tools
 	$(BIN)/pytest
 
 demo: install stack-up
@@ -37,6 +37,10 @@ demo: install stack-up
 
 stack-up:
 	$(STACK) up
+
+# promtool (alert rule tests): built once from the Prometheus Go module, minutes the first time.
+tools:
+	deploy/tools/promtool --path >/dev/null
 
 stack-down:
 	$(STACK) down
