@@ -59,7 +59,7 @@ EVENT_DURATION = _METER.create_histogram(
 COMPLIANCE_LATENCY = _METER.create_histogram(
     "enforcer.compliance.latency",
     unit="s",
-    description="From the event's time (the PUT) to the object verified compliant, by action",
+    description="From the event's time (the PUT) to the re-encrypted object verified compliant",
     explicit_bucket_boundaries_advisory=_LATENCY_BUCKETS,
 )
 ERRORS = _METER.create_counter(
