@@ -147,8 +147,8 @@ async def test_metrics_move_during_a_run_and_readiness_flips_during_a_kes_outage
     secrets += [kes_key.strip().splitlines()[1]]
     assert not [s for s in secrets if s in body], "key material or a secret in /metrics"
     lines = [json.loads(line) for line in svc.log_lines()]  # every line is one JSON object
-    paused = [line for line in lines if "pausing consumption" in line["message"]]
-    assert len(paused) == 1 and TRACE_ID.match(paused[0]["trace_id"]) and paused[0]["span_id"]
+    pauses = [line for line in lines if "pausing consumption" in line["message"]]
+    assert len(pauses) == 1 and TRACE_ID.match(pauses[0]["trace_id"]) and pauses[0]["span_id"]
 
 
 async def test_dry_run_logs_one_json_line_per_object_with_its_trace(

@@ -2,19 +2,20 @@ import json
 import logging
 
 import pytest
+from doubles.sink import MemorySink
+from doubles.storage import MemoryStorage
 from scrape import value
 
-from enforcer.consumer import KafkaMessage
+from enforcer.core.policy import Mode, PolicyFile, Strategy
+from enforcer.core.verdict import Action, Verdict
+from enforcer.engine.handler import RecordHandler
+from enforcer.engine.outage import OutageGate
+from enforcer.engine.pipeline import Pipeline
+from enforcer.engine.rules import KeyCanon, RuleResolver
 from enforcer.errors import AccessDenied, KeyMissing, KmsUnavailable, StorageUnavailable
-from enforcer.fakes import MemorySink, MemoryStorage
-from enforcer.outage import OutageGate
-from enforcer.pipeline import Pipeline
-from enforcer.policy import Mode, PolicyFile, Strategy
+from enforcer.kafka.consumer import KafkaMessage
 from enforcer.retrying import RetryPolicy
-from enforcer.rules import KeyCanon, RuleResolver
-from enforcer.service import RecordHandler
-from enforcer.storage import ObjectSnapshot, SseKmsTarget, WriteResult
-from enforcer.verdict import Action, Verdict
+from enforcer.storage.port import ObjectSnapshot, SseKmsTarget, WriteResult
 
 
 def message(value: bytes | None, offset: int = 7) -> KafkaMessage:
@@ -92,7 +93,7 @@ async def test_bad_event_goes_to_dlq_with_reason_and_position(payload: bytes | N
 def test_binary_payload_is_kept_as_base64() -> None:
     from datetime import UTC, datetime
 
-    from enforcer.audit import dead_letter
+    from enforcer.records import dead_letter
 
     now = datetime.now(UTC)
     record = dead_letter(
@@ -187,9 +188,9 @@ async def test_dry_run_logs_one_info_line_per_object_with_its_verdict(
 ) -> None:
     h = Harness(Mode.AUDIT)
     h.storage.put("b", "k", b"x")
-    caplog.set_level(logging.INFO, logger="enforcer.service")
+    caplog.set_level(logging.INFO, logger="enforcer.engine.handler")
     await h.handler(message(minio()))
-    [line] = [r for r in caplog.records if r.name == "enforcer.service"]
+    [line] = [r for r in caplog.records if r.name == "enforcer.engine.handler"]
     assert line.levelno == logging.INFO
     fields = {k: getattr(line, k) for k in ("bucket", "key", "verdict", "action")}
     wanted = {"bucket": "b", "key": "k", "verdict": "plaintext", "action": "would_reencrypt"}
