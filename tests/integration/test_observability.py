@@ -110,6 +110,7 @@ async def test_metrics_move_during_a_run_and_readiness_flips_during_a_kes_outage
     await run.start_at_end()
     env = cli_env(run, ENFORCER_RETRY__ATTEMPTS="2")
     done = {"action": "reencrypted", "mode": "enforce"}
+    lag = {"topic": stack.notify_topic}
 
     with service(env, tmp_path / "stderr.log") as svc:
         await asyncio.to_thread(wait_until, lambda: svc.ready()[0] == 200, 60, "/readyz 200")
@@ -133,13 +134,18 @@ async def test_metrics_move_during_a_run_and_readiness_flips_during_a_kes_outage
             await asyncio.to_thread(wait_until, paused, 60, "/readyz 503 and enforcer_paused 1")
             assert "paused" in svc.ready()[1]
             assert svc.metrics("enforcer_errors_total", dependency="kms") > 0
+            await asyncio.to_thread(  # read from the broker every 5 s, also while paused
+                wait_until, lambda: svc.metrics("enforcer_consumer_lag", **lag) >= 3, 30, "lag"
+            )
         await asyncio.to_thread(wait_until, lambda: svc.ready()[0] == 200, 60, "/readyz 200 again")
         await asyncio.to_thread(
             wait_until, lambda: svc.metrics("enforcer_events_total", **done) >= 6, 60, "6 events"
         )
         assert svc.metrics("enforcer_paused") == 0
         assert svc.metrics("enforcer_dlq_records_total") == 0
-        assert svc.metrics("enforcer_consumer_lag", topic=stack.notify_topic) >= 0
+        await asyncio.to_thread(
+            wait_until, lambda: svc.metrics("enforcer_consumer_lag", **lag) == 0, 30, "lag 0"
+        )
         body = svc.get("/metrics").text
 
     kes_key = await asyncio.to_thread(Path(env["ENFORCER_KMS__CLIENT_KEY"]).read_text)
