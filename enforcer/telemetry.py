@@ -150,6 +150,8 @@ def _configure_metrics(resource: Resource) -> None:
     )
     from prometheus_client import CollectorRegistry, ProcessCollector
 
+    if _registry is not None:  # already installed: OpenTelemetry keeps the first provider
+        return
     _registry = CollectorRegistry()
     ProcessCollector(registry=_registry)  # process_cpu_seconds_total, resident memory, fds
     readers: list[MetricReader] = [

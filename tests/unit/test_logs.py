@@ -84,3 +84,21 @@ def test_log_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setenv("ENFORCER_LOG_FORMAT", "xml")
     with pytest.raises(ConfigError, match="ENFORCER_LOG_FORMAT"):
         load_settings()
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_the_log_level_flag_beats_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from enforcer.cli import EXIT_USAGE, main
+
+    monkeypatch.setenv("ENFORCER_LOG_LEVEL", "ERROR")
+    monkeypatch.setenv("ENFORCER_LOG_FORMAT", "text")
+    # keys status without a KMS stops with a usage error right after the settings are read
+    assert main(["--log-level", "debug", "keys", "status"]) == EXIT_USAGE
+    [handler] = logging.getLogger().handlers
+    assert logging.getLogger().level == logging.DEBUG
+    assert not isinstance(handler.formatter, JsonFormatter)
+    monkeypatch.setenv("ENFORCER_LOG_FORMAT", "json")
+    assert main(["keys", "status"]) == EXIT_USAGE
+    [handler] = logging.getLogger().handlers
+    assert logging.getLogger().level == logging.ERROR
+    assert isinstance(handler.formatter, JsonFormatter)
