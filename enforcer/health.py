@@ -14,46 +14,69 @@ import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
+from enforcer.errors import ConfigError
+
 Readiness = Callable[[], tuple[bool, str]]
 #: Renders the current metrics; returns (content type, body).
 Metrics = Callable[[], tuple[str, bytes]]
+#: The longest request line read; probes send a few dozen bytes.
+_MAX_LINE = 8192
 
 
 @asynccontextmanager
 async def serve_health(
     port: int,
     readiness: Readiness,
-    metrics: Metrics | None = None,
     host: str = "0.0.0.0",  # noqa: S104 - the kubelet probes the pod IP
+    metrics: Metrics | None = None,
 ) -> AsyncIterator[int]:
-    """Serve the probes until the context exits; yields the bound port (0 picks a free one)."""
+    """Serve the probes (and ``metrics`` on ``/metrics``) until the context exits; yields the
+    bound port (0 picks a free one).
+
+    A request that is not a readable ``GET <path> HTTP/1.x`` line is answered 400; a client that
+    sends too much, too slowly or goes away is dropped. Nothing a client sends raises.
+    """
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            request = await asyncio.wait_for(reader.readline(), timeout=5)
-            path = request.split(b" ")[1].decode() if request.count(b" ") >= 2 else ""
-            if path == "/metrics" and metrics is not None:
-                status, (content_type, payload) = "200 OK", metrics()
-            else:
-                status, body = _answer(path, readiness)
-                content_type, payload = "application/json", json.dumps(body).encode()
+            line = await asyncio.wait_for(reader.readline(), timeout=5)
+            status, content_type, payload = _respond(line, readiness, metrics)
             writer.write(
                 f"HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\n"
                 f"Content-Length: {len(payload)}\r\nConnection: close\r\n\r\n".encode()
                 + payload
             )
             await writer.drain()
-        except (TimeoutError, ConnectionError):
+        except (TimeoutError, ConnectionError, ValueError):  # ValueError: line over the limit
             pass
         finally:
             writer.close()
 
-    server = await asyncio.start_server(handle, host, port)
+    try:
+        server = await asyncio.start_server(handle, host, port, limit=_MAX_LINE)
+    except OSError as exc:
+        raise ConfigError(
+            f"health server cannot listen on {host}:{port} (ENFORCER_HEALTH_HOST, "
+            f"ENFORCER_HEALTH_PORT): {exc.strerror or exc}"
+        ) from None
     try:
         yield server.sockets[0].getsockname()[1]
     finally:
         server.close()
         await server.wait_closed()
+
+
+def _respond(line: bytes, readiness: Readiness, metrics: Metrics | None) -> tuple[str, str, bytes]:
+    """(status, content type, body) for one request line."""
+    parts = line.split()
+    body: dict[str, object]
+    if len(parts) != 3 or parts[0] != b"GET" or not parts[2].startswith(b"HTTP/1."):
+        status, body = "400 Bad Request", {"error": "expected GET /healthz, /readyz or /metrics"}
+    elif parts[1] == b"/metrics" and metrics is not None:
+        return ("200 OK", *metrics())
+    else:
+        status, body = _answer(parts[1].decode("ascii", "replace"), readiness)
+    return status, "application/json", json.dumps(body).encode()
 
 
 def _answer(path: str, readiness: Readiness) -> tuple[str, dict[str, object]]:

@@ -22,6 +22,8 @@ from enforcer.core.policy import Mode
 from enforcer.errors import ConfigError, EnforcerError
 from enforcer.logs import configure_logging
 
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="enforcer", description=__doc__)
@@ -29,9 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", type=Path, help="YAML config file (env ENFORCER_* wins)")
     parser.add_argument(
         "--log-level",
-        type=str.upper,
-        choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
-        help="overrides ENFORCER_LOG_LEVEL (default INFO)",
+        help=f"one of {', '.join(LOG_LEVELS)}; overrides ENFORCER_LOG_LEVEL (default info)",
     )
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -59,6 +59,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.log_level is not None and args.log_level.lower() not in LOG_LEVELS:
+        print(f"enforcer: configuration error: --log-level {args.log_level!r}: expected one of "
+              f"{', '.join(LOG_LEVELS)}", file=sys.stderr)  # fmt: skip
+        return EXIT_USAGE
     configure_logging(args.log_level or "INFO")  # until the settings are read
     try:
         return _dispatch(args)

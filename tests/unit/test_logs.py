@@ -1,4 +1,5 @@
-"""Log lines: JSON with the current span's ids, extras and exceptions; text for terminals."""
+"""Log lines: JSON with the current span's ids, extras and exceptions; text for terminals; the
+rate limit on the Kafka client's repeated warnings and errors."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pytest
 
 from enforcer.config import load_settings
 from enforcer.errors import ConfigError
-from enforcer.logs import JsonFormatter, configure_logging
+from enforcer.logs import JsonFormatter, RateLimit, configure_logging
 from enforcer.telemetry import TRACER
 
 
@@ -88,7 +89,8 @@ def test_log_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch)
 
 @pytest.mark.usefixtures("restore_logging")
 def test_the_log_level_flag_beats_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    from enforcer.cli import EXIT_USAGE, main
+    from enforcer.cli import main
+    from enforcer.cli.args import EXIT_USAGE
 
     monkeypatch.setenv("ENFORCER_LOG_LEVEL", "ERROR")
     monkeypatch.setenv("ENFORCER_LOG_FORMAT", "text")
@@ -102,3 +104,37 @@ def test_the_log_level_flag_beats_the_environment(monkeypatch: pytest.MonkeyPatc
     [handler] = logging.getLogger().handlers
     assert logging.getLogger().level == logging.ERROR
     assert isinstance(handler.formatter, JsonFormatter)
+
+
+def kafka_record(
+    name: str, msg: str, *args: object, level: int = logging.ERROR
+) -> logging.LogRecord:
+    return logging.LogRecord(name, level, __file__, 1, msg, args, None)
+
+
+def test_one_line_per_kind_per_window_then_a_count() -> None:
+    now = [0.0]
+    limit = RateLimit(window=30.0, clock=lambda: now[0])
+    passed = []
+    for second in range(60):  # two windows of a node that keeps refusing, 10 attempts a second
+        now[0] = float(second)
+        for node in range(10):
+            entry = kafka_record(
+                "aiokafka.conn", "Unable connect to node with id %s: %s", node, "refused"
+            )
+            if limit.filter(entry):
+                passed.append(entry.getMessage())
+    assert len(passed) == 2
+    assert passed[1].endswith("(299 similar held back in the last 30 s)")
+
+
+def test_kinds_are_counted_apart_and_other_loggers_and_levels_pass() -> None:
+    limit = RateLimit(window=30.0, clock=lambda: 0.0)
+    assert limit.filter(kafka_record("aiokafka.conn", "Unable connect to node %s", 1))
+    assert limit.filter(kafka_record("aiokafka.consumer.group_coordinator", "Heartbeat failed"))
+    assert not limit.filter(kafka_record("aiokafka.conn", "Unable connect to node %s", 2))
+    assert limit.filter(kafka_record("aiokafka", "Broker 1 gone at 127.0.0.1:9092"))
+    assert not limit.filter(kafka_record("aiokafka", "Broker 2 gone at 127.0.0.1:9093"))  # digits
+    for _ in range(5):
+        assert limit.filter(kafka_record("enforcer.consumer", "commit failed"))
+        assert limit.filter(kafka_record("aiokafka.conn", "connecting", level=logging.INFO))
