@@ -7,12 +7,9 @@ import asyncio
 import contextlib
 import json
 import re
-import signal
-import subprocess
-import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,9 +20,9 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from cli_runner import Cli
 from harness import EnforcerRun, write_policy
 from prometheus_client.parser import text_string_to_metric_families
-from support import MakeBucket, MakeKey, Notifications, StackEnv, component_stopped, free_port
+from service_process import ServiceProcess
+from support import MakeBucket, MakeKey, Notifications, StackEnv, component_stopped
 
-ENFORCER = Path(sys.executable).with_name("enforcer")
 TRACE_ID = re.compile(r"^[0-9a-f]{32}$")
 
 
@@ -39,12 +36,11 @@ def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None
 
 
 @dataclass
-class Service:
-    """One ``enforcer run`` subprocess with its health port; stderr goes to a file."""
+class Probe:
+    """The health port and log file of a running service, read synchronously (in a thread)."""
 
-    process: subprocess.Popen[bytes]
     port: int
-    stderr: Path
+    log: Path
 
     def get(self, path: str) -> httpx.Response:
         return httpx.get(f"http://127.0.0.1:{self.port}{path}", timeout=5)
@@ -67,29 +63,18 @@ class Service:
         )
 
     def log_lines(self) -> list[str]:
-        return [line for line in self.stderr.read_text().splitlines() if line.strip()]
+        return [line for line in self.log.read_text().splitlines() if line.strip()]
 
 
-@contextlib.contextmanager
-def service(env: dict[str, str], stderr: Path, *args: str) -> Iterator[Service]:
-    """Start ``enforcer run ARGS``; on the way out SIGTERM it and require a clean exit 0."""
-    port = free_port()
-    env = {**env, "ENFORCER_HEALTH_PORT": str(port), "ENFORCER_LOG_FORMAT": "json"}
-    with stderr.open("wb") as err:
-        process = subprocess.Popen(  # noqa: S603 - our own entry point
-            [str(ENFORCER), "run", *args], env=env, stdout=subprocess.DEVNULL, stderr=err
-        )
-    running = Service(process, port, stderr)
+@contextlib.asynccontextmanager
+async def service(env: dict[str, str], log: Path) -> AsyncIterator[Probe]:
+    """``enforcer run`` with JSON logs; stopped with SIGTERM, and it must exit 0."""
+    running = await ServiceProcess.start({**env, "ENFORCER_LOG_FORMAT": "json"}, log)
     try:
-        yield running
+        yield Probe(running.health_port, log)
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            code = process.wait(timeout=40)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            raise
-        assert code == 0, running.stderr.read_text()[-3000:]
+        code = await running.stop(timeout=40)
+    assert code == 0, running.log_text()[-3000:]
 
 
 def cli_env(run: EnforcerRun, **extra: str) -> dict[str, str]:
@@ -112,7 +97,7 @@ async def test_metrics_move_during_a_run_and_readiness_flips_during_a_kes_outage
     done = {"action": "reencrypted", "mode": "enforce"}
     lag = {"topic": stack.notify_topic}
 
-    with service(env, tmp_path / "stderr.log") as svc:
+    async with service(env, tmp_path / "service.log") as svc:
         await asyncio.to_thread(wait_until, lambda: svc.ready()[0] == 200, 60, "/readyz 200")
         for i in range(3):
             s3_admin.put_object(Bucket=bucket, Key=f"before-{i}", Body=b"x")
@@ -202,7 +187,7 @@ async def test_a_member_without_partitions_is_ready_and_idle(
     run = EnforcerRun(stack, extra_env={"ENFORCER_KAFKA__TOPICS": json.dumps([topic])})
     env = cli_env(run)
 
-    with (
+    async with (
         service(env, tmp_path / "first.log") as first,
         service(env, tmp_path / "second.log") as second,
     ):
