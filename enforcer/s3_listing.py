@@ -1,53 +1,228 @@
-"""Read-only listing on the storage's S3 client: the objects under a prefix, the buckets.
+"""Read-only listing on the storage's S3 client: the objects (or versions) under a prefix, the
+buckets.
 
 Written as a mixin over ``self._client`` so :class:`~enforcer.s3.S3Storage` can take it as a
 base class; until then :meth:`S3Listing.of` borrows the storage's client (same connection pool,
 closed by :func:`~enforcer.s3.open_s3_storage`). Errors are translated once, here, like the rest
 of the S3 adapter; every page is retried through :mod:`enforcer.retrying`.
+
+**Listing with metadata.** MinIO extends ListObjectsV2 and ListObjectVersions with
+``metadata=true``: each entry then carries a ``<UserMetadata>`` element holding, among others,
+``X-Amz-Server-Side-Encryption`` and ``X-Amz-Server-Side-Encryption-Aws-Kms-Key-Id`` (as
+``arn:aws:kms:NAME``) and the ``X-Amz-Meta-*`` user metadata, plus ``<UserTags>`` (``a=b&c=d``).
+Plaintext objects carry no SSE element, but always a ``content-type``, so an entry without
+``<UserMetadata>`` means "the store did not answer" (AWS ignores the parameter): its
+:attr:`ListedObject.facts` is ``None`` and the caller falls back to HEAD. botocore drops the
+unknown elements, so a ``before-parse`` hook reads them from the raw XML of the same response.
 """
 
 from __future__ import annotations
 
+import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
+from urllib.parse import parse_qsl
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from enforcer.errors import AccessDenied
 from enforcer.retrying import RetryPolicy, retry_transient
-from enforcer.s3 import S3Storage
+from enforcer.s3 import S3Storage, encryption_of
 from enforcer.s3_errors import translate
+from enforcer.verdict import Encryption
 
 #: ListObjectsV2's own maximum page size.
 PAGE_SIZE = 1000
+#: Where the ``before-parse`` hook leaves the raw entries' metadata in the parsed page.
+_METADATA_FIELD = "EnforcerListedMetadata"
+_LIST_OPERATIONS = ("ListObjectsV2", "ListObjectVersions")
+_S3_NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
+
+
+@dataclass(frozen=True)
+class ListedFacts:
+    """What a listing with metadata told about one entry (no request of its own)."""
+
+    encryption: Encryption
+    kms_key: str | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ListedObject:
+    """One listed object (version). ``facts`` is None when the listing did not say."""
+
+    bucket: str
+    key: str
+    etag: str = ""
+    size: int = 0
+    version_id: str | None = None
+    is_latest: bool = True
+    last_modified: datetime | None = None
+    facts: ListedFacts | None = None
+
+
+# ---------------------------------------------------------------- pure parsing
+
+
+def facts_from_user_metadata(user_metadata: dict[str, str], tags: str = "") -> ListedFacts:
+    """MinIO's ``<UserMetadata>`` (header-named elements) → facts, the way HEAD reads them."""
+    headers = {k.lower(): v for k, v in user_metadata.items()}
+    head = {
+        "ServerSideEncryption": headers.get("x-amz-server-side-encryption"),
+        "SSEKMSKeyId": headers.get("x-amz-server-side-encryption-aws-kms-key-id"),
+        "SSECustomerAlgorithm": headers.get(
+            "x-amz-server-side-encryption-customer-algorithm"
+        ),
+    }
+    metadata = {
+        k.removeprefix("x-amz-meta-"): v for k, v in headers.items() if k.startswith("x-amz-meta-")
+    }
+    encryption, kms_key = encryption_of(head, metadata)
+    return ListedFacts(encryption, kms_key, metadata, dict(parse_qsl(tags)))
+
+
+def parse_listing_metadata(body: bytes) -> list[ListedFacts | None]:
+    """Per ``Contents``/``Version`` entry of a raw listing, in order: its facts or None."""
+    root = ET.fromstring(body)  # noqa: S314 - the response of our own signed request
+    entries: list[ListedFacts | None] = []
+    for entry in root:
+        if entry.tag not in (f"{_S3_NS}Contents", f"{_S3_NS}Version"):
+            continue
+        element = entry.find(f"{_S3_NS}UserMetadata")
+        if element is None:
+            entries.append(None)
+            continue
+        user_metadata = {child.tag.removeprefix(_S3_NS): child.text or "" for child in element}
+        tags = entry.findtext(f"{_S3_NS}UserTags") or ""
+        entries.append(facts_from_user_metadata(user_metadata, tags))
+    return entries
+
+
+def _with_metadata_query(params: dict[str, Any], **_: Any) -> None:
+    """``before-call`` hook: ask for MinIO's metadata extension (signed like the rest)."""
+    params["url"] += ("&" if "?" in params["url"] else "?") + "metadata=true"
+
+
+def _keep_raw_metadata(
+    response_dict: dict[str, Any], customized_response_dict: dict[str, Any], **_: Any
+) -> None:
+    """``before-parse`` hook: put the entries' metadata next to botocore's parsed page."""
+    if response_dict.get("status_code") == 200 and response_dict.get("body"):
+        try:
+            customized_response_dict[_METADATA_FIELD] = parse_listing_metadata(
+                response_dict["body"]
+            )
+        except ET.ParseError:
+            pass  # botocore's own parser reports a broken page
+
+
+def _listed(
+    bucket: str, entry: dict[str, Any], facts: ListedFacts | None, versions: bool
+) -> ListedObject:
+    version_id = entry.get("VersionId")
+    return ListedObject(
+        bucket=bucket,
+        key=str(entry["Key"]),
+        etag=str(entry.get("ETag", "")),
+        size=int(entry.get("Size", 0)),
+        version_id=version_id if version_id not in (None, "null") else None,
+        is_latest=bool(entry.get("IsLatest", True)) if versions else True,
+        last_modified=entry.get("LastModified"),
+        facts=facts,
+    )
+
+
+# ---------------------------------------------------------------- the adapter
 
 
 class S3ListingMixin:
-    """``list_keys`` and ``list_buckets`` for any class that holds an aiobotocore ``_client``."""
+    """Listing for any class that holds an aiobotocore ``_client``."""
 
     _client: Any
     retry: RetryPolicy = RetryPolicy()
+
+    def ask_for_metadata(self) -> None:
+        """Send ``metadata=true`` on this client's listings from now on (idempotent)."""
+        events = self._client.meta.events
+        for operation in _LIST_OPERATIONS:
+            events.register(
+                f"before-call.s3.{operation}",
+                _with_metadata_query,
+                unique_id=f"enforcer-metadata-{operation}",
+            )
+            events.register(
+                f"before-parse.s3.{operation}",
+                _keep_raw_metadata,
+                unique_id=f"enforcer-raw-{operation}",
+            )
 
     async def list_keys(
         self, bucket: str, prefix: str = "", page_size: int = PAGE_SIZE
     ) -> AsyncIterator[str]:
         """The current objects' keys under ``prefix``, in ListObjectsV2 order (paginated)."""
+        async for entry in self.list_objects(bucket, prefix, page_size=page_size):
+            yield entry.key
+
+    async def list_objects(
+        self,
+        bucket: str,
+        prefix: str = "",
+        *,
+        start_after: str | None = None,
+        page_size: int = PAGE_SIZE,
+    ) -> AsyncIterator[ListedObject]:
+        """The current objects under ``prefix`` after ``start_after``, in key order."""
         params: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix, "MaxKeys": page_size}
+        if start_after:
+            params["StartAfter"] = start_after
         while True:
-            page = await self._list_page(params)
-            for entry in page.get("Contents", []):
-                yield str(entry["Key"])
+            page = await self._list_page("list_objects_v2", params)
+            contents = page.get("Contents", [])
+            for entry, facts in zip(contents, _facts_of(page, len(contents)), strict=True):
+                yield _listed(bucket, entry, facts, versions=False)
             token = page.get("NextContinuationToken")
             if not page.get("IsTruncated") or not token:
                 return
             params = params | {"ContinuationToken": token}
 
-    async def _list_page(self, params: dict[str, Any]) -> dict[str, Any]:
-        where = f"ListObjectsV2 {params['Bucket']}/{params['Prefix']}"
+    async def list_versions(
+        self,
+        bucket: str,
+        prefix: str = "",
+        *,
+        key_marker: str | None = None,
+        version_id_marker: str | None = None,
+        page_size: int = PAGE_SIZE,
+    ) -> AsyncIterator[ListedObject]:
+        """Every version (not delete markers) under ``prefix`` after the markers, newest first
+        per key."""
+        params: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix, "MaxKeys": page_size}
+        if key_marker:
+            params["KeyMarker"] = key_marker
+            if version_id_marker:
+                params["VersionIdMarker"] = version_id_marker
+        while True:
+            page = await self._list_page("list_object_versions", params)
+            versions = page.get("Versions", [])
+            for entry, facts in zip(versions, _facts_of(page, len(versions)), strict=True):
+                yield _listed(bucket, entry, facts, versions=True)
+            if not page.get("IsTruncated"):
+                return
+            params = params | {
+                "KeyMarker": page.get("NextKeyMarker", ""),
+                "VersionIdMarker": page.get("NextVersionIdMarker", ""),
+            }
+
+    async def _list_page(self, operation: str, params: dict[str, Any]) -> dict[str, Any]:
+        where = f"{operation} {params['Bucket']}/{params['Prefix']}"
 
         async def call() -> dict[str, Any]:
             try:
-                return dict(await self._client.list_objects_v2(**params))
+                return dict(await getattr(self._client, operation)(**params))
             except (ClientError, BotoCoreError) as exc:
                 raise translate(exc, where) from exc
 
@@ -69,6 +244,15 @@ class S3ListingMixin:
         except AccessDenied as exc:
             raise AccessDenied(f"{exc} (the S3 user lacks s3:ListAllMyBuckets)") from exc
         return names
+
+
+def _facts_of(page: dict[str, Any], count: int) -> list[ListedFacts | None]:
+    """The page's per-entry facts (all None when the metadata hook was not asked or the store
+    did not answer)."""
+    facts: list[ListedFacts | None] = page.get(_METADATA_FIELD) or []
+    if len(facts) != count:  # cannot pair them up safely: HEAD everything on this page
+        return [None] * count
+    return facts
 
 
 class S3Listing(S3ListingMixin):
