@@ -19,8 +19,8 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from enforcer.core.policy import Mode
 from enforcer.errors import ConfigError
-from enforcer.policy import Mode
 
 GiB = 1024**3
 MiB = 1024**2

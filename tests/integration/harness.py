@@ -19,12 +19,12 @@ from typing import Any
 
 import yaml
 from aiokafka import AIOKafkaConsumer
+from kafka_offsets import commit_group_at_end
 from support import StackEnv
 
 from enforcer.app import run_service
 from enforcer.config import Settings, load_settings
-from enforcer.offsets import commit_group_at_end
-from enforcer.policy import Mode
+from enforcer.core.policy import Mode
 
 
 def set_default_key(s3: Any, bucket: str, key: str) -> None:

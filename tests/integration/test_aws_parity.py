@@ -15,9 +15,9 @@ from botocore.config import Config
 
 from enforcer.app import open_runtime
 from enforcer.config import load_settings
-from enforcer.events import ObjectEvent
-from enforcer.policy import Mode
-from enforcer.verdict import Action, Verdict
+from enforcer.core.events import ObjectEvent
+from enforcer.core.policy import Mode
+from enforcer.core.verdict import Action, Verdict
 
 REGION = "us-east-1"
 CREDS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}

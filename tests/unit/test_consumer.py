@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 
 from aiokafka import TopicPartition
 
-from enforcer.consumer import EventConsumer, KafkaMessage
-from enforcer.outage import OutageGate
+from enforcer.engine.outage import OutageGate
+from enforcer.kafka.consumer import EventConsumer, KafkaMessage
 
 TOPIC = "events"
 

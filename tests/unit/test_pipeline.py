@@ -1,15 +1,15 @@
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from doubles.storage import MemoryStorage
 
+from enforcer.core.events import ObjectEvent
+from enforcer.core.policy import Mode, PolicyFile, Rule, Strategy, VersionsPolicy
+from enforcer.core.verdict import Action, Encryption, Verdict
+from enforcer.engine.pipeline import Pipeline
+from enforcer.engine.rules import KeyCanon, RuleResolver
 from enforcer.errors import KeyMissing, StorageRejected
-from enforcer.events import ObjectEvent
-from enforcer.fakes import MemoryStorage
-from enforcer.pipeline import Pipeline
-from enforcer.policy import Mode, PolicyFile, Rule, Strategy, VersionsPolicy
-from enforcer.rules import KeyCanon, RuleResolver
-from enforcer.storage import ObjectSnapshot, PreservedAttributes, SseKmsTarget, WriteResult
-from enforcer.verdict import Action, Encryption, Verdict
+from enforcer.storage.port import ObjectSnapshot, PreservedAttributes, SseKmsTarget, WriteResult
 
 
 def event(bucket: str = "b", key: str = "k") -> ObjectEvent:

@@ -5,6 +5,7 @@ import datetime as dt
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
 
+from enforcer.core.verdict import Encryption
 from enforcer.errors import (
     AccessDenied,
     KeyMissing,
@@ -13,9 +14,8 @@ from enforcer.errors import (
     StorageRejected,
     StorageUnavailable,
 )
-from enforcer.s3 import snapshot_from_head, write_headers
-from enforcer.s3_errors import translate
-from enforcer.verdict import Encryption
+from enforcer.storage.errors import translate
+from enforcer.storage.s3 import snapshot_from_head, write_headers
 
 UNTIL = dt.datetime(2030, 1, 1, tzinfo=dt.UTC)
 HEAD = {

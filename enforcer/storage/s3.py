@@ -22,16 +22,16 @@ from aiobotocore.session import get_session
 from botocore.exceptions import BotoCoreError, ClientError
 
 from enforcer.config import S3Settings
+from enforcer.core.verdict import Encryption
 from enforcer.errors import StorageRejected
-from enforcer.s3_errors import translate
-from enforcer.storage import (
+from enforcer.storage.errors import translate
+from enforcer.storage.port import (
     ENVELOPE_META_PREFIX,
     ObjectSnapshot,
     PreservedAttributes,
     SseKmsTarget,
     WriteResult,
 )
-from enforcer.verdict import Encryption
 
 #: Rewrites spool at most this much in memory (per object or part), the rest on disk.
 SPOOL_IN_MEMORY = 8 * 1024 * 1024

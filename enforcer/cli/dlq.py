@@ -29,7 +29,7 @@ from pydantic import ValidationError
 
 from enforcer.config import KafkaSettings
 from enforcer.errors import BadEvent, KafkaUnavailable
-from enforcer.kafka import kafka_call, open_consumer, open_producer
+from enforcer.kafka.clients import kafka_call, open_consumer, open_producer
 from enforcer.records import DeadLetterRecord
 
 #: Header on every replayed record: ``<dlq topic>/<partition>/<offset>`` it came from.

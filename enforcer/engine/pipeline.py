@@ -13,14 +13,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+from enforcer.core.events import ObjectEvent
+from enforcer.core.policy import Mode, RequiredKey, Strategy, VersionsPolicy
+from enforcer.core.verdict import Action, Decision, Encryption, ObjectFacts, Plan, Verdict, decide
+from enforcer.engine.rules import KeyCanon, RuleResolver
 from enforcer.errors import KeyMissing, PreconditionFailed, StorageRejected
-from enforcer.events import ObjectEvent
-from enforcer.policy import Mode, RequiredKey, Strategy, VersionsPolicy
 from enforcer.retrying import RetryPolicy, retry_transient
-from enforcer.rules import KeyCanon, RuleResolver
-from enforcer.storage import ObjectSnapshot, Storage, WriteResult
+from enforcer.storage.port import ObjectSnapshot, Storage, WriteResult
 from enforcer.telemetry import step
-from enforcer.verdict import Action, Decision, Encryption, ObjectFacts, Plan, Verdict, decide
 
 T = TypeVar("T")
 

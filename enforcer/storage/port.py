@@ -1,7 +1,7 @@
 """The storage port: what the pipeline needs from S3, as values and a Protocol.
 
-:class:`~enforcer.s3.S3Storage` implements it on aiobotocore; :class:`~enforcer.fakes.MemoryStorage`
-in memory for unit tests. Everything the rewrite must keep unchanged travels in
+:class:`~enforcer.storage.s3.S3Storage` implements it on aiobotocore; the tests' ``MemoryStorage``
+(``tests/doubles/storage.py``) in memory. Everything the rewrite must keep unchanged travels in
 :class:`PreservedAttributes`, so "nothing else changes" is one value compared before and after.
 """
 
@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
-from enforcer.verdict import Encryption
+from enforcer.core.verdict import Encryption
 
 #: User-metadata prefix of envelope objects (``x-amz-meta-enforcer-envelope-*``).
 ENVELOPE_META_PREFIX = "enforcer-envelope-"

@@ -1,9 +1,9 @@
 """Read-only listing on the storage's S3 client: the objects (or versions) under a prefix, the
 buckets.
 
-Written as a mixin over ``self._client`` so :class:`~enforcer.s3.S3Storage` can take it as a
+Written as a mixin over ``self._client`` so :class:`~enforcer.storage.s3.S3Storage` can take it as a
 base class; until then :meth:`S3Listing.of` borrows the storage's client (same connection pool,
-closed by :func:`~enforcer.s3.open_s3_storage`). Errors are translated once, here, like the rest
+closed by :func:`~enforcer.storage.s3.open_s3_storage`). Errors are translated once, here, like the rest
 of the S3 adapter; every page is retried through :mod:`enforcer.retrying`.
 
 **Listing with metadata.** MinIO extends ListObjectsV2 and ListObjectVersions with
@@ -27,11 +27,11 @@ from urllib.parse import parse_qsl
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from enforcer.core.verdict import Encryption
 from enforcer.errors import AccessDenied
 from enforcer.retrying import RetryPolicy, retry_transient
-from enforcer.s3 import S3Storage, encryption_of
-from enforcer.s3_errors import translate
-from enforcer.verdict import Encryption
+from enforcer.storage.errors import translate
+from enforcer.storage.s3 import S3Storage, encryption_of
 
 #: ListObjectsV2's own maximum page size.
 PAGE_SIZE = 1000
@@ -74,9 +74,7 @@ def facts_from_user_metadata(user_metadata: dict[str, str], tags: str = "") -> L
     head = {
         "ServerSideEncryption": headers.get("x-amz-server-side-encryption"),
         "SSEKMSKeyId": headers.get("x-amz-server-side-encryption-aws-kms-key-id"),
-        "SSECustomerAlgorithm": headers.get(
-            "x-amz-server-side-encryption-customer-algorithm"
-        ),
+        "SSECustomerAlgorithm": headers.get("x-amz-server-side-encryption-customer-algorithm"),
     }
     metadata = {
         k.removeprefix("x-amz-meta-"): v for k, v in headers.items() if k.startswith("x-amz-meta-")

@@ -1,7 +1,7 @@
 """Object facts + requirement → verdict and planned action (pure).
 
 The storage adapter turns a HEAD into :class:`ObjectFacts`; the shell resolves key references to
-canonical form (:mod:`enforcer.keyref`, AWS aliases through DescribeKey) before calling
+canonical form (:mod:`enforcer.core.keyref`, AWS aliases through DescribeKey) before calling
 :func:`decide`, so comparison here is exact string equality.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from enforcer.policy import Mode, RequiredKey, Strategy, effective_mode
+from enforcer.core.policy import Mode, RequiredKey, Strategy, effective_mode
 
 
 class Encryption(StrEnum):
