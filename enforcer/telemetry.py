@@ -22,9 +22,7 @@ if TYPE_CHECKING:
 TRACER = trace.get_tracer("enforcer")
 _METER = metrics.get_meter("enforcer")
 
-EVENTS = _METER.create_counter(
-    "enforcer.events", description="Events handled, by verdict/action"
-)
+EVENTS = _METER.create_counter("enforcer.events", description="Events handled, by verdict/action")
 RETRIES = _METER.create_counter("enforcer.retries", description="Retried calls, by error class")
 KEY_ALERTS = _METER.create_counter(
     "enforcer.key_alerts", description="Events that failed because their EK is missing or disabled"

@@ -108,7 +108,8 @@ class Pipeline:
         outcome.verdict, outcome.action = decision.verdict, decision.action
         if decision.plan is Plan.NOTHING:
             return outcome
-        assert snapshot is not None and outcome.required is not None
+        assert snapshot is not None
+        assert outcome.required is not None
         if outcome.required.versions is not VersionsPolicy.PURGE_NONCOMPLIANT:
             outcome.action = Action.SKIPPED
             outcome.reason = "non-current version: reported only (the rule keeps versions)"

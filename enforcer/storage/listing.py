@@ -1,10 +1,10 @@
 """Read-only listing on the storage's S3 client: the objects (or versions) under a prefix, the
 buckets.
 
-Written as a mixin over ``self._client`` so :class:`~enforcer.storage.s3.S3Storage` can take it as a
-base class; until then :meth:`S3Listing.of` borrows the storage's client (same connection pool,
-closed by :func:`~enforcer.storage.s3.open_s3_storage`). Errors are translated once, here, like the rest
-of the S3 adapter; every page is retried through :mod:`enforcer.retrying`.
+Written as a mixin over ``self._client`` so :class:`~enforcer.storage.s3.S3Storage` can take it
+as a base class; until then :meth:`S3Listing.of` borrows the storage's client (same connection
+pool, closed by :func:`~enforcer.storage.s3.open_s3_storage`). Errors are translated once, here,
+like the rest of the S3 adapter; every page is retried through :mod:`enforcer.retrying`.
 
 **Listing with metadata.** MinIO extends ListObjectsV2 and ListObjectVersions with
 ``metadata=true``: each entry then carries a ``<UserMetadata>`` element holding, among others,
@@ -18,19 +18,18 @@ unknown elements, so a ``before-parse`` hook reads them from the raw XML of the 
 
 from __future__ import annotations
 
+import contextlib
 import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qsl
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from enforcer.core.verdict import Encryption
 from enforcer.errors import AccessDenied
 from enforcer.retrying import RetryPolicy, retry_transient
 from enforcer.storage.errors import translate
+from enforcer.storage.port import ListedFacts, ListedObject
 from enforcer.storage.s3 import S3Storage, encryption_of
 
 #: ListObjectsV2's own maximum page size.
@@ -39,30 +38,6 @@ PAGE_SIZE = 1000
 _METADATA_FIELD = "EnforcerListedMetadata"
 _LIST_OPERATIONS = ("ListObjectsV2", "ListObjectVersions")
 _S3_NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
-
-
-@dataclass(frozen=True)
-class ListedFacts:
-    """What a listing with metadata told about one entry (no request of its own)."""
-
-    encryption: Encryption
-    kms_key: str | None = None
-    metadata: dict[str, str] = field(default_factory=dict)
-    tags: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class ListedObject:
-    """One listed object (version). ``facts`` is None when the listing did not say."""
-
-    bucket: str
-    key: str
-    etag: str = ""
-    size: int = 0
-    version_id: str | None = None
-    is_latest: bool = True
-    last_modified: datetime | None = None
-    facts: ListedFacts | None = None
 
 
 # ---------------------------------------------------------------- pure parsing
@@ -110,12 +85,10 @@ def _keep_raw_metadata(
 ) -> None:
     """``before-parse`` hook: put the entries' metadata next to botocore's parsed page."""
     if response_dict.get("status_code") == 200 and response_dict.get("body"):
-        try:
+        with contextlib.suppress(ET.ParseError):  # botocore's own parser reports a broken page
             customized_response_dict[_METADATA_FIELD] = parse_listing_metadata(
                 response_dict["body"]
             )
-        except ET.ParseError:
-            pass  # botocore's own parser reports a broken page
 
 
 def _listed(
