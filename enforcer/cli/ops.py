@@ -1,4 +1,4 @@
-"""The operations commands of the CLI : ``scan``, ``dlq replay``, ``keys status``.
+"""The operations commands of the CLI: ``scan``, ``report``, ``dlq replay``, ``keys status``.
 
 :mod:`enforcer.cli` adds these parsers and hands the parsed arguments here; each command prints
 one JSON document on stdout and returns its exit code (0 ok, 1 failure); configuration errors
@@ -22,6 +22,9 @@ from enforcer.config import Settings
 def add_ops_commands(commands: Any) -> None:
     """Add ``scan``, ``dlq replay`` and ``keys status`` to the ``enforcer`` subcommands."""
     add_scan_command(commands)
+    from enforcer.cli.report import add_report_command
+
+    add_report_command(commands)
 
     dlq = commands.add_parser("dlq", help="dead-letter topic tools")
     dlq_commands = dlq.add_subparsers(dest="dlq_command", required=True)
@@ -91,6 +94,7 @@ def run_ops_command(settings: Settings, args: argparse.Namespace) -> int:
         "scan": _scan,
         "dlq": _dlq_replay,
         "keys": _keys_status,
+        "report": _report,
     }
     return commands[args.command](settings, args)
 
@@ -126,4 +130,10 @@ def _keys_status(settings: Settings, args: argparse.Namespace) -> int:
     return EXIT_OK if report.ok else EXIT_FAILURE
 
 
-OPS_COMMANDS = frozenset({"scan", "dlq", "keys"})
+def _report(settings: Settings, args: argparse.Namespace) -> int:
+    from enforcer.cli.report import run_report
+
+    return run_report(settings, args)
+
+
+OPS_COMMANDS = frozenset({"scan", "dlq", "keys", "report"})

@@ -38,6 +38,7 @@ from enforcer.engine.pipeline import Outcome, Pipeline
 from enforcer.errors import EnforcerError, KeyDisabled, KeyMissing, TransientError
 from enforcer.records import AuditRecord, RecordSink, audit_record
 from enforcer.report.lines import ENQUEUED, ScanLine
+from enforcer.report.model import NONCURRENT_EVENT
 from enforcer.retrying import retry_transient
 from enforcer.storage.port import ListedObject, ObjectSnapshot, PreservedAttributes
 from enforcer.telemetry import KEY_ALERTS, TRACER
@@ -277,7 +278,7 @@ class Scanner:
         material = "\x00".join(("scan", self._run_id, item.bucket, item.key, item.version_id or ""))
         return ObjectEvent(
             event_id=hashlib.sha256(material.encode()).hexdigest()[:32],
-            event_name="scan",
+            event_name="scan" if item.is_latest else NONCURRENT_EVENT,
             bucket=item.bucket,
             key=item.key,
             version_id=None if item.is_latest else item.version_id,
