@@ -194,8 +194,10 @@ def test_versions_are_reported_and_purged_only_where_the_rule_says_so(
         old[key] = s3_admin.put_object(Bucket=bucket, Key=key, Body=b"old plaintext")["VersionId"]
         kms_put(s3_admin, bucket, key, ek, body=b"new")
     until = datetime.now(UTC) + timedelta(days=1)
-    s3_admin.put_object_retention(Bucket=bucket, Key="purge/locked", VersionId=old["purge/locked"],
-                                  Retention={"Mode": "GOVERNANCE", "RetainUntilDate": until})  # fmt: skip
+    retention = {"Mode": "GOVERNANCE", "RetainUntilDate": until}
+    s3_admin.put_object_retention(
+        Bucket=bucket, Key="purge/locked", VersionId=old["purge/locked"], Retention=retention
+    )
     policy = write_policy(
         tmp_path / "policy.yaml",
         {"bucket": bucket, "key": ek},
