@@ -34,11 +34,9 @@ async def read_to_end(settings: KafkaSettings, topic: str) -> AsyncIterator[byte
     )
     await kafka_call(consumer.start(), f"connecting to Kafka at {settings.bootstrap_servers}")
     try:
-        if topic not in await kafka_call(consumer.topics(), "listing topics"):
+        partitions = await topic_partitions(consumer, settings, topic)
+        if not partitions:
             return
-        partitions = [
-            TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())
-        ]
         consumer.assign(partitions)
         await kafka_call(consumer.seek_to_beginning(*partitions), f"seeking {topic}")
         ends = await kafka_call(consumer.end_offsets(partitions), f"end offsets of {topic}")
@@ -46,6 +44,25 @@ async def read_to_end(settings: KafkaSettings, topic: str) -> AsyncIterator[byte
             yield value
     finally:
         await consumer.stop()
+
+
+async def topic_partitions(
+    consumer: AIOKafkaConsumer, settings: KafkaSettings, topic: str
+) -> list[TopicPartition]:
+    """``topic``'s partitions; none if it does not exist (and it is not created).
+
+    Listing all topics never auto-creates one; only then does a throw-away consumer that names
+    the topic load its partitions (naming a missing topic could create it on the broker).
+    """
+    if topic not in await kafka_call(consumer.topics(), "listing topics"):
+        return []
+    probe = AIOKafkaConsumer(topic, bootstrap_servers=settings.bootstrap_servers, group_id=None)
+    await kafka_call(probe.start(), f"reading the partitions of {topic}")
+    try:
+        found = probe.partitions_for_topic(topic) or set()
+    finally:
+        await probe.stop()
+    return [TopicPartition(topic, p) for p in sorted(found)]
 
 
 async def _until(
