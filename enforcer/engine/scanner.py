@@ -69,6 +69,7 @@ class ScanSummary:
     failures: list[dict[str, str]] = field(default_factory=list)
     aborted: str | None = None
     interrupted: bool = False
+    seconds: float = 0.0  # this run's, from the first listing request to the last object
 
     @property
     def ok(self) -> bool:
@@ -99,6 +100,7 @@ class ScanSummary:
             "failures": self.failures,
             "aborted": self.aborted,
             "interrupted": self.interrupted,
+            "seconds": round(self.seconds, 3),
             "ok": self.ok,
         }
 
@@ -146,7 +148,7 @@ class Scanner:
         self._interrupted = True
 
     async def run(self, items: AsyncIterator[ListedObject]) -> ScanSummary:
-        stopped_early = False
+        stopped_early, started = False, time.monotonic()
         try:
             async with asyncio.TaskGroup() as group:
                 async for item in items:  # a listing error cancels the tasks
@@ -157,6 +159,7 @@ class Scanner:
         except BaseExceptionGroup as group_error:
             raise _first_error(group_error) from None
         self._summary.interrupted = stopped_early and self._summary.aborted is None
+        self._summary.seconds = time.monotonic() - started
         return self._summary
 
     async def _dispatch(self, group: asyncio.TaskGroup, item: ListedObject) -> None:

@@ -67,7 +67,22 @@ class ScanLine(BaseModel):
 
     @classmethod
     def from_audit(cls, record: AuditRecord, *, source: str, is_latest: bool = True) -> ScanLine:
-        return cls.model_validate(record.model_dump() | {"source": source, "is_latest": is_latest})
+        return cls.model_construct(  # the record is validated already: no second pass
+            bucket=record.bucket,
+            key=record.key,
+            version_id=record.version_id,
+            is_latest=is_latest,
+            observed_sse=record.observed_sse,
+            observed_kms_key=record.observed_kms_key,
+            required_key=record.required_key,
+            verdict=record.verdict.value if record.verdict else None,
+            action=record.action.value,
+            reason=record.reason,
+            mode=record.mode,
+            event_name=record.event_name,
+            source=source,
+            timestamp=record.timestamp,
+        )
 
     def csv_row(self) -> list[str]:
         return [

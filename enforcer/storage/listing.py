@@ -18,15 +18,17 @@ unknown elements, so a ``before-parse`` hook reads them from the raw XML of the 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import xml.etree.ElementTree as ET
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from datetime import datetime
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, unquote_plus
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from enforcer.errors import AccessDenied
+from enforcer.errors import AccessDenied, EnforcerError
 from enforcer.retrying import RetryPolicy, retry_transient
 from enforcer.storage.errors import translate
 from enforcer.storage.port import ListedFacts, ListedObject
@@ -34,7 +36,7 @@ from enforcer.storage.s3 import S3Storage, encryption_of
 
 #: ListObjectsV2's own maximum page size.
 PAGE_SIZE = 1000
-#: Where the ``before-parse`` hook leaves the raw entries' metadata in the parsed page.
+#: Where the ``before-parse`` hook leaves the entries' facts in the parsed page.
 _METADATA_FIELD = "EnforcerListedMetadata"
 _LIST_OPERATIONS = ("ListObjectsV2", "ListObjectVersions")
 _S3_NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
@@ -60,19 +62,52 @@ def facts_from_user_metadata(user_metadata: dict[str, str], tags: str = "") -> L
 
 def parse_listing_metadata(body: bytes) -> list[ListedFacts | None]:
     """Per ``Contents``/``Version`` entry of a raw listing, in order: its facts or None."""
+    facts: list[ListedFacts | None] = parse_listing_page(body)[_METADATA_FIELD]
+    return facts
+
+
+def parse_listing_page(body: bytes) -> dict[str, Any]:
+    """A raw ListObjectsV2/ListObjectVersions page → the fields botocore's parser would give
+    (entries, truncation, continuation) plus each entry's facts, in one pass (pure)."""
     root = ET.fromstring(body)  # noqa: S314 - the response of our own signed request
-    entries: list[ListedFacts | None] = []
+    url_encoded = root.findtext(f"{_S3_NS}EncodingType") == "url"
+    entries: list[dict[str, Any]] = []
+    facts: list[ListedFacts | None] = []
     for entry in root:
-        if entry.tag not in (f"{_S3_NS}Contents", f"{_S3_NS}Version"):
-            continue
-        element = entry.find(f"{_S3_NS}UserMetadata")
-        if element is None:
-            entries.append(None)
-            continue
-        user_metadata = {child.tag.removeprefix(_S3_NS): child.text or "" for child in element}
-        tags = entry.findtext(f"{_S3_NS}UserTags") or ""
-        entries.append(facts_from_user_metadata(user_metadata, tags))
-    return entries
+        if entry.tag in (f"{_S3_NS}Contents", f"{_S3_NS}Version"):
+            entries.append(_entry(entry, url_encoded))
+            facts.append(_entry_facts(entry))
+    page: dict[str, Any] = {
+        "Versions" if root.tag.endswith("ListVersionsResult") else "Contents": entries,
+        "IsTruncated": root.findtext(f"{_S3_NS}IsTruncated") == "true",
+        _METADATA_FIELD: facts,
+    }
+    for name in ("NextContinuationToken", "NextKeyMarker", "NextVersionIdMarker"):
+        value = root.findtext(f"{_S3_NS}{name}")
+        if value:
+            page[name] = unquote_plus(value) if url_encoded and name == "NextKeyMarker" else value
+    return page
+
+
+def _entry(entry: ET.Element, url_encoded: bool) -> dict[str, Any]:
+    key = entry.findtext(f"{_S3_NS}Key") or ""
+    modified = entry.findtext(f"{_S3_NS}LastModified")
+    return {
+        "Key": unquote_plus(key) if url_encoded else key,
+        "ETag": entry.findtext(f"{_S3_NS}ETag") or "",
+        "Size": int(entry.findtext(f"{_S3_NS}Size") or 0),
+        "LastModified": datetime.fromisoformat(modified) if modified else None,
+        "VersionId": entry.findtext(f"{_S3_NS}VersionId"),
+        "IsLatest": entry.findtext(f"{_S3_NS}IsLatest") != "false",
+    }
+
+
+def _entry_facts(entry: ET.Element) -> ListedFacts | None:
+    element = entry.find(f"{_S3_NS}UserMetadata")
+    if element is None:
+        return None
+    user_metadata = {child.tag.removeprefix(_S3_NS): child.text or "" for child in element}
+    return facts_from_user_metadata(user_metadata, entry.findtext(f"{_S3_NS}UserTags") or "")
 
 
 def _with_metadata_query(params: dict[str, Any], **_: Any) -> None:
@@ -80,15 +115,22 @@ def _with_metadata_query(params: dict[str, Any], **_: Any) -> None:
     params["url"] += ("&" if "?" in params["url"] else "?") + "metadata=true"
 
 
-def _keep_raw_metadata(
+def _parse_page_ourselves(
     response_dict: dict[str, Any], customized_response_dict: dict[str, Any], **_: Any
 ) -> None:
-    """``before-parse`` hook: put the entries' metadata next to botocore's parsed page."""
-    if response_dict.get("status_code") == 200 and response_dict.get("body"):
-        with contextlib.suppress(ET.ParseError):  # botocore's own parser reports a broken page
-            customized_response_dict[_METADATA_FIELD] = parse_listing_metadata(
-                response_dict["body"]
-            )
+    """``before-parse`` hook: read the page once, here (botocore drops the metadata elements),
+    and hand botocore an empty page of the same kind: its field-by-field parse and timestamp
+    parsing cost more than the whole classification."""
+    body = response_dict.get("body")
+    if response_dict.get("status_code") != 200 or not body:
+        return  # errors are botocore's to parse and ours to translate
+    try:
+        page = parse_listing_page(body)
+    except (ET.ParseError, ValueError):
+        return  # botocore's own parser reports a broken page
+    customized_response_dict.update(page)
+    kind = "ListVersionsResult" if "Versions" in page else "ListBucketResult"
+    response_dict["body"] = f'<{kind} xmlns="{_S3_NS[1:-1]}"></{kind}>'.encode()
 
 
 def _listed(
@@ -127,7 +169,7 @@ class S3ListingMixin:
             )
             events.register(
                 f"before-parse.s3.{operation}",
-                _keep_raw_metadata,
+                _parse_page_ourselves,
                 unique_id=f"enforcer-raw-{operation}",
             )
 
@@ -150,15 +192,10 @@ class S3ListingMixin:
         params: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix, "MaxKeys": page_size}
         if start_after:
             params["StartAfter"] = start_after
-        while True:
-            page = await self._list_page("list_objects_v2", params)
+        async for page in self._pages("list_objects_v2", params, _next_objects_page):
             contents = page.get("Contents", [])
             for entry, facts in zip(contents, _facts_of(page, len(contents)), strict=True):
                 yield _listed(bucket, entry, facts, versions=False)
-            token = page.get("NextContinuationToken")
-            if not page.get("IsTruncated") or not token:
-                return
-            params = params | {"ContinuationToken": token}
 
     async def list_versions(
         self,
@@ -176,17 +213,36 @@ class S3ListingMixin:
             params["KeyMarker"] = key_marker
             if version_id_marker:
                 params["VersionIdMarker"] = version_id_marker
-        while True:
-            page = await self._list_page("list_object_versions", params)
+        async for page in self._pages("list_object_versions", params, _next_versions_page):
             versions = page.get("Versions", [])
             for entry, facts in zip(versions, _facts_of(page, len(versions)), strict=True):
                 yield _listed(bucket, entry, facts, versions=True)
-            if not page.get("IsTruncated"):
-                return
-            params = params | {
-                "KeyMarker": page.get("NextKeyMarker", ""),
-                "VersionIdMarker": page.get("NextVersionIdMarker", ""),
-            }
+
+    async def _pages(
+        self,
+        operation: str,
+        params: dict[str, Any],
+        following: Callable[[dict[str, Any], dict[str, Any]], dict[str, Any] | None],
+    ) -> AsyncIterator[dict[str, Any]]:
+        """The pages in order, the next one already requested while the caller works through
+        the current one (the store's time per page overlaps ours)."""
+        pending: asyncio.Task[dict[str, Any]] | None = asyncio.create_task(
+            self._list_page(operation, params)
+        )
+        try:
+            while pending is not None:
+                page = await pending
+                after = following(params, page)
+                pending = None
+                if after is not None:
+                    params = after
+                    pending = asyncio.create_task(self._list_page(operation, params))
+                yield page
+        finally:
+            if pending is not None:
+                pending.cancel()
+                with contextlib.suppress(asyncio.CancelledError, EnforcerError):
+                    await pending
 
     async def _list_page(self, operation: str, params: dict[str, Any]) -> dict[str, Any]:
         where = f"{operation} {params['Bucket']}/{params['Prefix']}"
@@ -215,6 +271,22 @@ class S3ListingMixin:
         except AccessDenied as exc:
             raise AccessDenied(f"{exc} (the S3 user lacks s3:ListAllMyBuckets)") from exc
         return names
+
+
+def _next_objects_page(params: dict[str, Any], page: dict[str, Any]) -> dict[str, Any] | None:
+    token = page.get("NextContinuationToken")
+    if not page.get("IsTruncated") or not token:
+        return None
+    return params | {"ContinuationToken": token}
+
+
+def _next_versions_page(params: dict[str, Any], page: dict[str, Any]) -> dict[str, Any] | None:
+    if not page.get("IsTruncated"):
+        return None
+    return params | {
+        "KeyMarker": page.get("NextKeyMarker", ""),
+        "VersionIdMarker": page.get("NextVersionIdMarker", ""),
+    }
 
 
 def _facts_of(page: dict[str, Any], count: int) -> list[ListedFacts | None]:
