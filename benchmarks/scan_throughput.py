@@ -2,9 +2,10 @@
 scan's memory over time.
 
 1. **setup** (not timed): a fresh bucket; ``--plaintext`` percent (default 1) of N objects
-   (``-n``, default 20,000; the reported figure uses 100,000) are written as plaintext, then the bucket's default EK is set (the
-   stack's default key) and the rest are written, so MinIO encrypts them: a bucket of mostly
-   compliant objects. Writes use boto3 in 64 threads as the MinIO admin.
+   (``-n``, default 20,000; the reported figure uses 100,000) are written as plaintext, then the
+   bucket's default EK is set (the stack's default key) and the rest are written, so MinIO
+   encrypts them: a bucket of mostly compliant objects. Writes use boto3 in 64 threads as the
+   MinIO admin.
 2. **scan**: the real ``enforcer scan s3://bucket --dry-run --no-progress`` as a child process,
    configured like the CLI with the stack's least-privilege identities (own audit topic). On
    MinIO it lists with ``metadata=true``: compliant objects are classified from the listing
