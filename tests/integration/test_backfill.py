@@ -5,12 +5,15 @@ console command."""
 from __future__ import annotations
 
 import csv
+import gzip
+import io
 import json
 import signal
 import subprocess
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote_plus
 
 import pytest
 from cli_runner import ENFORCER, Cli
@@ -222,3 +225,53 @@ def test_versions_are_reported_and_purged_only_where_the_rule_says_so(
     assert ("purge/b", old["purge/b"]) not in remaining
     assert {("keep/a", old["keep/a"]), ("purge/locked", old["purge/locked"])} <= remaining
     assert all(is_under(s3_admin, bucket, key, ek) for key in old)
+
+
+# ---------------------------------------------------------------- S3 Inventory input
+
+
+def test_scan_reads_an_s3_inventory_report_from_the_store(
+    cli: Cli, s3_admin: Any, make_key: MakeKey, make_bucket: MakeBucket, tmp_path: Path
+) -> None:
+    ek = make_key("inventory")
+    bucket, reports = make_bucket(notify=False), make_bucket(notify=False)
+    for i in range(5):
+        kms_put(s3_admin, bucket, f"ok/{i}", ek)
+    s3_admin.put_object(Bucket=bucket, Key="plain 1", Body=b"p")
+    s3_admin.put_object(Bucket=bucket, Key="sse-s3", Body=b"s", ServerSideEncryption="AES256")
+    set_default_key(s3_admin, bucket, ek)
+    rows = []
+    for entry in s3_admin.list_objects_v2(Bucket=bucket)["Contents"]:
+        head = s3_admin.head_object(Bucket=bucket, Key=entry["Key"])
+        status = {"aws:kms": "SSE-KMS", "AES256": "SSE-S3"}.get(
+            head.get("ServerSideEncryption", ""), "NOT-SSE"
+        )
+        rows.append([bucket, quote_plus(entry["Key"]), str(entry["Size"]),
+                     entry["ETag"].strip('"'), status, head.get("SSEKMSKeyId", "")])  # fmt: skip
+    data_key = f"{bucket}/config/data/part-0.csv.gz"
+    buffer = io.StringIO()
+    csv.writer(buffer).writerows(rows)
+    s3_admin.put_object(
+        Bucket=reports, Key=data_key, Body=gzip.compress(buffer.getvalue().encode())
+    )
+    manifest = {
+        "sourceBucket": bucket,
+        "destinationBucket": f"arn:aws:s3:::{reports}",
+        "fileFormat": "CSV",
+        "fileSchema": "Bucket, Key, Size, ETag, EncryptionStatus, KMSKeyArn",
+        "files": [{"key": data_key, "size": 1, "MD5checksum": "-"}],
+    }
+    manifest_key = f"{bucket}/config/2026-12-01T00-00Z/manifest.json"
+    s3_admin.put_object(Bucket=reports, Key=manifest_key, Body=json.dumps(manifest).encode())
+    out = tmp_path / "lines.jsonl"
+
+    result = cli("scan", "--inventory", f"s3://{reports}/{manifest_key}", "--output", "jsonl",
+                 "--output-file", str(out), "--checkpoint", str(tmp_path / "cp.json"))  # fmt: skip
+
+    assert result.returncode == 0, result.stderr
+    summary = result.json()
+    assert (summary["objects"], summary["classified_from_listing"]) == (7, 5)
+    assert summary["actions"] == {"none": 5, "reencrypted": 2}
+    sources = {line["key"]: line["source"] for line in read_jsonl(out)}
+    assert sources["ok/0"] == "inventory" and sources["plain 1"] == "head"
+    assert all(is_under(s3_admin, bucket, key, ek) for key in sources)
