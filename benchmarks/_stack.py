@@ -1,4 +1,4 @@
-"""Shared helpers for the benchmarks that need the local stack (deploy/local/stack, DESIGN §9).
+"""Shared helpers for the benchmarks that need the local stack (deploy/local/stack).
 
 The stack's settings come from the environment when ``eval "$(deploy/local/stack env)"`` was run,
 else from running ``deploy/local/stack env`` (which honours ``SSE_ENFORCER_STATE`` and the

@@ -1,6 +1,6 @@
 """Wiring: settings → adapters → pipeline → consumer, each client in an async context manager.
 
-Nothing here decides anything; it builds the objects once (HOUSE_STYLE: wiring once) and makes
+Nothing here decides anything; it builds the objects once (wiring once) and makes
 sure every client is closed on the way out.
 """
 

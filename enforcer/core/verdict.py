@@ -53,16 +53,12 @@ class ObjectFacts:
 
     encryption: Encryption
     kms_key: str | None = None
-    size: int = 0
-    etag: str = ""
-    version_id: str | None = None
 
 
 @dataclass(frozen=True)
 class Decision:
     verdict: Verdict
     plan: Plan
-    required_key: str | None = None
 
     @property
     def action(self) -> Action:
@@ -105,8 +101,8 @@ def decide(
     """Verdict plus what to do about it under ``mode`` and the rule's own mode (audit wins)."""
     verdict = classify(facts, required, accepted)
     if verdict not in (Verdict.PLAINTEXT, Verdict.SSE_S3, Verdict.WRONG_KEY):
-        return Decision(verdict, Plan.NOTHING, required.key if required else None)
+        return Decision(verdict, Plan.NOTHING)
     assert required is not None  # non-compliant verdicts only arise with a requirement
     effective = effective_mode(mode, required.mode)
     plan = Plan.REENCRYPT if effective is Mode.ENFORCE else Plan.REPORT
-    return Decision(verdict, plan, required.key)
+    return Decision(verdict, plan)

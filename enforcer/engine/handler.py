@@ -1,9 +1,9 @@
 """What happens to one Kafka record: parse, run each event through the pipeline, audit, DLQ.
 
-This is the per-event guard of DESIGN §5: permanent errors become an audit record with the reason
-plus a dead-letter record, and the offset may be committed; outages (KMS, storage) go to the
-outage gate and the same event is tried again once the dependency is back — nothing reaches the
-DLQ because a dependency was down.
+This is the per-event guard (docs/architecture.md, failure model): permanent errors become an audit
+record with the reason plus a dead-letter record, and the offset may be committed; outages (KMS,
+storage) go to the outage gate and the same event is tried again once the dependency is back —
+nothing reaches the DLQ because a dependency was down.
 """
 
 from __future__ import annotations

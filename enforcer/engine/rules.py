@@ -45,10 +45,6 @@ class RuleResolver:
         self._defaults[bucket] = (now, value)
         return value
 
-    def forget(self, bucket: str) -> None:
-        """Drop a cached default (e.g. after the bucket's encryption was found changed)."""
-        self._defaults.pop(bucket, None)
-
 
 class KeyCanon:
     """Canonical key names for exact comparison; aliases resolved once through the KMS."""

@@ -302,8 +302,7 @@ def _snapshot(item: ListedObject) -> ObjectSnapshot:
         encryption=item.facts.encryption,
         kms_key=item.facts.kms_key,
         version_id=item.version_id,
-        last_modified=item.last_modified,
-        attributes=PreservedAttributes(metadata=item.facts.metadata, tags=item.facts.tags),
+        attributes=PreservedAttributes(metadata=item.facts.metadata),
     )
 
 

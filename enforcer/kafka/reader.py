@@ -15,7 +15,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from enforcer.config import KafkaSettings
 from enforcer.errors import KafkaUnavailable
-from enforcer.kafka.clients import kafka_call
+from enforcer.kafka.clients import kafka_call, open_reader
 
 #: Give up when the topic yields nothing for this long while records are still expected.
 STALL_SECONDS = 30.0
@@ -56,12 +56,8 @@ async def topic_partitions(
     """
     if topic not in await kafka_call(consumer.topics(), "listing topics"):
         return []
-    probe = AIOKafkaConsumer(topic, bootstrap_servers=settings.bootstrap_servers, group_id=None)
-    await kafka_call(probe.start(), f"reading the partitions of {topic}")
-    try:
-        found = probe.partitions_for_topic(topic) or set()
-    finally:
-        await probe.stop()
+    async with open_reader(settings, topic) as reader:
+        found = reader.partitions_for_topic(topic) or set()
     return [TopicPartition(topic, p) for p in sorted(found)]
 
 

@@ -1,4 +1,4 @@
-"""AWS parity (REFERENCE §6) on moto's server mode: key ARNs, ids and aliases compare exactly.
+"""AWS parity on moto's server mode: key ARNs, ids and aliases compare exactly.
 
 moto echoes the SSE-KMS key id in whatever form the writer sent (alias, id or ARN), so the
 verdict depends on normalisation through DescribeKey — the same path real AWS takes with aliases.

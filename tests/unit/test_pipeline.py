@@ -1,3 +1,4 @@
+import functools
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -122,7 +123,7 @@ async def test_concurrent_compliant_user_write_is_left_alone(storage: MemoryStor
 async def test_gives_up_when_the_object_keeps_changing(storage: MemoryStorage) -> None:
     storage.put("b", "k", b"v0")
     storage.before_write.extend(
-        [lambda i=i: storage.put("b", "k", f"v{i}".encode()) for i in range(1, 20)]
+        [functools.partial(storage.put, "b", "k", f"v{i}".encode()) for i in range(1, 20)]
     )
     pipeline = make_pipeline(storage)
     pipeline.max_inspections = 3

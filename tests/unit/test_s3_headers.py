@@ -80,7 +80,7 @@ def test_every_attribute_becomes_a_write_parameter() -> None:
     ],
 )
 def test_encryption_is_read_from_head(
-    head: dict, encryption: Encryption, kms_key: str | None
+    head: dict[str, object], encryption: Encryption, kms_key: str | None
 ) -> None:
     snapshot = snapshot_from_head("b", "k", {"ContentLength": 1, "ETag": '"e"', **head})
     assert (snapshot.encryption, snapshot.kms_key) == (encryption, kms_key)
@@ -117,7 +117,7 @@ def client_error(code: str, status: int, message: str = "") -> ClientError:
     ],
 )
 def test_errors_map_into_the_one_tree(error: Exception, kind: type) -> None:
-    translated = translate(error, "PUT b/k")  # type: ignore[arg-type]
+    translated = translate(error, "PUT b/k")
     assert type(translated) is kind
     assert "PUT b/k" in str(translated)
 

@@ -23,6 +23,7 @@ from enforcer.storage.port import (
     ListedFacts,
     ListedObject,
     ObjectSnapshot,
+    PreservedAttributes,
     SseKmsTarget,
     WriteResult,
 )
@@ -174,9 +175,13 @@ async def test_audit_mode_writes_nothing() -> None:
     assert storage.writes == 0 and sink.audit[0].mode == "audit"
 
 
-def versioned(storage: MemoryStorage, key: str, **attributes: object) -> list[ListedObject]:
+def versioned(
+    storage: MemoryStorage, key: str, attributes: PreservedAttributes | None = None
+) -> list[ListedObject]:
     """An old plaintext version and a compliant current one, listed newest first."""
-    old = storage.put("b", key, b"old", versioned=True, **attributes)
+    old = storage.put(
+        "b", key, b"old", versioned=True, attributes=attributes or PreservedAttributes()
+    )
     new = storage.put("b", key, b"new", Encryption.SSE_KMS, "arn:aws:kms:ek", versioned=True)
     return [
         ListedObject("b", key, new.etag, 3, new.version_id, is_latest=True),
@@ -215,9 +220,7 @@ async def test_non_current_versions_are_purged_where_the_rule_says_so_unless_loc
     assert summary.actions == {"none": 2, "purged": 1, "skipped": 1}
 
 
-def _locked_until(when: datetime) -> object:
-    from enforcer.storage.port import PreservedAttributes
-
+def _locked_until(when: datetime) -> PreservedAttributes:
     return PreservedAttributes(lock_mode="GOVERNANCE", lock_retain_until=when)
 
 

@@ -9,7 +9,7 @@ ACCEPTED = frozenset({"ek", "ek-old"})
 
 
 def facts(encryption: Encryption, kms_key: str | None = None) -> ObjectFacts:
-    return ObjectFacts(encryption=encryption, kms_key=kms_key, size=1, etag='"e"')
+    return ObjectFacts(encryption=encryption, kms_key=kms_key)
 
 
 @pytest.mark.parametrize(
