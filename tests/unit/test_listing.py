@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from enforcer.core.verdict import Encryption
 from enforcer.storage.listing import facts_from_user_metadata, parse_listing_metadata
@@ -38,3 +39,21 @@ def test_envelope_and_sse_c_objects_are_recognised_from_their_listed_headers() -
     assert (envelope.encryption, envelope.kms_key) == (Encryption.ENVELOPE, "ek")
     sse_c = facts_from_user_metadata({"X-Amz-Server-Side-Encryption-Customer-Algorithm": "AES256"})
     assert sse_c.encryption is Encryption.SSE_C
+
+
+def test_a_page_is_parsed_once_by_us_and_botocore_gets_an_empty_one() -> None:
+    from enforcer.storage.listing import _parse_page_ourselves
+
+    body = (DATA / "minio-list-metadata.xml").read_bytes()
+    response: dict[str, Any] = {"status_code": 200, "body": body}
+    parsed: dict[str, object] = {}
+    _parse_page_ourselves(response_dict=response, customized_response_dict=parsed)
+    contents = parsed["Contents"]
+    assert isinstance(contents, list)
+    assert [c["Key"] for c in contents] == ["kms", "plain a+b", "s3"]  # URL-decoded
+    assert contents[0]["Size"] == 1 and contents[0]["ETag"].startswith('"')
+    assert parsed["IsTruncated"] is False
+    assert b"<Contents>" not in response["body"]  # botocore parses an empty page
+    errors = {"status_code": 403, "body": b"<Error/>"}
+    _parse_page_ourselves(response_dict=errors, customized_response_dict={})
+    assert errors["body"] == b"<Error/>"

@@ -57,3 +57,13 @@ def test_the_page_is_self_contained_and_carries_its_numbers() -> None:
     data = page.split('id="report-data">')[1].split("</script>")[0]
     assert json.loads(data.replace("<\\/", "</"))["buckets"][0]["noncompliant"] == 1
     assert "<b>x</b>" not in page and "&lt;b&gt;x&lt;/b&gt;" in page
+
+
+def test_terminal_tables_align_numbers_and_show_shares() -> None:
+    from enforcer.report.table import counts_table, format_table
+
+    table = counts_table("verdict", {"compliant": 3, "plaintext": 1})
+    lines = table.splitlines()
+    assert lines[0].split() == ["verdict", "objects", "%"]
+    assert lines[2].split() == ["compliant", "3", "75.0"]
+    assert format_table(["a", "n"], [["x", 1234]]).splitlines()[2] == "x  1,234"
