@@ -30,6 +30,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from opentelemetry import trace
+
 from enforcer.core.events import ObjectEvent, backfill_message
 from enforcer.core.policy import Mode
 from enforcer.core.verdict import Plan, Verdict
@@ -142,6 +144,7 @@ class Scanner:
         self.tracker = tracker or DoneTracker()
         self._on_line = on_line
         self._now = now
+        self._listing_span: trace.Span = trace.INVALID_SPAN
 
     def interrupt(self) -> None:
         """Stop listing; what was started finishes (SIGINT/SIGTERM)."""
@@ -149,6 +152,11 @@ class Scanner:
 
     async def run(self, items: AsyncIterator[ListedObject]) -> ScanSummary:
         stopped_early, started = False, time.monotonic()
+        # Objects judged from the listing have no span of their own (millions would flood the
+        # exporter): their audit records carry the trace of this one span over the listing.
+        self._listing_span = TRACER.start_span(
+            "scan.listing", attributes={"bucket": self._summary.bucket}
+        )
         try:
             async with asyncio.TaskGroup() as group:
                 async for item in items:  # a listing error cancels the tasks
@@ -158,6 +166,8 @@ class Scanner:
                     await self._dispatch(group, item)
         except BaseExceptionGroup as group_error:
             raise _first_error(group_error) from None
+        finally:
+            self._listing_span.end()
         self._summary.interrupted = stopped_early and self._summary.aborted is None
         self._summary.seconds = time.monotonic() - started
         return self._summary
@@ -172,7 +182,8 @@ class Scanner:
             except EnforcerError:  # e.g. the bucket's rule could not be read: the HEAD path
                 decision = None  # reports it properly
             if decision is not None and decision.plan is Plan.NOTHING:
-                record = self._audit(self._event(item), outcome, started)
+                with trace.use_span(self._listing_span, end_on_exit=False):
+                    record = self._audit(self._event(item), outcome, started)
                 source, latest = self._options.facts_source, item.is_latest
                 await self._spawn(
                     group, self._light, self._publish, position, record, source, latest

@@ -116,6 +116,8 @@ async def test_compliant_objects_from_the_listing_cost_no_request() -> None:
     assert storage.heads == 0 and storage.writes == 0
     assert summary.verdicts == {"compliant": 10} and summary.from_listing == 10
     assert len(sink.audit) == 10 and {line.source for line in lines} == {"listing"}
+    assert len({r.trace_id for r in sink.audit}) == 1  # the listing's span, not one per object
+    assert sink.audit[0].trace_id
 
 
 async def test_a_listed_verdict_is_checked_with_head_before_a_rewrite() -> None:
