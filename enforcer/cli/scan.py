@@ -38,6 +38,7 @@ from enforcer.engine.checkpoint import Checkpoint, DoneTracker, load_checkpoint,
 from enforcer.engine.scanner import Scanner, ScanOptions, ScanSummary
 from enforcer.errors import ConfigError
 from enforcer.kafka.sink import open_event_publisher, open_kafka_sink
+from enforcer.preflight import check_s3_credentials, check_scan, ensure_output_topics
 from enforcer.report.lines import CsvWriter, JsonlWriter, LineWriter, NoWriter, ScanLine
 from enforcer.report.table import counts_table
 from enforcer.storage.inventory import InventoryReader
@@ -110,6 +111,7 @@ async def run_scan(settings: Settings, request: ScanRequest) -> ScanSummary:
         return summary
     async with AsyncExitStack() as stack:
         runtime = await stack.enter_async_context(open_runtime(settings, request.mode))
+        await _preflight(settings, runtime, request)
         sink = await stack.enter_async_context(open_kafka_sink(settings.kafka))
         events = None
         if request.enqueue:
@@ -135,6 +137,16 @@ async def run_scan(settings: Settings, request: ScanRequest) -> ScanSummary:
                 if progress is not None:
                     progress.close()
     return summary
+
+
+async def _preflight(settings: Settings, runtime: Runtime, request: ScanRequest) -> None:
+    """Fail at start, with one clear line, on what would fail every object."""
+    listing = S3Listing.of(runtime.storage)
+    if request.bucket:
+        await check_scan(settings, listing, request.bucket)
+    else:  # an inventory names its buckets row by row
+        await check_s3_credentials(listing)
+        await ensure_output_topics(settings.kafka)
 
 
 def _starting_checkpoint(request: ScanRequest, path: Path) -> Checkpoint:
