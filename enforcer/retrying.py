@@ -56,8 +56,33 @@ def _should_retry(exc: BaseException) -> bool:
 async def retry_transient(
     call: Callable[[], Awaitable[T]], policy: RetryPolicy | None = None
 ) -> tuple[T, int]:
-    """Run ``call`` until it succeeds or the policy gives up; return its value and the attempts."""
+    """Run ``call`` until it succeeds or the policy gives up; return its value and the attempts.
+
+    The first attempt runs bare: tenacity's machinery costs more than a cached call or a Kafka
+    send itself, and most calls succeed at once. Its failure, if retryable, becomes tenacity's
+    first attempt, so waits, hooks, limits and the attempt count are the same either way.
+    """
     policy = policy or RetryPolicy()
+
+    async def counted() -> T:
+        try:
+            return await call()
+        except EnforcerError as exc:
+            record_error(exc.code)  # every failed attempt, retried or not
+            raise
+
+    try:
+        return await counted(), 1
+    except TransientError as exc:  # anything else propagates, as tenacity would let it
+        if not _should_retry(exc) or policy.attempts < 2:
+            raise
+        first_failure: list[TransientError] = [exc]
+
+    async def again() -> T:
+        if first_failure:
+            raise first_failure.pop()
+        return await counted()
+
     wait: tenacity.wait.wait_base = (
         tenacity.wait_none()
         if _testing
@@ -75,9 +100,5 @@ async def retry_transient(
     async for attempt in retrying:
         with attempt:
             attempts = attempt.retry_state.attempt_number
-            try:
-                value = await call()
-            except EnforcerError as exc:
-                record_error(exc.code)  # every failed attempt, retried or not
-                raise
+            value = await again()
     return value, attempts
