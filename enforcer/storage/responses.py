@@ -16,7 +16,7 @@ from enforcer.storage.port import ObjectSnapshot, PreservedAttributes, WriteResu
 def snapshot_from_head(bucket: str, key: str, head: dict[str, Any]) -> ObjectSnapshot:
     """HEAD response → snapshot (pure; unit-tested with recorded responses)."""
     metadata = {k.lower(): v for k, v in head.get("Metadata", {}).items()}
-    encryption, kms_key = _encryption_of(head, metadata)
+    encryption, kms_key = encryption_of(head, metadata)
     attributes = PreservedAttributes(
         metadata=metadata,
         content_type=head.get("ContentType"),
@@ -49,11 +49,11 @@ def write_result(response: dict[str, Any]) -> WriteResult:
     version_id = response.get("VersionId") if response.get("VersionId") != "null" else None
     if not response.get("ServerSideEncryption"):
         return WriteResult(etag=response["ETag"], version_id=version_id)
-    encryption, kms_key = _encryption_of(response, {})
+    encryption, kms_key = encryption_of(response, {})
     return WriteResult(response["ETag"], version_id, encryption, kms_key)
 
 
-def _encryption_of(head: dict[str, Any], metadata: dict[str, str]) -> tuple[Encryption, str | None]:
+def encryption_of(head: dict[str, Any], metadata: dict[str, str]) -> tuple[Encryption, str | None]:
     if head.get("SSECustomerAlgorithm"):
         return Encryption.SSE_C, None
     if is_envelope(metadata):  # our own chain, whatever the store adds

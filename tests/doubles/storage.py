@@ -30,6 +30,7 @@ class MemoryStorage:
         self.heads = 0
         self.tag_reads = 0
         self.writes = 0
+        self.heads = 0
         self._ids = itertools.count(1)
         #: Called between our read and our write, to simulate a concurrent user write.
         self.before_write: list[Callable[[], object]] = []
