@@ -244,10 +244,6 @@ async def _partitions(consumer: AIOKafkaConsumer, settings: KafkaSettings) -> li
     topic = settings.dlq_topic
     if topic not in await kafka_call(consumer.topics(), "listing topics"):
         return []
-    probe = AIOKafkaConsumer(topic, bootstrap_servers=settings.bootstrap_servers, group_id=None)
-    await kafka_call(probe.start(), f"reading the partitions of {topic}")
-    try:
+    async with open_consumer(settings, None, "dlq-probe", topics=[topic]) as probe:
         found = probe.partitions_for_topic(topic) or set()
-    finally:
-        await probe.stop()
     return [TopicPartition(topic, p) for p in sorted(found)]
