@@ -21,6 +21,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.conn import create_conn
 from aiokafka.errors import (
     AuthenticationFailedError,
+    KafkaConnectionError,
     KafkaError,
     SaslAuthenticationFailed,
     UnsupportedSaslMechanismError,
@@ -131,10 +132,16 @@ async def check_credentials(settings: KafkaSettings, options: dict[str, Any]) ->
                 f"as {settings.sasl_username!r}: {exc} (check ENFORCER_KAFKA__SASL_USERNAME, "
                 "_SASL_PASSWORD, _SASL_MECHANISM)"
             ) from exc
-        except (ssl.SSLError, ConnectionResetError) as exc:
+        except (ssl.SSLError, ConnectionResetError, KafkaConnectionError) as exc:
+            if isinstance(exc, KafkaConnectionError) and not settings.security_protocol.endswith(
+                "SSL"
+            ):
+                continue
+            # TCP connected, then TLS failed or the broker hung up right after the handshake:
+            # with TLS 1.3 that is how a listener refuses a missing or unknown client certificate.
             raise ConfigError(
-                f"Kafka broker {server} ended the TLS handshake: {exc} (does the listener "
-                "want a client certificate: ENFORCER_KAFKA__SSL_CERTFILE/_SSL_KEYFILE?)"
+                f"Kafka broker {server} closed the TLS connection: {exc} (does the listener want "
+                "a client certificate it trusts: ENFORCER_KAFKA__SSL_CERTFILE, _SSL_KEYFILE?)"
             ) from exc
         except (OSError, KafkaError, TimeoutError, ValueError):
             continue  # unreachable: the client's own start reports it
