@@ -1,0 +1,97 @@
+"""The operations commands of the CLI : ``scan``, ``dlq replay``, ``keys status``.
+
+:mod:`enforcer.cli` adds these parsers and hands the parsed arguments here; each command prints
+one JSON document on stdout and returns its exit code (0 ok, 1 failure); configuration errors
+raise :class:`~enforcer.errors.ConfigError`, which the CLI turns into 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+from collections.abc import Callable
+from typing import Any
+
+from enforcer.cli.args import EXIT_FAILURE, EXIT_OK, parse_s3_url, positive_int
+from enforcer.config import Settings
+from enforcer.core.policy import Mode
+
+
+def add_ops_commands(commands: Any) -> None:
+    """Add ``scan``, ``dlq replay`` and ``keys status`` to the ``enforcer`` subcommands."""
+    scan = commands.add_parser(
+        "scan", help="backfill: enforce every current object under s3://bucket[/prefix]"
+    )
+    scan.add_argument("url", help="s3://bucket or s3://bucket/prefix")
+    scan.add_argument("--dry-run", action="store_true", help="audit only: write nothing")
+
+    dlq = commands.add_parser("dlq", help="dead-letter topic tools")
+    dlq_commands = dlq.add_subparsers(dest="dlq_command", required=True)
+    replay = dlq_commands.add_parser(
+        "replay", help="re-publish dead-lettered events to their original topics"
+    )
+    replay.add_argument(
+        "--limit", type=positive_int, help="take at most N DLQ records (replayed or skipped)"
+    )
+    replay.add_argument(
+        "--dry-run", action="store_true", help="list what would be replayed; publish nothing"
+    )
+
+    keys = commands.add_parser("keys", help="External Key tools")
+    keys_commands = keys.add_subparsers(dest="keys_command", required=True)
+    status = keys_commands.add_parser(
+        "status", help="state of every EK that matters, and KMS readiness (exit 1 if not ok)"
+    )
+    status.add_argument(
+        "--bucket",
+        action="append",
+        default=[],
+        metavar="B",
+        help="also check bucket B's default EK (repeatable)",
+    )
+    status.add_argument(
+        "--all-buckets", action="store_true", help="check every bucket the S3 user can list"
+    )
+
+
+def run_ops_command(settings: Settings, args: argparse.Namespace) -> int:
+    commands: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
+        "scan": _scan,
+        "dlq": _dlq_replay,
+        "keys": _keys_status,
+    }
+    return commands[args.command](settings, args)
+
+
+def _print(report: dict[str, Any]) -> None:
+    print(json.dumps(report, indent=2, default=str))
+
+
+def _scan(settings: Settings, args: argparse.Namespace) -> int:
+    from enforcer.cli.scan import run_scan
+
+    bucket, prefix = parse_s3_url(args.url, need_key=False)
+    mode = Mode.AUDIT if args.dry_run else settings.mode
+    summary = asyncio.run(run_scan(settings, bucket, prefix, mode))
+    _print(summary.as_dict())
+    return EXIT_OK if summary.ok else EXIT_FAILURE
+
+
+def _dlq_replay(settings: Settings, args: argparse.Namespace) -> int:
+    from enforcer.cli.dlq import run_replay
+
+    summary = asyncio.run(run_replay(settings.kafka, limit=args.limit, dry_run=args.dry_run))
+    _print(summary.as_dict())
+    return EXIT_OK
+
+
+def _keys_status(settings: Settings, args: argparse.Namespace) -> int:
+    from enforcer.cli.keys import run_keys_status
+
+    report = asyncio.run(run_keys_status(settings, args.bucket, args.all_buckets))
+    _print(report.as_dict())
+    return EXIT_OK if report.ok else EXIT_FAILURE
+
+
+OPS_COMMANDS = frozenset({"scan", "dlq", "keys"})

@@ -1,0 +1,106 @@
+"""Object facts + requirement → verdict and planned action (pure).
+
+The storage adapter turns a HEAD into :class:`ObjectFacts`; the shell resolves key references to
+canonical form (:mod:`enforcer.core.keyref`, AWS aliases through DescribeKey) before calling
+:func:`decide`, so comparison here is exact string equality.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from enforcer.core.policy import Mode, RequiredKey, Strategy, effective_mode
+
+
+class Encryption(StrEnum):
+    NONE = "none"
+    SSE_S3 = "AES256"
+    SSE_KMS = "aws:kms"
+    SSE_C = "sse-c"
+    ENVELOPE = "envelope"
+
+
+class Verdict(StrEnum):
+    COMPLIANT = "compliant"
+    PLAINTEXT = "plaintext"
+    SSE_S3 = "sse_s3"
+    WRONG_KEY = "wrong_key"
+    SSE_C = "sse_c"
+    GONE = "gone"
+    OUT_OF_SCOPE = "out_of_scope"
+
+
+class Action(StrEnum):
+    NONE = "none"
+    REENCRYPTED = "reencrypted"
+    WOULD_REENCRYPT = "would_reencrypt"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
+class Plan(StrEnum):
+    NOTHING = "nothing"
+    REENCRYPT = "reencrypt"
+    REPORT = "report"  # dry run: say what would be done
+
+
+@dataclass(frozen=True)
+class ObjectFacts:
+    """What a HEAD told us. ``kms_key`` is canonical (see keyref)."""
+
+    encryption: Encryption
+    kms_key: str | None = None
+
+
+@dataclass(frozen=True)
+class Decision:
+    verdict: Verdict
+    plan: Plan
+
+    @property
+    def action(self) -> Action:
+        """The action recorded when the plan is carried out (or not needed)."""
+        return {
+            Plan.NOTHING: Action.SKIPPED
+            if self.verdict in (Verdict.SSE_C, Verdict.GONE)
+            else Action.NONE,
+            Plan.REENCRYPT: Action.REENCRYPTED,
+            Plan.REPORT: Action.WOULD_REENCRYPT,
+        }[self.plan]
+
+
+def classify(  # noqa: PLR0911 - one return per verdict reads as the table it is
+    facts: ObjectFacts | None, required: RequiredKey | None, accepted: frozenset[str]
+) -> Verdict:
+    """The verdict alone. ``accepted`` holds the canonical forms of the required/accepted keys."""
+    if facts is None:
+        return Verdict.GONE
+    if required is None:
+        return Verdict.OUT_OF_SCOPE
+    if facts.encryption is Encryption.SSE_C:
+        return Verdict.SSE_C
+    wanted = Encryption.ENVELOPE if required.strategy is Strategy.ENVELOPE else Encryption.SSE_KMS
+    if facts.encryption is wanted:
+        return Verdict.COMPLIANT if facts.kms_key in accepted else Verdict.WRONG_KEY
+    if facts.encryption is Encryption.SSE_S3:
+        return Verdict.SSE_S3
+    if facts.encryption is Encryption.NONE:
+        return Verdict.PLAINTEXT
+    return Verdict.WRONG_KEY  # encrypted, but by the other strategy
+
+
+def decide(
+    facts: ObjectFacts | None,
+    required: RequiredKey | None,
+    accepted: frozenset[str],
+    mode: Mode,
+) -> Decision:
+    """Verdict plus what to do about it under ``mode`` and the rule's own mode (audit wins)."""
+    verdict = classify(facts, required, accepted)
+    if verdict not in (Verdict.PLAINTEXT, Verdict.SSE_S3, Verdict.WRONG_KEY):
+        return Decision(verdict, Plan.NOTHING)
+    assert required is not None  # non-compliant verdicts only arise with a requirement
+    effective = effective_mode(mode, required.mode)
+    plan = Plan.REENCRYPT if effective is Mode.ENFORCE else Plan.REPORT
+    return Decision(verdict, plan)

@@ -1,0 +1,190 @@
+"""What happens to one Kafka record: parse, run each event through the pipeline, audit, DLQ.
+
+This is the per-event guard (docs/architecture.md, failure model): permanent errors become an audit
+record with the reason plus a dead-letter record, and the offset may be committed; outages (KMS,
+storage) go to the outage gate and the same event is tried again once the dependency is back —
+nothing reaches the DLQ because a dependency was down.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from opentelemetry import trace
+
+from enforcer.core.events import IgnoredRecord, ObjectEvent, parse_message
+from enforcer.core.policy import Mode
+from enforcer.engine.outage import OutageGate
+from enforcer.engine.pipeline import Outcome, Pipeline
+from enforcer.errors import (
+    BadEvent,
+    EnforcerError,
+    KafkaUnavailable,
+    KeyDisabled,
+    KeyMissing,
+    KmsUnavailable,
+    PermanentError,
+    StorageRejected,
+    StorageUnavailable,
+)
+from enforcer.kafka.consumer import KafkaMessage
+from enforcer.records import (
+    AuditRecord,
+    RecordSink,
+    audit_for_ignored,
+    audit_record,
+    dead_letter,
+)
+from enforcer.retrying import retry_transient
+from enforcer.telemetry import (
+    EVENTS,
+    KEY_ALERTS,
+    TRACER,
+    context_from_headers,
+    current_trace_id,
+    step,
+)
+
+log = logging.getLogger(__name__)
+
+_OUTAGES = (KmsUnavailable, StorageUnavailable)
+_POISON_ROUNDS = 5
+
+
+class RecordHandler:
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        sink: RecordSink,
+        gate: OutageGate,
+        mode: Mode,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._pipeline = pipeline
+        self._sink = sink
+        self._gate = gate
+        self._mode = mode
+        self._now = now
+
+    async def __call__(self, message: KafkaMessage) -> None:
+        attributes: dict[str, str | int] = {
+            "messaging.kafka.partition": message.partition,
+            "messaging.kafka.offset": message.offset,
+            "messaging.source": message.topic,
+        }
+        context = context_from_headers(message.headers)
+        with TRACER.start_as_current_span("event", context=context, attributes=attributes):
+            first_seen = self._now()
+            try:
+                with step("parse"):
+                    parsed = parse_message(message.value)
+            except BadEvent as exc:
+                await self._dead_letter(message, exc, attempts=1, first_seen=first_seen)
+                return
+            for item in parsed:
+                if isinstance(item, IgnoredRecord):
+                    record = audit_for_ignored(
+                        item, mode=self._mode.value, trace_id=current_trace_id(), now=self._now()
+                    )
+                    await self._publish_audit(record)
+                else:
+                    await self._handle_event(message, item, first_seen)
+
+    async def _handle_event(
+        self, message: KafkaMessage, event: ObjectEvent, first_seen: datetime
+    ) -> None:
+        span = trace.get_current_span()
+        span.set_attribute("bucket", event.bucket)
+        rounds, others_ok_before = 0, self._gate.successes
+        while True:
+            await self._gate.wait_until_closed()
+            started = time.monotonic()
+            outcome = Outcome()
+            try:
+                outcome = await self._pipeline.handle(event, outcome)
+            except _OUTAGES as exc:
+                self._gate.record_failure(type(exc).__name__)
+                rounds += 1
+                if not self._is_poison(rounds, others_ok_before):
+                    continue  # same event again once the dependency is back
+                poison = StorageRejected(f"still failing after {rounds} rounds while other "
+                                         f"objects succeed: {exc}")  # fmt: skip
+                await self._fail(message, event, outcome, poison, started, first_seen)
+                return
+            except PermanentError as exc:
+                self._gate.record_success()  # the dependency answered, it just said no
+                await self._fail(message, event, outcome, exc, started, first_seen)
+                return
+            self._gate.record_success()
+            record = audit_record(
+                event, outcome, default_mode=self._mode, started=started, now=self._now()
+            )
+            span.set_attribute("verdict", str(record.verdict))
+            span.set_attribute("action", record.action.value)
+            EVENTS.add(1, {"verdict": str(record.verdict), "action": record.action.value})
+            await self._publish_audit(record)
+            return
+
+    def _is_poison(self, rounds: int, others_ok_before: int) -> bool:
+        """One object failing "transiently" round after round while others succeed is not an
+        outage: dead-letter it rather than stall its partition. During a real outage nothing
+        succeeds, so nothing is dead-lettered."""
+        others_ok = self._gate.successes - others_ok_before
+        return rounds >= _POISON_ROUNDS and others_ok >= _POISON_ROUNDS
+
+    async def _fail(
+        self,
+        message: KafkaMessage,
+        event: ObjectEvent,
+        outcome: Outcome,
+        exc: EnforcerError,
+        started: float,
+        first_seen: datetime,
+    ) -> None:
+        if isinstance(exc, KeyMissing | KeyDisabled):
+            KEY_ALERTS.add(1, {"key": exc.key_name, "error": exc.code})
+        log.warning("event %s for %s/%s failed: %s", event.event_id, event.bucket, event.key, exc)
+        reason = f"{exc.code}: {exc}"
+        record = audit_record(event, outcome, default_mode=self._mode, started=started,
+                              now=self._now(), failure=reason)  # fmt: skip
+        EVENTS.add(1, {"verdict": str(record.verdict), "action": record.action.value})
+        await self._publish_audit(record)
+        await self._dead_letter(
+            message, exc, attempts=outcome.attempts, first_seen=first_seen, event_id=event.event_id
+        )
+
+    async def _publish_audit(self, record: AuditRecord) -> None:
+        with step("publish"):
+            await retry_transient(lambda: self._sink.publish_audit(record))
+
+    async def _dead_letter(
+        self,
+        message: KafkaMessage,
+        exc: EnforcerError,
+        *,
+        attempts: int,
+        first_seen: datetime,
+        event_id: str | None = None,
+    ) -> None:
+        record = dead_letter(
+            message.value,
+            message.key,
+            topic=message.topic,
+            partition=message.partition,
+            offset=message.offset,
+            error_class=exc.code,
+            reason=str(exc),
+            attempts=attempts,
+            first_seen=first_seen,
+            last_seen=self._now(),
+            event_id=event_id,
+        )
+        with step("dead_letter"):
+            try:
+                await retry_transient(lambda: self._sink.publish_dead_letter(record, message.key))
+            except KafkaUnavailable:
+                log.exception("could not dead-letter %s@%s", message.topic, message.offset)
+                raise

@@ -1,0 +1,164 @@
+"""One object event through resolve → HEAD → verdict → [rewrite → verify → purge].
+
+This is the shell around the pure decisions: it calls the adapters, retries transient failures
+through :mod:`enforcer.retrying`, opens one span per step, and returns an :class:`Outcome` for the
+audit record. A failed write precondition (a user wrote meanwhile) means: inspect again and
+decide again — the user's write always wins.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import ParamSpec, TypeVar
+
+from enforcer.core.events import ObjectEvent
+from enforcer.core.policy import Mode, RequiredKey, Strategy, VersionsPolicy
+from enforcer.core.verdict import Action, Decision, Encryption, ObjectFacts, Plan, Verdict, decide
+from enforcer.engine.rules import KeyCanon, RuleResolver
+from enforcer.errors import KeyMissing, PreconditionFailed, StorageRejected
+from enforcer.retrying import RetryPolicy, retry_transient
+from enforcer.storage.port import ObjectSnapshot, Storage, WriteResult
+from enforcer.telemetry import step
+
+T = TypeVar("T")
+P = ParamSpec("P")
+
+#: Rewrites one object under the required key for one strategy; raises PreconditionFailed.
+Rewriter = Callable[[ObjectSnapshot, RequiredKey, dict[str, str]], Awaitable[WriteResult]]
+
+
+@dataclass
+class Outcome:
+    """What happened to one event; becomes its audit record."""
+
+    verdict: Verdict | None = None
+    action: Action = Action.NONE
+    required: RequiredKey | None = None
+    observed: ObjectSnapshot | None = None
+    written: WriteResult | None = None
+    purged_version_id: str | None = None
+    reason: str | None = None
+    attempts: int = 1
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Pipeline:
+    storage: Storage
+    rules: RuleResolver
+    keys: KeyCanon
+    mode: Mode
+    rewriters: dict[Strategy, Rewriter]
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    max_inspections: int = 4
+    now: Callable[[], datetime] = lambda: datetime.now(UTC)
+
+    async def handle(self, event: ObjectEvent, outcome: Outcome | None = None) -> Outcome:
+        """Run the event; ``outcome`` is filled as steps complete (the caller audits failures)."""
+        outcome = outcome if outcome is not None else Outcome()
+        with step("resolve", bucket=event.bucket):
+            outcome.required = await self._call(
+                outcome, self.rules.resolve, event.bucket, event.key
+            )
+        for _ in range(self.max_inspections):
+            with step("head", bucket=event.bucket):
+                snapshot = await self._call(outcome, self.storage.head, event.bucket, event.key)
+            outcome.observed = snapshot
+            decision = await self._decide(snapshot, outcome.required)
+            outcome.verdict, outcome.action = decision.verdict, decision.action
+            if decision.plan is not Plan.REENCRYPT:
+                return outcome
+            assert snapshot is not None
+            assert outcome.required is not None
+            try:
+                await self._enforce(snapshot, outcome.required, outcome)
+            except PreconditionFailed:
+                outcome.notes.append("object changed during rewrite; re-inspected")
+                continue
+            return outcome
+        outcome.action = Action.SKIPPED
+        outcome.reason = "object kept changing; each newer write is checked by its own event"
+        return outcome
+
+    async def _decide(
+        self, snapshot: ObjectSnapshot | None, required: RequiredKey | None
+    ) -> Decision:
+        with step("verdict") as span:
+            accepted = (
+                await self.keys.canonical_set(required.all_keys()) if required else frozenset()
+            )
+            facts = await self._facts(snapshot)
+            decision = decide(facts, required, accepted, self.mode)
+            span.set_attribute("verdict", decision.verdict.value)
+            span.set_attribute("plan", decision.plan.value)
+            if required is not None:
+                span.set_attribute("ek", required.key)
+        return decision
+
+    async def _facts(self, snapshot: ObjectSnapshot | None) -> ObjectFacts | None:
+        if snapshot is None:
+            return None
+        kms_key = await self.keys.canonical(snapshot.kms_key) if snapshot.kms_key else None
+        return ObjectFacts(snapshot.encryption, kms_key)
+
+    async def _enforce(
+        self, snapshot: ObjectSnapshot, required: RequiredKey, outcome: Outcome
+    ) -> None:
+        rewrite = self.rewriters[required.strategy]
+        tags = await self._call(outcome, self.storage.read_tags, snapshot)
+        with step(
+            "rewrite", bucket=snapshot.bucket, ek=required.key, strategy=required.strategy.value
+        ):
+            try:
+                written = await self._call(outcome, rewrite, snapshot, required, tags)
+            except KeyMissing as exc:
+                if exc.key_name:
+                    raise
+                raise KeyMissing(str(exc), key_name=required.key) from exc
+        with step("verify", bucket=snapshot.bucket):
+            await self._verify(snapshot, required, written, outcome)
+        outcome.written = written
+        if required.versions is VersionsPolicy.PURGE_NONCOMPLIANT and snapshot.version_id:
+            await self._purge(snapshot, outcome)
+
+    async def _verify(
+        self, before: ObjectSnapshot, required: RequiredKey, written: WriteResult, outcome: Outcome
+    ) -> None:
+        after = await self._call(
+            outcome, self.storage.head, before.bucket, before.key, written.version_id
+        )
+        if after is None or after.etag != written.etag:
+            raise PreconditionFailed("object replaced right after our rewrite")
+        facts = await self._facts(after)
+        accepted = await self.keys.canonical_set(required.all_keys())
+        wanted = (
+            Encryption.ENVELOPE if required.strategy is Strategy.ENVELOPE else Encryption.SSE_KMS
+        )
+        if facts is None or facts.encryption is not wanted or facts.kms_key not in accepted:
+            raise StorageRejected(
+                f"verification failed: {before.bucket}/{before.key} reads back as "
+                f"{after.encryption.value} {after.kms_key or ''}, not {required.key}"
+            )
+        if after.size != before.size and required.strategy is Strategy.SSE_KMS:
+            raise StorageRejected(f"verification failed: size {after.size} != {before.size}")
+
+    async def _purge(self, old: ObjectSnapshot, outcome: Outcome) -> None:
+        assert old.version_id is not None
+        if old.attributes.is_locked(self.now()):
+            outcome.notes.append(f"kept version {old.version_id}: object lock")
+            return
+        with step("purge", bucket=old.bucket):
+            await self._call(
+                outcome, self.storage.delete_version, old.bucket, old.key, old.version_id
+            )
+        outcome.purged_version_id = old.version_id
+
+    async def _call(
+        self, outcome: Outcome, fn: Callable[P, Awaitable[T]], *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """``fn(*args, **kwargs)`` under the retry policy; the attempts are kept on ``outcome``."""
+        value, attempts = await retry_transient(lambda: fn(*args, **kwargs), self.retry)
+        outcome.attempts = max(outcome.attempts, attempts)
+        return value

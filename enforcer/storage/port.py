@@ -1,0 +1,92 @@
+"""The storage port: what the pipeline needs from S3, as values and a Protocol.
+
+:class:`~enforcer.storage.s3.S3Storage` implements it on aiobotocore; the tests' ``MemoryStorage``
+(``tests/doubles/storage.py``) in memory. Everything the rewrite must keep unchanged travels in
+:class:`PreservedAttributes`, so "nothing else changes" is one value compared before and after.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+from enforcer.core.verdict import Encryption
+from enforcer.crypto.envelope import PREFIX as ENVELOPE_PREFIX
+
+#: User-metadata prefix of envelope objects (``x-amz-meta-enforcer-envelope-*``).
+
+
+@dataclass(frozen=True)
+class PreservedAttributes:
+    """Everything about an object a rewrite must carry over unchanged (besides the bytes)."""
+
+    metadata: dict[str, str] = field(default_factory=dict)
+    content_type: str | None = None
+    content_encoding: str | None = None
+    content_disposition: str | None = None
+    content_language: str | None = None
+    cache_control: str | None = None
+    expires: str | None = None
+    website_redirect: str | None = None
+    storage_class: str | None = None
+    lock_mode: str | None = None
+    lock_retain_until: datetime | None = None
+    legal_hold: str | None = None
+
+    def user_metadata(self) -> dict[str, str]:
+        """User metadata without the envelope's own fields (those are rewritten, not kept)."""
+        return {k: v for k, v in self.metadata.items() if not k.startswith(ENVELOPE_PREFIX)}
+
+    def is_locked(self, now: datetime) -> bool:
+        retained = self.lock_retain_until is not None and self.lock_retain_until > now
+        return retained or self.legal_hold == "ON"
+
+
+@dataclass(frozen=True)
+class ObjectSnapshot:
+    """One HEAD of one object version."""
+
+    bucket: str
+    key: str
+    etag: str
+    size: int
+    encryption: Encryption
+    kms_key: str | None = None  # as the server reported it (see keyref for the canonical form)
+    version_id: str | None = None
+    attributes: PreservedAttributes = field(default_factory=PreservedAttributes)
+
+
+@dataclass(frozen=True)
+class SseKmsTarget:
+    """Ask the store to encrypt the new version under ``key_name`` (it builds a fresh chain)."""
+
+    key_name: str
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    etag: str
+    version_id: str | None = None
+
+
+class Storage(Protocol):
+    async def head(
+        self, bucket: str, key: str, version_id: str | None = None
+    ) -> ObjectSnapshot | None:
+        """The object's facts, or None when it does not exist (any more)."""
+
+    async def bucket_default_key(self, bucket: str) -> str | None:
+        """The bucket's default SSE-KMS key (``mc encrypt set sse-kms``), if any."""
+
+    async def read_tags(self, snapshot: ObjectSnapshot) -> dict[str, str]: ...
+
+    async def rewrite_sse_kms(
+        self, snapshot: ObjectSnapshot, target: SseKmsTarget, tags: dict[str, str]
+    ) -> WriteResult:
+        """Rewrite the object in place, all data, under ``target``.
+
+        Raises PreconditionFailed when the object is no longer the one in ``snapshot``.
+        """
+
+    async def delete_version(self, bucket: str, key: str, version_id: str) -> None: ...

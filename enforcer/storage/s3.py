@@ -1,0 +1,389 @@
+"""S3Storage: the storage port on aiobotocore (MinIO and AWS S3).
+
+The rewrite never trusts an unlocked read-modify-write: MinIO's in-place CopyObject reads its source
+without a lock, so every rewrite ends in a request the server checks atomically under the object's
+write lock — PutObject or CompleteMultipartUpload with ``If-Match`` (docs/storage-facts.md). A 412
+means a user wrote meanwhile; the caller re-inspects and never overwrites.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import tempfile
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import IO, Any
+from urllib.parse import urlencode
+
+from aiobotocore.config import AioConfig
+from aiobotocore.session import get_session
+from botocore.exceptions import BotoCoreError, ClientError
+
+from enforcer.config import S3Settings
+from enforcer.core.verdict import Encryption
+from enforcer.crypto.envelope import PREFIX as ENVELOPE_PREFIX
+from enforcer.crypto.envelope import is_envelope
+from enforcer.errors import StorageRejected
+from enforcer.storage.errors import translate
+from enforcer.storage.port import (
+    ObjectSnapshot,
+    PreservedAttributes,
+    SseKmsTarget,
+    WriteResult,
+)
+
+#: Rewrites spool at most this much in memory (per object or part), the rest on disk.
+SPOOL_IN_MEMORY = 8 * 1024 * 1024
+_READ_CHUNK = 1024 * 1024
+# No default encryption; or no bucket at all (deleted since the event): its objects are gone.
+_NO_ENCRYPTION_CONFIG = {"ServerSideEncryptionConfigurationNotFoundError", "NoSuchBucket"}
+
+
+@asynccontextmanager
+async def open_s3_storage(settings: S3Settings) -> AsyncIterator[S3Storage]:
+    """Create the aiobotocore client; it is closed when the context exits."""
+    config = AioConfig(
+        s3={"addressing_style": "path"},
+        retries={"max_attempts": 1, "mode": "standard"},  # retries are ours (retrying.py)
+        max_pool_connections=settings.max_pool_connections,
+        connect_timeout=5,
+        read_timeout=60,
+    )
+    session = get_session()
+    async with session.create_client(
+        "s3",
+        endpoint_url=settings.endpoint_url,
+        region_name=settings.region,
+        aws_access_key_id=_secret(settings.access_key_id),
+        aws_secret_access_key=_secret(settings.secret_access_key),
+        verify=str(settings.ca_bundle) if settings.ca_bundle else None,
+        config=config,
+    ) as client:
+        yield S3Storage(client, settings)
+
+
+def _secret(value: Any) -> str | None:
+    return value.get_secret_value() if value is not None else None
+
+
+class S3Storage:
+    def __init__(self, client: Any, settings: S3Settings) -> None:
+        self._client = client
+        self.multipart_threshold = settings.multipart_threshold
+        self.part_size = settings.part_size
+
+    # ------------------------------------------------------------ inspection
+
+    async def head(
+        self, bucket: str, key: str, version_id: str | None = None
+    ) -> ObjectSnapshot | None:
+        params = {"Bucket": bucket, "Key": key} | ({"VersionId": version_id} if version_id else {})
+        try:
+            response = await self._client.head_object(**params)
+        except ClientError as exc:
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if status == 404:
+                return None
+            if status == 400:  # HEAD of an SSE-C object without its key
+                return ObjectSnapshot(bucket, key, "", 0, Encryption.SSE_C, version_id=version_id)
+            raise translate(exc, f"HEAD {bucket}/{key}") from exc
+        except BotoCoreError as exc:
+            raise translate(exc, f"HEAD {bucket}/{key}") from exc
+        return snapshot_from_head(bucket, key, response)
+
+    async def bucket_default_key(self, bucket: str) -> str | None:
+        try:
+            response = await self._client.get_bucket_encryption(Bucket=bucket)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in _NO_ENCRYPTION_CONFIG:
+                return None
+            raise translate(exc, f"GetBucketEncryption {bucket}") from exc
+        except BotoCoreError as exc:
+            raise translate(exc, f"GetBucketEncryption {bucket}") from exc
+        for rule in response["ServerSideEncryptionConfiguration"].get("Rules", []):
+            default = rule.get("ApplyServerSideEncryptionByDefault", {})
+            if default.get("SSEAlgorithm") in ("aws:kms", "aws:kms:dsse"):
+                return str(default.get("KMSMasterKeyID") or "") or None
+        return None
+
+    async def read_tags(self, snapshot: ObjectSnapshot) -> dict[str, str]:
+        params = _object_params(snapshot)
+        try:
+            response = await self._client.get_object_tagging(**params)
+        except (ClientError, BotoCoreError) as exc:
+            raise translate(exc, f"GetObjectTagging {snapshot.bucket}/{snapshot.key}") from exc
+        return {t["Key"]: t["Value"] for t in response.get("TagSet", [])}
+
+    async def delete_version(self, bucket: str, key: str, version_id: str) -> None:
+        # MinIO grants version deletes only with s3:DeleteObject, which also allows deleting the
+        # latest object: never send a delete without an explicit version id.
+        if not version_id:
+            raise StorageRejected(f"refusing to delete {bucket}/{key} without a version id")
+        try:
+            await self._client.delete_object(Bucket=bucket, Key=key, VersionId=version_id)
+        except (ClientError, BotoCoreError) as exc:
+            raise translate(exc, f"DeleteObject {bucket}/{key}?versionId={version_id}") from exc
+
+    # ------------------------------------------------------------ rewrite
+
+    async def rewrite_sse_kms(
+        self, snapshot: ObjectSnapshot, target: SseKmsTarget, tags: dict[str, str]
+    ) -> WriteResult:
+        headers = write_headers(snapshot.attributes, tags) | {
+            "ServerSideEncryption": "aws:kms",
+            "SSEKMSKeyId": target.key_name,
+        }
+        where = f"rewrite {snapshot.bucket}/{snapshot.key}"
+        try:
+            if snapshot.size > self.multipart_threshold:
+                return await self._rewrite_multipart(snapshot, headers)
+            return await self._rewrite_single(snapshot, headers)
+        except (ClientError, BotoCoreError) as exc:
+            raise translate(exc, where, target.key_name) from exc
+
+    async def _rewrite_single(
+        self, snapshot: ObjectSnapshot, headers: dict[str, Any]
+    ) -> WriteResult:
+        """Copy the bytes through a spool (memory up to 8 MiB, then disk) into an If-Match PUT."""
+        with tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY) as spool:
+            md5 = hashlib.md5(usedforsecurity=False)
+            size = 0
+            async for chunk in self.read_chunks(snapshot):
+                md5.update(chunk)
+                spool.write(chunk)
+                size += len(chunk)
+            check_read_size(snapshot, size)
+            spool.seek(0)
+            content_md5 = base64.b64encode(md5.digest()).decode()  # object lock requires it
+            return await self.put_if_match(
+                snapshot, spool, size, headers | {"ContentMD5": content_md5}
+            )
+
+    # ------------------------------------------------------------ body primitives (envelope)
+
+    async def read_chunks(self, snapshot: ObjectSnapshot) -> AsyncIterator[bytes]:
+        """Stream exactly the inspected version (GET with If-Match), 1 MiB at a time."""
+        where = f"GET {snapshot.bucket}/{snapshot.key}"
+        try:
+            response = await self._client.get_object(
+                **_object_params(snapshot), IfMatch=snapshot.etag
+            )
+            async with response["Body"] as body:
+                while chunk := await body.read(_READ_CHUNK):
+                    yield chunk
+        except (ClientError, BotoCoreError) as exc:
+            raise translate(exc, where, _bare_key(snapshot.kms_key)) from exc
+
+    async def put_if_match(
+        self, snapshot: ObjectSnapshot, body: IO[bytes], length: int, headers: dict[str, Any]
+    ) -> WriteResult:
+        """PutObject replacing exactly the inspected object, atomically (If-Match)."""
+        try:
+            response = await self._client.put_object(
+                Bucket=snapshot.bucket,
+                Key=snapshot.key,
+                Body=body,
+                ContentLength=length,
+                IfMatch=snapshot.etag,
+                **headers,
+            )
+        except (ClientError, BotoCoreError) as exc:
+            where = f"PUT {snapshot.bucket}/{snapshot.key}"
+            raise translate(exc, where, headers.get("SSEKMSKeyId", "")) from exc
+        return WriteResult(etag=response["ETag"], version_id=response.get("VersionId"))
+
+    async def multipart_if_match(
+        self,
+        snapshot: ObjectSnapshot,
+        headers: dict[str, Any],
+        parts: AsyncIterator[tuple[IO[bytes], int]],
+    ) -> WriteResult:
+        """Upload ``parts`` (body, length); complete only if the object is still as inspected."""
+
+        async def upload(upload_id: str) -> list[dict[str, Any]]:
+            done = []
+            number = 0
+            async for body, length in parts:
+                number += 1
+                response = await self._client.upload_part(
+                    Bucket=snapshot.bucket,
+                    Key=snapshot.key,
+                    UploadId=upload_id,
+                    PartNumber=number,
+                    Body=body,
+                    ContentLength=length,
+                )
+                done.append({"PartNumber": number, "ETag": response["ETag"]})
+            return done
+
+        return await self._multipart(snapshot, headers, upload)
+
+    async def _rewrite_multipart(
+        self, snapshot: ObjectSnapshot, headers: dict[str, Any]
+    ) -> WriteResult:
+        """Server-side copy in parts (no data through us), completed under If-Match."""
+        return await self._multipart(
+            snapshot, headers, lambda upload_id: self._copy_parts(snapshot, upload_id)
+        )
+
+    async def _multipart(
+        self,
+        snapshot: ObjectSnapshot,
+        headers: dict[str, Any],
+        fill: Callable[[str], Awaitable[list[dict[str, Any]]]],
+    ) -> WriteResult:
+        """Create an upload, let ``fill`` add its parts, complete it under If-Match; on any
+        failure abort it so no orphaned parts are left behind."""
+        where = f"multipart {snapshot.bucket}/{snapshot.key}"
+        target_key = headers.get("SSEKMSKeyId", "")
+        try:
+            upload = await self._client.create_multipart_upload(
+                Bucket=snapshot.bucket, Key=snapshot.key, **headers
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise translate(exc, where, target_key) from exc
+        upload_id = upload["UploadId"]
+        try:
+            parts = await fill(upload_id)
+            response = await self._client.complete_multipart_upload(
+                Bucket=snapshot.bucket,
+                Key=snapshot.key,
+                UploadId=upload_id,
+                MultipartUpload={"Parts": parts},
+                IfMatch=snapshot.etag,
+            )
+        except (ClientError, BotoCoreError) as exc:
+            await self._abort(snapshot, upload_id)
+            raise translate(exc, where, target_key) from exc
+        except BaseException:
+            await self._abort(snapshot, upload_id)
+            raise
+        return WriteResult(etag=response["ETag"], version_id=response.get("VersionId"))
+
+    async def _copy_parts(self, snapshot: ObjectSnapshot, upload_id: str) -> list[dict[str, Any]]:
+        source = _object_params(snapshot)
+        parts = []
+        for number, start in enumerate(range(0, snapshot.size, self.part_size), start=1):
+            end = min(start + self.part_size, snapshot.size) - 1
+            try:
+                response = await self._client.upload_part_copy(
+                    Bucket=snapshot.bucket,
+                    Key=snapshot.key,
+                    UploadId=upload_id,
+                    PartNumber=number,
+                    CopySource=source,
+                    CopySourceIfMatch=snapshot.etag,
+                    CopySourceRange=f"bytes={start}-{end}",
+                )
+            except (ClientError, BotoCoreError) as exc:  # reading the source: its own key
+                where = f"UploadPartCopy {snapshot.bucket}/{snapshot.key} part {number}"
+                raise translate(exc, where, _bare_key(snapshot.kms_key)) from exc
+            parts.append({"PartNumber": number, "ETag": response["CopyPartResult"]["ETag"]})
+        return parts
+
+    async def _abort(self, snapshot: ObjectSnapshot, upload_id: str) -> None:
+        # Best effort: a leftover upload expires by lifecycle; the original error is what matters.
+        with contextlib.suppress(ClientError, BotoCoreError):
+            await self._client.abort_multipart_upload(
+                Bucket=snapshot.bucket, Key=snapshot.key, UploadId=upload_id
+            )
+
+
+# ---------------------------------------------------------------- pure helpers
+
+
+def snapshot_from_head(bucket: str, key: str, head: dict[str, Any]) -> ObjectSnapshot:
+    """HEAD response → snapshot (pure; unit-tested with recorded responses)."""
+    metadata = {k.lower(): v for k, v in head.get("Metadata", {}).items()}
+    encryption, kms_key = _encryption_of(head, metadata)
+    attributes = PreservedAttributes(
+        metadata=metadata,
+        content_type=head.get("ContentType"),
+        content_encoding=head.get("ContentEncoding"),
+        content_disposition=head.get("ContentDisposition"),
+        content_language=head.get("ContentLanguage"),
+        cache_control=head.get("CacheControl"),
+        expires=head.get("ExpiresString") or _http_date(head.get("Expires")),
+        website_redirect=head.get("WebsiteRedirectLocation"),
+        storage_class=head.get("StorageClass"),
+        lock_mode=head.get("ObjectLockMode"),
+        lock_retain_until=head.get("ObjectLockRetainUntilDate"),
+        legal_hold=head.get("ObjectLockLegalHoldStatus"),
+    )
+    return ObjectSnapshot(
+        bucket=bucket,
+        key=key,
+        etag=head.get("ETag", ""),
+        size=int(head.get("ContentLength", 0)),
+        encryption=encryption,
+        kms_key=kms_key,
+        version_id=head.get("VersionId") if head.get("VersionId") not in (None, "null") else None,
+        attributes=attributes,
+    )
+
+
+def _encryption_of(head: dict[str, Any], metadata: dict[str, str]) -> tuple[Encryption, str | None]:
+    if head.get("SSECustomerAlgorithm"):
+        return Encryption.SSE_C, None
+    if is_envelope(metadata):  # our own chain, whatever the store adds
+        return Encryption.ENVELOPE, metadata.get(f"{ENVELOPE_PREFIX}key")
+    sse = head.get("ServerSideEncryption")
+    if sse in ("aws:kms", "aws:kms:dsse"):
+        return Encryption.SSE_KMS, head.get("SSEKMSKeyId")
+    if sse == "AES256":
+        return Encryption.SSE_S3, None
+    return Encryption.NONE, None
+
+
+def _http_date(value: Any) -> str | None:
+    if value is None:
+        return None
+    from email.utils import format_datetime
+
+    return format_datetime(value, usegmt=True)
+
+
+def write_headers(attributes: PreservedAttributes, tags: dict[str, str]) -> dict[str, Any]:
+    """PutObject/CreateMultipartUpload parameters that recreate ``attributes`` (pure)."""
+    optional = {
+        "ContentType": attributes.content_type,
+        "ContentEncoding": attributes.content_encoding,
+        "ContentDisposition": attributes.content_disposition,
+        "ContentLanguage": attributes.content_language,
+        "CacheControl": attributes.cache_control,
+        "WebsiteRedirectLocation": attributes.website_redirect,
+        "StorageClass": attributes.storage_class,
+        "ObjectLockMode": attributes.lock_mode,
+        "ObjectLockRetainUntilDate": attributes.lock_retain_until,
+        "ObjectLockLegalHoldStatus": attributes.legal_hold,
+        "Tagging": urlencode(tags) if tags else None,
+    }
+    headers: dict[str, Any] = {k: v for k, v in optional.items() if v is not None}
+    headers["Metadata"] = attributes.user_metadata()
+    if attributes.expires:
+        from email.utils import parsedate_to_datetime
+
+        headers["Expires"] = parsedate_to_datetime(attributes.expires)
+    return headers
+
+
+def _object_params(snapshot: ObjectSnapshot) -> dict[str, str]:
+    params = {"Bucket": snapshot.bucket, "Key": snapshot.key}
+    if snapshot.version_id:
+        params["VersionId"] = snapshot.version_id
+    return params
+
+
+def _bare_key(reported: str | None) -> str:
+    """The key name as the KMS knows it (MinIO reports ``arn:aws:kms:<name>``)."""
+    return reported.removeprefix("arn:aws:kms:") if reported else ""
+
+
+def check_read_size(snapshot: ObjectSnapshot, size: int) -> None:
+    """A GET must return exactly the inspected version's bytes."""
+    if size != snapshot.size:
+        raise StorageRejected(
+            f"read {size} bytes of {snapshot.bucket}/{snapshot.key}, HEAD said {snapshot.size}"
+        )

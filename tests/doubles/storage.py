@@ -1,0 +1,107 @@
+"""An in-memory implementation of the storage port, for unit tests of the core.
+
+They are real objects with the same behaviour the pipeline relies on (ETags change on every
+write, ``If-Match`` is checked, versions are kept), not mocks of our own code.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+
+from enforcer.core.verdict import Encryption
+from enforcer.errors import PreconditionFailed
+from enforcer.storage.port import ObjectSnapshot, SseKmsTarget, WriteResult
+
+
+@dataclass
+class StoredObject:
+    snapshot: ObjectSnapshot
+    data: bytes
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+class MemoryStorage:
+    def __init__(self) -> None:
+        self.objects: dict[tuple[str, str], list[StoredObject]] = {}
+        self.bucket_keys: dict[str, str | None] = {}
+        self.bucket_lookups = 0
+        self.writes = 0
+        self._ids = itertools.count(1)
+        #: Called between our read and our write, to simulate a concurrent user write.
+        self.before_write: list[Callable[[], object]] = []
+
+    def put(
+        self,
+        bucket: str,
+        key: str,
+        data: bytes,
+        encryption: Encryption = Encryption.NONE,
+        kms_key: str | None = None,
+        versioned: bool = False,
+        **attributes: object,
+    ) -> ObjectSnapshot:
+        n = next(self._ids)
+        snapshot = ObjectSnapshot(
+            bucket=bucket,
+            key=key,
+            etag=f'"etag-{n}"',
+            size=len(data),
+            encryption=encryption,
+            kms_key=kms_key,
+            version_id=f"v{n}" if versioned else None,
+            **attributes,  # type: ignore[arg-type]
+        )
+        versions = self.objects.setdefault((bucket, key), [])
+        if not versioned:
+            versions.clear()
+        versions.append(StoredObject(snapshot, data))
+        return snapshot
+
+    def latest(self, bucket: str, key: str) -> StoredObject | None:
+        versions = self.objects.get((bucket, key))
+        return versions[-1] if versions else None
+
+    async def head(
+        self, bucket: str, key: str, version_id: str | None = None
+    ) -> ObjectSnapshot | None:
+        for stored in reversed(self.objects.get((bucket, key), [])):
+            if version_id is None or stored.snapshot.version_id == version_id:
+                return stored.snapshot
+        return None
+
+    async def bucket_default_key(self, bucket: str) -> str | None:
+        self.bucket_lookups += 1
+        return self.bucket_keys.get(bucket)
+
+    async def read_tags(self, snapshot: ObjectSnapshot) -> dict[str, str]:
+        stored = self.latest(snapshot.bucket, snapshot.key)
+        return dict(stored.tags) if stored else {}
+
+    async def rewrite_sse_kms(
+        self, snapshot: ObjectSnapshot, target: SseKmsTarget, tags: dict[str, str]
+    ) -> WriteResult:
+        if self.before_write:  # one simulated user write per rewrite attempt
+            self.before_write.pop(0)()
+        current = self.latest(snapshot.bucket, snapshot.key)
+        if current is None or current.snapshot.etag != snapshot.etag:
+            raise PreconditionFailed("If-Match failed")
+        n = next(self._ids)
+        new = replace(
+            snapshot,
+            etag=f'"etag-{n}"',
+            encryption=Encryption.SSE_KMS,
+            kms_key=f"arn:aws:kms:{target.key_name}",
+            version_id=f"v{n}" if snapshot.version_id else None,
+        )
+        versions = self.objects[(snapshot.bucket, snapshot.key)]
+        if snapshot.version_id is None:
+            versions.clear()
+        versions.append(StoredObject(new, current.data, dict(tags)))
+        self.writes += 1
+        return WriteResult(etag=new.etag, version_id=new.version_id)
+
+    async def delete_version(self, bucket: str, key: str, version_id: str) -> None:
+        versions = self.objects.get((bucket, key), [])
+        self.objects[(bucket, key)] = [v for v in versions if v.snapshot.version_id != version_id]

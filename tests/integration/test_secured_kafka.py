@@ -1,0 +1,140 @@
+"""The enforcer over the stack's secured Kafka listeners: SASL_SSL with a SCRAM-SHA-512 user and
+SSL with a client certificate (mTLS). MinIO itself publishes its notifications over SASL_SSL.
+
+End to end, every client the service opens (event consumer, audit and DLQ producers) goes through
+the secured listener, and the audit records are read back through it too; a wrong password, a CA
+that did not sign the broker's certificate or a missing client certificate stops ``enforcer run``
+at start with exit 2 and one line.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from cli_runner import Cli
+from harness import EnforcerRun, set_default_key
+from support import MakeBucket, MakeKey, Notifications, StackEnv
+
+from enforcer.config import KafkaSettings
+from enforcer.kafka.clients import open_consumer
+
+
+def sasl_ssl(stack: StackEnv, password: str | None = None) -> dict[str, str]:
+    return {
+        "ENFORCER_KAFKA__BOOTSTRAP_SERVERS": stack.kafka_sasl_bootstrap,
+        "ENFORCER_KAFKA__SECURITY_PROTOCOL": "SASL_SSL",
+        "ENFORCER_KAFKA__SASL_MECHANISM": "SCRAM-SHA-512",
+        "ENFORCER_KAFKA__SASL_USERNAME": stack.kafka_scram_user,
+        "ENFORCER_KAFKA__SASL_PASSWORD": password or stack.kafka_scram_password,
+        "ENFORCER_KAFKA__SSL_CAFILE": stack.kafka_ca,
+    }
+
+
+def mtls(stack: StackEnv, ca: str | None = None) -> dict[str, str]:
+    return {
+        "ENFORCER_KAFKA__BOOTSTRAP_SERVERS": stack.kafka_ssl_bootstrap,
+        "ENFORCER_KAFKA__SECURITY_PROTOCOL": "SSL",
+        "ENFORCER_KAFKA__SSL_CAFILE": ca or stack.kafka_ca,
+        "ENFORCER_KAFKA__SSL_CERTFILE": stack.kafka_client_cert,
+        "ENFORCER_KAFKA__SSL_KEYFILE": stack.kafka_client_key,
+    }
+
+
+async def read_secured(settings: KafkaSettings, topic: str) -> list[dict[str, Any]]:
+    """Every JSON record on ``topic``, read through the secured listener ``settings`` name."""
+    import json
+
+    records: list[dict[str, Any]] = []
+    async with open_consumer(
+        settings, None, "test-reader", topics=[topic], auto_offset_reset="earliest"
+    ) as consumer:
+        while batch := await consumer.getmany(timeout_ms=1500):
+            for messages in batch.values():
+                records += [json.loads(m.value) for m in messages]
+    return records
+
+
+@pytest.mark.parametrize("listener", ["sasl_ssl", "mtls"])
+async def test_enforces_end_to_end_over_a_secured_listener(
+    listener: str,
+    stack: StackEnv,
+    s3_admin: Any,
+    make_key: MakeKey,
+    make_bucket: MakeBucket,
+    notifications: Notifications,
+) -> None:
+    security = sasl_ssl(stack) if listener == "sasl_ssl" else mtls(stack)
+    run = EnforcerRun(stack, extra_env=security)
+    await run.start_at_end()
+    ek = make_key("secured")
+    bucket = make_bucket()
+    s3_admin.put_object(Bucket=bucket, Key="plain", Body=b"p" * 2000)
+    set_default_key(s3_admin, bucket, ek)
+    await notifications(bucket, 1)
+
+    await run.drain()
+    await notifications(bucket, 2)  # MinIO announced the enforcer's own rewrite
+    await run.drain()
+
+    settings = run.settings().kafka
+    assert settings.security_protocol == ("SASL_SSL" if listener == "sasl_ssl" else "SSL")
+    records = [r for r in await read_secured(settings, run.audit_topic) if r["bucket"] == bucket]
+    assert [(r["verdict"], r["action"]) for r in records] == [
+        ("plaintext", "reencrypted"),
+        ("compliant", "none"),
+    ]
+    head = s3_admin.head_object(Bucket=bucket, Key="plain")
+    assert (head["ServerSideEncryption"], head["SSEKMSKeyId"]) == ("aws:kms", f"arn:aws:kms:{ek}")
+
+
+@pytest.mark.parametrize(
+    ("case", "expected"),
+    [
+        ("wrong-password", "refused SASL SCRAM-SHA-512 authentication"),
+        ("untrusted-ca", "is not trusted"),
+        ("no-client-certificate", "ENFORCER_KAFKA__SSL_CERTFILE"),
+    ],
+)
+def test_a_broker_refusing_us_stops_the_service_at_start(
+    case: str, expected: str, stack: StackEnv
+) -> None:
+    security = {
+        "wrong-password": lambda: sasl_ssl(stack, password="not-the-password"),
+        "untrusted-ca": lambda: mtls(stack, ca=stack.kes_ca),  # a CA that did not sign Kafka's
+        "no-client-certificate": lambda: {
+            **mtls(stack),
+            "ENFORCER_KAFKA__SSL_CERTFILE": "",
+            "ENFORCER_KAFKA__SSL_KEYFILE": "",
+        },
+    }[case]()
+    security = {k: v for k, v in security.items() if v}
+    cli = Cli(stack)
+    env = {k: v for k, v in cli.env(**security).items() if k not in _dropped(security)}
+    result = _run_enforcer(env)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("enforcer: configuration error: ")
+    assert expected in lines[0]
+    assert stack.kafka_scram_password not in result.stderr
+
+
+def _dropped(security: dict[str, str]) -> set[str]:
+    names = {"ENFORCER_KAFKA__SSL_CERTFILE", "ENFORCER_KAFKA__SSL_KEYFILE"}
+    return names - security.keys()
+
+
+def _run_enforcer(env: dict[str, str]) -> Any:
+    import subprocess
+
+    from cli_runner import ENFORCER
+
+    return subprocess.run(  # noqa: S603 - our own entry point
+        [str(ENFORCER), "--log-level", "WARNING", "run", "--drain", "--idle", "1"],
+        capture_output=True,
+        text=True,
+        timeout=90,
+        env=env,
+        check=False,
+    )
