@@ -40,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     check = commands.add_parser("check", help="print one object's verdict as JSON (writes nothing)")
     check.add_argument("url", help="s3://bucket/key")
 
-    add_ops_commands(commands)  # scan, dlq replay, keys status
+    add_ops_commands(commands)  # scan, dlq replay, keys status, status
 
     decrypt = commands.add_parser("decrypt", help="read an envelope object back as plaintext")
     decrypt.add_argument("url", help="s3://bucket/key")

@@ -1,4 +1,4 @@
-"""The operations commands of the CLI : ``scan``, ``dlq replay``, ``keys status``.
+"""The operations commands of the CLI: ``scan``, ``dlq replay``, ``keys status``, ``status``.
 
 :mod:`enforcer.cli` adds these parsers and hands the parsed arguments here; each command prints
 one JSON document on stdout and returns its exit code (0 ok, 1 failure); configuration errors
@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from enforcer.cli.args import EXIT_FAILURE, EXIT_OK, parse_s3_url, positive_int
+from enforcer.cli.status import add_status_command, run_status
 from enforcer.config import Settings
 from enforcer.core.policy import Mode
 
@@ -53,6 +54,7 @@ def add_ops_commands(commands: Any) -> None:
     status.add_argument(
         "--all-buckets", action="store_true", help="check every bucket the S3 user can list"
     )
+    add_status_command(commands)
 
 
 def run_ops_command(settings: Settings, args: argparse.Namespace) -> int:
@@ -60,6 +62,7 @@ def run_ops_command(settings: Settings, args: argparse.Namespace) -> int:
         "scan": _scan,
         "dlq": _dlq_replay,
         "keys": _keys_status,
+        "status": run_status,
     }
     return commands[args.command](settings, args)
 
@@ -94,4 +97,4 @@ def _keys_status(settings: Settings, args: argparse.Namespace) -> int:
     return EXIT_OK if report.ok else EXIT_FAILURE
 
 
-OPS_COMMANDS = frozenset({"scan", "dlq", "keys"})
+OPS_COMMANDS = frozenset({"scan", "dlq", "keys", "status"})

@@ -13,32 +13,11 @@ from typing import Any
 
 import pytest
 from cli_runner import Cli
-from harness import EnforcerRun, set_default_key
+from harness import EnforcerRun, mtls, sasl_ssl, set_default_key
 from support import MakeBucket, MakeKey, Notifications, StackEnv
 
 from enforcer.config import KafkaSettings
 from enforcer.kafka.clients import open_consumer
-
-
-def sasl_ssl(stack: StackEnv, password: str | None = None) -> dict[str, str]:
-    return {
-        "ENFORCER_KAFKA__BOOTSTRAP_SERVERS": stack.kafka_sasl_bootstrap,
-        "ENFORCER_KAFKA__SECURITY_PROTOCOL": "SASL_SSL",
-        "ENFORCER_KAFKA__SASL_MECHANISM": "SCRAM-SHA-512",
-        "ENFORCER_KAFKA__SASL_USERNAME": stack.kafka_scram_user,
-        "ENFORCER_KAFKA__SASL_PASSWORD": password or stack.kafka_scram_password,
-        "ENFORCER_KAFKA__SSL_CAFILE": stack.kafka_ca,
-    }
-
-
-def mtls(stack: StackEnv, ca: str | None = None) -> dict[str, str]:
-    return {
-        "ENFORCER_KAFKA__BOOTSTRAP_SERVERS": stack.kafka_ssl_bootstrap,
-        "ENFORCER_KAFKA__SECURITY_PROTOCOL": "SSL",
-        "ENFORCER_KAFKA__SSL_CAFILE": ca or stack.kafka_ca,
-        "ENFORCER_KAFKA__SSL_CERTFILE": stack.kafka_client_cert,
-        "ENFORCER_KAFKA__SSL_KEYFILE": stack.kafka_client_key,
-    }
 
 
 async def read_secured(settings: KafkaSettings, topic: str) -> list[dict[str, Any]]:
