@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STACK := deploy/local/stack
 PYTHON ?= python3.11
 
-.PHONY: check lint types unit test demo install stack-up stack-down
+.PHONY: check lint types unit test demo install stack-up stack-down lock
 
 check: lint types unit
 
@@ -38,6 +38,14 @@ test: install stack-up
 
 demo: install stack-up
 	$(BIN)/python examples/demo.py
+
+# The pinned, hashed dependency set the container image installs (pip install --require-hashes
+# -r requirements.lock, then the project with --no-deps). The ranges in pyproject.toml stay open
+# for library users; tests/unit/test_packaging.py fails when the lock no longer satisfies them.
+lock: install
+	$(BIN)/python -m pip install --quiet 'uv>=0.5'
+	$(BIN)/uv pip compile pyproject.toml --extra msk --generate-hashes --universal \
+	  --python-version 3.11 --quiet -o requirements.lock
 
 stack-up:
 	$(STACK) up

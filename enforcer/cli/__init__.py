@@ -48,6 +48,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     schemas = commands.add_parser("schemas", help="write the JSON Schemas into schemas/")
     schemas.add_argument("--out", type=Path, default=Path("schemas"))
+
+    completion = commands.add_parser(
+        "completion", help="print a shell completion script: source <(enforcer completion bash)"
+    )
+    completion.add_argument("shell", choices=["bash", "zsh"])
     return parser
 
 
@@ -72,6 +77,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "completion":
+        from enforcer.cli.completion import completion_script
+
+        print(completion_script(build_parser(), args.shell), end="")
+        return EXIT_OK
     if args.command == "schemas":
         from enforcer.schemas import write_schemas
 
