@@ -117,3 +117,23 @@ def _run_enforcer(env: dict[str, str]) -> Any:
         env=env,
         check=False,
     )
+
+
+@pytest.mark.parametrize("listener", ["sasl_ssl", "mtls"])
+def test_the_operations_commands_use_the_secured_listener(
+    listener: str, stack: StackEnv, make_bucket: MakeBucket, s3_admin: Any
+) -> None:
+    security = sasl_ssl(stack) if listener == "sasl_ssl" else mtls(stack)
+    cli = Cli(stack, extra_env=security)
+    bucket = make_bucket(notify=False)
+    s3_admin.put_object(Bucket=bucket, Key="plain", Body=b"p")
+
+    replay = cli("dlq", "replay", "--dry-run")
+    assert replay.returncode == 0, replay.stderr
+    assert replay.json()["would_replay"] == 0
+    scan = cli("scan", f"s3://{bucket}", "--dry-run")
+    assert scan.returncode == 0, scan.stderr
+    assert scan.json()["verdicts"] == {"out_of_scope": 1}
+    status = cli("status", "--json")
+    assert status.returncode == 0, status.stderr
+    assert status.json()["group"] == cli.group_id
