@@ -9,10 +9,16 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from aiokafka.errors import (
+    AuthenticationFailedError,
+    KafkaConnectionError,
+    SaslAuthenticationFailed,
+)
+from botocore.exceptions import NoCredentialsError
 
 from enforcer.config import KafkaSettings, load_settings
 from enforcer.errors import ConfigError
-from enforcer.kafka.security import MskIamTokenProvider, client_options
+from enforcer.kafka.security import MskIamTokenProvider, client_options, refusal_error
 
 
 @pytest.fixture
@@ -154,19 +160,60 @@ async def test_msk_iam_gives_aiokafka_a_provider_of_signed_tokens(
     assert await provider.token() == token  # reused while fresh
 
 
-async def test_msk_iam_tokens_are_renewed_before_they_expire(fake_aws_credentials: str) -> None:
+async def test_msk_iam_tokens_are_renewed_before_they_expire() -> None:
     now = [1_000_000.0]
-    provider = MskIamTokenProvider("us-east-1", clock=lambda: now[0])
     signed: list[str] = []
 
     def sign(region: str) -> tuple[str, int]:
         signed.append(region)
         return f"token-{len(signed)}", int((now[0] + 900) * 1000)
 
-    provider._sign = sign  # the signer itself is covered above; here only the renewal
+    provider = MskIamTokenProvider("us-east-1", sign=sign, clock=lambda: now[0])
     assert await provider.token() == "token-1"
     now[0] += 800
     assert await provider.token() == "token-1"
     now[0] += 50  # within a minute of expiry
     assert await provider.token() == "token-2"
     assert signed == ["us-east-1", "us-east-1"]
+
+
+async def test_missing_aws_credentials_fail_the_kafka_authentication() -> None:
+    def sign(region: str) -> tuple[str, int]:
+        raise NoCredentialsError
+
+    provider = MskIamTokenProvider("us-east-1", sign=sign)
+    with pytest.raises(AuthenticationFailedError, match="Unable to locate credentials"):
+        await provider.token()
+
+
+SCRAM = KafkaSettings(
+    security_protocol="SASL_SSL",
+    sasl_mechanism="SCRAM-SHA-512",
+    sasl_username="enforcer",
+    sasl_password="pw",
+)
+PLAIN_TEXT = KafkaSettings()
+
+
+@pytest.mark.parametrize(
+    ("settings", "error", "says"),
+    [
+        (SCRAM, ConnectionRefusedError(111, "refused"), None),  # down: an outage, retried
+        (SCRAM, TimeoutError(), None),
+        (PLAIN_TEXT, KafkaConnectionError("closed"), None),
+        (SCRAM, SaslAuthenticationFailed("invalid credentials"), "refused SASL SCRAM-SHA-512"),
+        (SCRAM, ssl.SSLCertVerificationError(1, "certificate verify failed"), "not trusted"),
+        (SCRAM, ssl.SSLError(1, "wrong version number"), "is it a TLS listener"),
+        (SCRAM, KafkaConnectionError("closed"), "client certificate"),
+        (SCRAM, ConnectionResetError(104, "reset"), "client certificate"),
+    ],
+)
+def test_a_refused_first_connection_is_a_configuration_error(
+    settings: KafkaSettings, error: BaseException, says: str | None
+) -> None:
+    refusal = refusal_error(error, settings, "broker:9094")
+    if says is None:
+        assert refusal is None
+    else:
+        assert refusal is not None and says in str(refusal) and "broker:9094" in str(refusal)
+        assert "pw" not in str(refusal).replace("password", "")
