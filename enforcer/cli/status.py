@@ -10,13 +10,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+from dataclasses import replace
 from typing import Any
 
 import httpx
 
 from enforcer.cli.args import EXIT_FAILURE, EXIT_OK
 from enforcer.config import Settings
-from enforcer.kafka.lag import GroupStatus, read_group_status, render_table
+from enforcer.kafka.lag import read_group_status, render_table
 
 
 def add_status_command(commands: Any) -> None:
@@ -39,7 +40,7 @@ def run_status(settings: Settings, args: argparse.Namespace) -> int:
     status = asyncio.run(read_group_status(settings.kafka, args.group or settings.kafka.group_id))
     if args.health_url:
         paused, health = asyncio.run(ask_readiness(args.health_url))
-        status = GroupStatus(**{**status.__dict__, "paused": paused, "health": health})
+        status = replace(status, paused=paused, health=health)
     print(json.dumps(status.as_dict(), indent=2) if args.json else render_table(status))
     if args.max_lag is not None and status.total_lag > args.max_lag:
         return EXIT_FAILURE
