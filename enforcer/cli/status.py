@@ -1,5 +1,6 @@
 """``enforcer status``: where the enforcer's consumer group stands — lag per partition, members,
-and whether the service is paused (asked from its readiness endpoint, ``--health-url``).
+and whether the service is paused (asked from its readiness endpoint: ``--health-url``, or the
+local ``ENFORCER_HEALTH_PORT`` when run inside the service's pod).
 
 Prints a table (or ``--json``); exits 1 when ``--max-lag N`` is given and the total lag is above
 it, so a probe or a runbook can use it as a check.
@@ -31,15 +32,19 @@ def add_status_command(commands: Any) -> None:
     status.add_argument(
         "--health-url",
         metavar="URL",
-        help="the enforcer's health endpoint (http://HOST:ENFORCER_HEALTH_PORT), to tell paused",
+        help="the enforcer's health endpoint, to tell whether it is paused (default: "
+        "http://127.0.0.1:$ENFORCER_HEALTH_PORT when that is set, as inside its pod)",
     )
     status.add_argument("--group", help="the consumer group (default: ENFORCER_KAFKA__GROUP_ID)")
 
 
 def run_status(settings: Settings, args: argparse.Namespace) -> int:
     status = asyncio.run(read_group_status(settings.kafka, args.group or settings.kafka.group_id))
-    if args.health_url:
-        paused, health = asyncio.run(ask_readiness(args.health_url))
+    health_url = args.health_url or (
+        f"http://127.0.0.1:{settings.health_port}" if settings.health_port else None
+    )
+    if health_url:
+        paused, health = asyncio.run(ask_readiness(health_url))
         status = replace(status, paused=paused, health=health)
     print(json.dumps(status.as_dict(), indent=2) if args.json else render_table(status))
     if args.max_lag is not None and status.total_lag > args.max_lag:

@@ -101,7 +101,8 @@ async def test_status_shows_a_backlog_then_the_member_that_drained_it(
                 break
             assert time.monotonic() < deadline, after
             await asyncio.sleep(1)
-        table = cli("status", "--health-url", f"http://127.0.0.1:{port}")
+        # Inside the service's pod the health port is in the settings: no --health-url needed.
+        table = cli("status", ENFORCER_HEALTH_PORT=str(port))
 
     assert after["total_lag"] == 0 and after["health"] == "consuming"
     [member] = after["members"]
