@@ -9,10 +9,14 @@ at start with exit 2 and one line.
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+from pathlib import Path
 from typing import Any
 
 import pytest
-from cli_runner import Cli
+from cli_runner import ENFORCER, Cli
 from harness import EnforcerRun, mtls, sasl_ssl, set_default_key
 from support import MakeBucket, MakeKey, Notifications, StackEnv
 
@@ -22,8 +26,6 @@ from enforcer.kafka.clients import open_consumer
 
 async def read_secured(settings: KafkaSettings, topic: str) -> list[dict[str, Any]]:
     """Every JSON record on ``topic``, read through the secured listener ``settings`` name."""
-    import json
-
     records: list[dict[str, Any]] = []
     async with open_consumer(
         settings, None, "test-reader", topics=[topic], auto_offset_reset="earliest"
@@ -105,10 +107,6 @@ def _dropped(security: dict[str, str]) -> set[str]:
 
 
 def _run_enforcer(env: dict[str, str]) -> Any:
-    import subprocess
-
-    from cli_runner import ENFORCER
-
     return subprocess.run(  # noqa: S603 - our own entry point
         [str(ENFORCER), "--log-level", "WARNING", "run", "--drain", "--idle", "1"],
         capture_output=True,
@@ -137,3 +135,35 @@ def test_the_operations_commands_use_the_secured_listener(
     status = cli("status", "--json")
     assert status.returncode == 0, status.stderr
     assert status.json()["group"] == cli.group_id
+
+
+def test_minio_publishes_its_notifications_over_sasl_ssl(stack: StackEnv, tmp_path: Path) -> None:
+    """MinIO's Kafka target is the SASL_SSL listener (the notifications the other tests read
+    arrive through it); the values come from MinIO's own view of its configuration."""
+    host = stack.s3_endpoint.removeprefix("http://")
+    env = {
+        **os.environ,
+        "MC_HOST_local": f"http://{stack.admin_access_key}:{stack.admin_secret_key}@{host}",
+    }
+    command = [
+        "mc",
+        "--config-dir",
+        str(tmp_path),
+        "admin",
+        "config",
+        "get",
+        "local",
+        "notify_kafka",
+    ]
+    shown = subprocess.run(  # noqa: S603 - the stack's own mc, fixed arguments
+        command, capture_output=True, text=True, env=env, timeout=30, check=False
+    )
+    assert shown.returncode == 0, shown.stderr
+    settings: dict[str, str] = {}
+    for line in shown.stdout.splitlines():
+        name, _, value = line.removeprefix("# ").partition("=")
+        if name.startswith("MINIO_NOTIFY_KAFKA_") and not name.endswith("PASSWORD"):
+            settings.setdefault(name.removeprefix("MINIO_NOTIFY_KAFKA_"), value)
+    assert settings["BROKERS"] == stack.kafka_sasl_bootstrap
+    assert (settings["TLS"], settings["SASL"], settings["SASL_MECHANISM"]) == ("on", "on", "sha512")
+    assert settings.get("TLS_SKIP_VERIFY", "off") == "off"
