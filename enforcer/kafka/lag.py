@@ -48,6 +48,8 @@ class GroupStatus:
     #: From the enforcer's readiness endpoint: True paused, False consuming, None unknown.
     paused: bool | None = None
     health: str = field(default="no --health-url")
+    #: Configured input topics the cluster does not have (a typo, or not created yet).
+    missing_topics: tuple[str, ...] = ()
 
     @property
     def total_lag(self) -> int:
@@ -60,6 +62,7 @@ class GroupStatus:
             "paused": self.paused,
             "health": self.health,
             "total_lag": self.total_lag,
+            "missing_topics": list(self.missing_topics),
             "members": [
                 {
                     "member_id": m.member_id,
@@ -94,6 +97,8 @@ def render_table(status: GroupStatus) -> str:
         f"group {status.group}: {status.state}, {len(status.members)} member(s), "
         f"total lag {status.total_lag}, paused {paused} ({status.health})"
     )
+    if status.missing_topics:
+        head += f"; no such topic: {', '.join(status.missing_topics)}"
     rows = [COLUMNS] + [
         (
             p.topic,
@@ -125,7 +130,9 @@ async def read_group_status(settings: KafkaSettings, group: str) -> GroupStatus:
     async with open_admin(settings, "status") as admin:
         [described] = await kafka_call(admin.describe_consumer_groups([group]), "describing")
         committed = await kafka_call(admin.list_consumer_group_offsets(group), "reading offsets")
-        topics = sorted({*settings.topics, *(tp.topic for tp in committed)})
+        # Only topics that exist: naming a missing one in a metadata request can create it.
+        existing = set(await kafka_call(admin.list_topics(), "listing topics"))
+        topics = sorted({*settings.topics, *(tp.topic for tp in committed)} & existing)
         metadata = await kafka_call(admin.describe_topics(topics), "describing topics")
     info = described.to_object()["groups"][0]
     members = tuple(decode_member(m) for m in info["members"])
@@ -135,9 +142,7 @@ async def read_group_status(settings: KafkaSettings, group: str) -> GroupStatus:
         if t["error_code"] == 0
         for p in t["partitions"]
     )
-    async with open_consumer(settings, None, "status") as reader:
-        starts = await kafka_call(reader.beginning_offsets(partitions), "reading log starts")
-        ends = await kafka_call(reader.end_offsets(partitions), "reading log ends")
+    starts, ends = await _log_offsets(settings, partitions) if partitions else ({}, {})
     holder = {tp: m for m in members for tp in m.partitions}
     rows = tuple(
         PartitionLag(
@@ -150,4 +155,15 @@ async def read_group_status(settings: KafkaSettings, group: str) -> GroupStatus:
         )
         for tp in partitions
     )
-    return GroupStatus(group, info["state"] or "Dead", members, rows)
+    missing = tuple(sorted(set(settings.topics) - existing))
+    return GroupStatus(group, info["state"] or "Dead", members, rows, missing_topics=missing)
+
+
+async def _log_offsets(
+    settings: KafkaSettings, partitions: list[TopicPartition]
+) -> tuple[dict[TopicPartition, int], dict[TopicPartition, int]]:
+    """The oldest retained and the next offset of each partition."""
+    async with open_consumer(settings, None, "status") as reader:
+        starts = await kafka_call(reader.beginning_offsets(partitions), "reading log starts")
+        ends = await kafka_call(reader.end_offsets(partitions), "reading log ends")
+    return starts, ends

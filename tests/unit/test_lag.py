@@ -48,3 +48,9 @@ def test_table_and_json_say_the_same() -> None:
     assert data["total_lag"] == 5 and data["paused"] is True
     assert data["members"][0]["partitions"] == ["events:0"]
     assert [p["member_id"] for p in data["partitions"]] == ["enforcer-1-abc", None]
+
+
+def test_missing_input_topics_are_named() -> None:
+    status = GroupStatus("g", "Dead", (), (), missing_topics=("typo-events",))
+    assert render_table(status).splitlines()[0].endswith("; no such topic: typo-events")
+    assert status.as_dict()["missing_topics"] == ["typo-events"]
