@@ -193,9 +193,12 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
             settings = settings.model_copy(update=overrides)
     except ValidationError as exc:
         first = exc.errors()[0]
+        message = str(first["msg"]).removeprefix("Value error, ")
+        if message.startswith("ENFORCER_"):  # a section's own check names its variables
+            raise ConfigError(f"invalid configuration: {message}") from exc
         where = ".".join(str(p) for p in first["loc"]) or "(top level)"
         env = "ENFORCER_" + "__".join(str(p) for p in first["loc"]).upper()
-        raise ConfigError(f"invalid configuration {where} ({env}): {first['msg']}") from exc
+        raise ConfigError(f"invalid configuration {where} ({env}): {message}") from exc
     return settings
 
 
