@@ -61,4 +61,6 @@ async def ask_readiness(base_url: str) -> tuple[bool | None, str]:
     except (httpx.HTTPError, ValueError) as exc:
         return None, f"unknown: {url}: {type(exc).__name__}"
     reason = str(answer.get("reason", ""))
+    if isinstance(answer.get("paused"), bool):  # an explicit flag wins over the wording
+        return bool(answer["paused"]), reason
     return reason.startswith("paused"), reason
