@@ -1,6 +1,6 @@
 """aiokafka clients opened and closed in one place, each with the configured TLS/SASL security
-(:mod:`enforcer.kafka.security`); ``KafkaError`` becomes ``KafkaUnavailable`` here and nowhere else.
-"""
+(:mod:`enforcer.kafka.security`); ``KafkaError`` becomes ``KafkaUnavailable`` (or
+``RecordTooLarge``, which retrying cannot fix) here and nowhere else."""
 
 from __future__ import annotations
 
@@ -10,11 +10,18 @@ from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.errors import KafkaError
+from aiokafka.errors import (
+    KafkaError,
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+    RecordTooLargeError,
+)
 
 from enforcer.config import KafkaSettings
-from enforcer.errors import KafkaUnavailable
+from enforcer.errors import KafkaUnavailable, RecordTooLarge
 from enforcer.kafka.security import check_credentials, client_options
+
+_TOO_LARGE = (MessageSizeTooLargeError, RecordTooLargeError, RecordListTooLargeError)
 
 T = TypeVar("T")
 
@@ -23,6 +30,8 @@ async def kafka_call(call: Awaitable[T], what: str) -> T:
     """Await one aiokafka call, translating its errors into the enforcer's tree."""
     try:
         return await call
+    except _TOO_LARGE as exc:  # retrying cannot shrink the record: not an outage
+        raise RecordTooLarge(f"{what}: {type(exc).__name__}: {exc}") from exc
     except KafkaError as exc:
         raise KafkaUnavailable(f"{what}: {type(exc).__name__}: {exc}") from exc
 
@@ -90,8 +99,11 @@ async def open_consumer(
 
 
 @asynccontextmanager
-async def open_admin(settings: KafkaSettings, role: str) -> AsyncIterator[AIOKafkaAdminClient]:
-    """An admin client (consumer groups, offsets) with the same security as the others."""
+async def open_admin(
+    settings: KafkaSettings, role: str = "admin"
+) -> AsyncIterator[AIOKafkaAdminClient]:
+    """An admin client (topic metadata and creation, consumer groups, offsets) with the same
+    security as the others."""
     options = client_options(settings)
     admin = AIOKafkaAdminClient(**options, client_id=f"{settings.client_id}-{role}")
     await _start(admin, settings, options)
