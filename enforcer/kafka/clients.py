@@ -77,6 +77,7 @@ async def open_consumer(
     *,
     topics: Sequence[str] = (),
     auto_offset_reset: str | None = None,
+    max_poll_records: int | None = None,
 ) -> AsyncIterator[AIOKafkaConsumer]:
     """A group member that commits by hand (offsets are ours to commit, never automatic); with
     ``group_id`` None a stand-alone reader. Naming ``topics`` subscribes and loads their
@@ -89,7 +90,7 @@ async def open_consumer(
         client_id=f"{settings.client_id}-{role}",
         enable_auto_commit=False,
         auto_offset_reset=auto_offset_reset or settings.auto_offset_reset,
-        max_poll_records=settings.max_poll_records,
+        max_poll_records=max_poll_records or settings.max_poll_records,
     )
     await _start(consumer, settings, options)
     try:
