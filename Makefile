@@ -1,13 +1,13 @@
 # Entry points. On a fresh machine `make demo` and `make test` install everything they need:
-# the virtualenv (python3.11), and the local stack's Kafka, MinIO and KES (deploy/local/stack,
-# cached outside the repo). `make check` is the fast gate without servers. CI runs .ci/run,
-# which runs `make test`.
+# the virtualenv (python3.11), the local stack's Kafka, MinIO and KES (deploy/local/stack,
+# cached outside the repo), and the Go-built test tools (deploy/tools/, same cache). `make check`
+# is the fast gate without servers. CI runs .ci/run, which runs `make test`.
 VENV ?= .venv
 BIN := $(VENV)/bin
 STACK := deploy/local/stack
 PYTHON ?= python3.11
 
-.PHONY: check lint types unit test demo install stack-up stack-down lock browser
+.PHONY: check lint types unit test demo install stack-up stack-down lock browser tools
 
 check: lint types unit
 
@@ -33,7 +33,7 @@ types: install
 unit: install
 	$(BIN)/pytest tests/unit --cov=enforcer --cov-report=term-missing:skip-covered --cov-fail-under=65
 
-test: install stack-up browser
+test: install stack-up browser tools
 	$(BIN)/pytest
 
 # Chromium from the distribution's packages, for the report's browser test (tests/integration/
@@ -58,6 +58,10 @@ lock: install
 
 stack-up:
 	$(STACK) up
+
+# promtool (alert rule tests): built once from the Prometheus Go module, minutes the first time.
+tools:
+	deploy/tools/promtool --path >/dev/null
 
 stack-down:
 	$(STACK) down
