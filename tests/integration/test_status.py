@@ -104,7 +104,7 @@ async def test_status_shows_a_backlog_then_the_member_that_drained_it(
         # Inside the service's pod the health port is in the settings: no --health-url needed.
         table = cli("status", ENFORCER_HEALTH_PORT=str(port))
 
-    assert after["total_lag"] == 0 and after["health"] == "consuming"
+    assert after["total_lag"] == 0 and after["health"].startswith("consuming")
     [member] = after["members"]
     assert sorted(member["partitions"]) == sorted(
         f"{p['topic']}:{p['partition']}" for p in after["partitions"]
