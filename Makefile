@@ -1,13 +1,14 @@
 # Entry points. On a fresh machine `make demo` and `make test` install everything they need:
 # the virtualenv (python3.11), and the local stack's Kafka, MinIO and KES (deploy/local/stack,
 # cached outside the repo). `make check` is the fast gate without servers. CI runs .ci/run,
-# which runs `make test`.
+# which runs `make test`. `make test` also builds Helm (deploy/tools/helm, cached) for the chart
+# tests, and its image test builds the container image (deploy/image/build: podman, cached).
 VENV ?= .venv
 BIN := $(VENV)/bin
 STACK := deploy/local/stack
 PYTHON ?= python3.11
 
-.PHONY: check lint types unit test demo install stack-up stack-down
+.PHONY: check lint types unit test demo install stack-up stack-down tools image
 
 check: lint types unit
 
@@ -29,8 +30,17 @@ types: install
 unit: install
 	$(BIN)/pytest tests/unit
 
-test: install stack-up
+test: install stack-up tools
 	$(BIN)/pytest
+
+# Go-built tools the tests run, cached in ~/.cache/sse-enforcer/bin (minutes the first time).
+tools:
+	deploy/tools/helm --path >/dev/null
+
+# The container image localhost/sse-enforcer:<version>, then its smoke test on the local stack.
+image: stack-up
+	deploy/image/build
+	deploy/image/smoke
 
 demo: install stack-up
 	$(BIN)/python examples/demo.py

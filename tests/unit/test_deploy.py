@@ -36,3 +36,18 @@ def test_grace_period_exceeds_the_shutdown_bound() -> None:
     deployment = yaml.safe_load((ROOT / "deploy" / "kubernetes" / "deployment.yaml").read_text())
     grace = deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
     assert grace > load_settings().shutdown_timeout
+
+
+def test_manifests_validate_against_the_kubernetes_schemas() -> None:
+    import kubernetes_validate
+
+    folder = ROOT / "deploy" / "kubernetes"
+    kustomization = yaml.safe_load((folder / "kustomization.yaml").read_text())
+    for name in kustomization["resources"]:
+        document = yaml.safe_load((folder / name).read_text())
+        kubernetes_validate.validate(document, "1.30.0", strict=True)
+
+
+def test_a_drain_may_evict_a_paused_replica() -> None:
+    pdb = yaml.safe_load((ROOT / "deploy" / "kubernetes" / "poddisruptionbudget.yaml").read_text())
+    assert pdb["spec"]["unhealthyPodEvictionPolicy"] == "AlwaysAllow"
