@@ -29,7 +29,7 @@ CUSTOM = {
     ("monitoring.coreos.com/v1", "ServiceMonitor"): ("selector", "endpoints"),
     ("monitoring.coreos.com/v1", "PrometheusRule"): ("groups",),
     ("keda.sh/v1alpha1", "ScaledObject"): ("scaleTargetRef", "triggers"),
-    ("keda.sh/v1alpha1", "TriggerAuthentication"): ("secretTargetRef",),
+    ("keda.sh/v1alpha1", "TriggerAuthentication"): ("secretTargetRef|podIdentity",),
 }
 
 
@@ -40,8 +40,8 @@ def validate(documents: list[Document]) -> None:
         key = (document["apiVersion"], document["kind"])
         if key in CUSTOM:
             assert document["metadata"]["name"]
-            for field in CUSTOM[key]:
-                assert document["spec"][field], f"{key}: spec.{field} missing"
+            for fields in CUSTOM[key]:  # "a|b": one of them
+                assert any(document["spec"].get(f) for f in fields.split("|")), (key, fields)
         else:
             kubernetes_validate.validate(document, KUBE_VERSION, strict=True)
 
@@ -84,6 +84,11 @@ def test_pdb_lets_a_drain_evict_unready_pods(render: Render) -> None:
         ),
         ({"terminationGracePeriodSeconds": "20"}, "must exceed shutdownTimeout"),
         ({"kafka.securityProtocol": "SASL_SSL"}, "kafka.saslMechanism is required"),
+        (
+            {"kafka.securityProtocol": "SASL_SSL", "kafka.saslMechanism": "OAUTHBEARER"},
+            "kafka.saslAwsRegion is required",
+        ),
+        ({"kafka.tls.existingSecret": "ca"}, "needs kafka.securityProtocol SSL or SASL_SSL"),
         ({"mode": "bogus"}, "mode"),  # values.schema.json
         ({"podSecurityContext.runAsNonRoot": "false"}, "runAsNonRoot"),
     ],
@@ -205,8 +210,56 @@ def test_rendered_settings_load(
     policy = tmp_path / "policy.yaml"
     policy.write_text(one(documents, "ConfigMap", "rel-sse-enforcer-policy")["data"]["policy.yaml"])
     env["ENFORCER_POLICY_FILE"] = str(policy)
+    for name in [n for n in env if n.startswith("ENFORCER_KAFKA__SSL_")]:  # the mounted files
+        mounted = tmp_path / name.lower()
+        mounted.write_text("PEM")
+        env[name] = str(mounted)
     for name, value in env.items():
         if name.startswith("ENFORCER_"):
             monkeypatch.setenv(name, value)
     settings = load_settings()  # extra="forbid": an unknown variable fails here
     assert settings.health_port == 8080
+
+
+def test_aws_kms_mounts_no_kes_identity(render: Render) -> None:
+    documents = render(**{"kms.kind": "aws", "kms.existingSecret": "", "kms.region": "eu-west-1"})
+    validate(documents)
+    env = one(documents, "ConfigMap", "rel-sse-enforcer")["data"]
+    assert env["ENFORCER_KMS__REGION"] == "eu-west-1"
+    assert not any(name.startswith("ENFORCER_KMS__CLIENT") for name in env)
+    volumes = one(documents, "Deployment")["spec"]["template"]["spec"]["volumes"]
+    assert "kes-identity" not in {v["name"] for v in volumes}
+
+
+def test_dashboards_ship_as_a_configmap_when_there_are_any(render: Render) -> None:
+    dashboards = sorted(p.name for p in (CHART / "files").glob("*.json"))
+    rendered = by_kind(render(ALL_FEATURES), "ConfigMap")
+    found = [d for d in rendered if d["metadata"]["name"] == "rel-sse-enforcer-dashboards"]
+    if not dashboards:
+        assert found == []
+        return
+    [configmap] = found
+    assert configmap["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert sorted(configmap["data"]) == dashboards
+
+
+def test_msk_iam_needs_no_password_and_scales_with_the_pod_identity(render: Render) -> None:
+    documents = render(
+        **{
+            "kafka.securityProtocol": "SASL_SSL",
+            "kafka.saslMechanism": "OAUTHBEARER",
+            "kafka.saslAwsRegion": "eu-west-1",
+            "autoscaling.enabled": "true",
+        }
+    )
+    validate(documents)
+    env = one(documents, "ConfigMap", "rel-sse-enforcer")["data"]
+    assert env["ENFORCER_KAFKA__SASL_AWS_REGION"] == "eu-west-1"
+    [container] = one(documents, "Deployment")["spec"]["template"]["spec"]["containers"]
+    assert "env" not in container  # no username or password from a Secret
+    [trigger] = one(documents, "ScaledObject")["spec"]["triggers"]
+    assert (trigger["metadata"]["sasl"], trigger["metadata"]["awsRegion"]) == (
+        "aws_msk_iam",
+        "eu-west-1",
+    )
+    assert one(documents, "TriggerAuthentication")["spec"] == {"podIdentity": {"provider": "aws"}}

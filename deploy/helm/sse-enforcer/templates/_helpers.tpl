@@ -60,6 +60,10 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- hasPrefix "SASL_" .Values.kafka.securityProtocol }}
 {{- end }}
 
+{{- define "sse-enforcer.kafkaPassword" -}}
+{{- and (eq (include "sse-enforcer.kafkaSasl" .) "true") (ne .Values.kafka.saslMechanism "OAUTHBEARER") }}
+{{- end }}
+
 {{- define "sse-enforcer.kafkaTls" -}}
 {{- has .Values.kafka.securityProtocol (list "SSL" "SASL_SSL") }}
 {{- end }}
@@ -81,6 +85,12 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
 {{- if and (eq (include "sse-enforcer.kafkaSasl" .) "true") (not .Values.kafka.saslMechanism) }}
 {{- fail "kafka.saslMechanism is required with a SASL_* kafka.securityProtocol" }}
+{{- end }}
+{{- if and (eq .Values.kafka.saslMechanism "OAUTHBEARER") (not .Values.kafka.saslAwsRegion) }}
+{{- fail "kafka.saslAwsRegion is required with kafka.saslMechanism OAUTHBEARER (MSK IAM)" }}
+{{- end }}
+{{- if and .Values.kafka.tls.existingSecret (ne (include "sse-enforcer.kafkaTls" .) "true") }}
+{{- fail "kafka.tls.existingSecret needs kafka.securityProtocol SSL or SASL_SSL" }}
 {{- end }}
 {{- if and (eq .Values.kms.kind "kes") (not (include "sse-enforcer.kmsSecret" .)) }}
 {{- fail "kms.kind kes needs kms.existingSecret, or kms.clientCert + kms.clientKey, or kms.apiKey" }}
