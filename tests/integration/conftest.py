@@ -1,4 +1,4 @@
-"""Shared fixtures for integration tests: the real servers of the local stack (DESIGN §9).
+"""Shared fixtures for integration tests: the real servers of the local stack (docs/local-stack.md).
 
 Every test under ``tests/integration`` is marked ``integration``. The stack must be up (the
 ``stack`` fixture runs ``deploy/local/stack up`` once if ``status`` fails) and a stack that cannot

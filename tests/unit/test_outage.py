@@ -1,6 +1,6 @@
 import asyncio
 
-from enforcer.outage import OutageGate
+from enforcer.engine.outage import OutageGate
 
 
 async def test_opens_after_threshold_and_closes_on_success() -> None:

@@ -1,4 +1,4 @@
-"""Riding out KMS and storage outages without failing events (DESIGN §5).
+"""Riding out KMS and storage outages without failing events (docs/architecture.md).
 
 A circuit breaker: after ``threshold`` consecutive dependency failures the gate opens, the
 consumer pauses its partitions, and handlers wait. Every ``probe_interval`` the gate probes: with

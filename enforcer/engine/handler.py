@@ -1,9 +1,9 @@
 """What happens to one Kafka record: parse, run each event through the pipeline, audit, DLQ.
 
-This is the per-event guard of DESIGN §5: permanent errors become an audit record with the reason
-plus a dead-letter record, and the offset may be committed; outages (KMS, storage) go to the
-outage gate and the same event is tried again once the dependency is back — nothing reaches the
-DLQ because a dependency was down.
+This is the per-event guard (docs/architecture.md, failure model): permanent errors become an audit
+record with the reason plus a dead-letter record, and the offset may be committed; outages (KMS,
+storage) go to the outage gate and the same event is tried again once the dependency is back —
+nothing reaches the DLQ because a dependency was down.
 """
 
 from __future__ import annotations
@@ -15,13 +15,10 @@ from datetime import UTC, datetime
 
 from opentelemetry import trace
 
-from enforcer.audit import (
-    RecordSink,
-    audit_for_ignored,
-    audit_record,
-    dead_letter,
-)
-from enforcer.consumer import KafkaMessage
+from enforcer.core.events import IgnoredRecord, ObjectEvent, parse_message
+from enforcer.core.policy import Mode
+from enforcer.engine.outage import OutageGate
+from enforcer.engine.pipeline import Outcome, Pipeline
 from enforcer.errors import (
     BadEvent,
     EnforcerError,
@@ -33,11 +30,14 @@ from enforcer.errors import (
     StorageRejected,
     StorageUnavailable,
 )
-from enforcer.events import IgnoredRecord, ObjectEvent, parse_message
-from enforcer.outage import OutageGate
-from enforcer.pipeline import Outcome, Pipeline
-from enforcer.policy import Mode
-from enforcer.records import AuditRecord
+from enforcer.kafka.consumer import KafkaMessage
+from enforcer.records import (
+    AuditRecord,
+    RecordSink,
+    audit_for_ignored,
+    audit_record,
+    dead_letter,
+)
 from enforcer.retrying import retry_transient
 from enforcer.telemetry import (
     EVENTS,

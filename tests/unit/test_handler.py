@@ -1,18 +1,19 @@
 import json
 
 import pytest
+from doubles.sink import MemorySink
+from doubles.storage import MemoryStorage
 
-from enforcer.consumer import KafkaMessage
+from enforcer.core.policy import Mode, PolicyFile, Strategy
+from enforcer.core.verdict import Action, Verdict
+from enforcer.engine.handler import RecordHandler
+from enforcer.engine.outage import OutageGate
+from enforcer.engine.pipeline import Pipeline
+from enforcer.engine.rules import KeyCanon, RuleResolver
 from enforcer.errors import AccessDenied, KmsUnavailable, StorageUnavailable
-from enforcer.fakes import MemorySink, MemoryStorage
-from enforcer.outage import OutageGate
-from enforcer.pipeline import Pipeline
-from enforcer.policy import Mode, PolicyFile, Strategy
+from enforcer.kafka.consumer import KafkaMessage
 from enforcer.retrying import RetryPolicy
-from enforcer.rules import KeyCanon, RuleResolver
-from enforcer.service import RecordHandler
-from enforcer.storage import ObjectSnapshot, SseKmsTarget, WriteResult
-from enforcer.verdict import Action, Verdict
+from enforcer.storage.port import ObjectSnapshot, SseKmsTarget, WriteResult
 
 
 def message(value: bytes | None, offset: int = 7) -> KafkaMessage:
@@ -90,7 +91,7 @@ async def test_bad_event_goes_to_dlq_with_reason_and_position(payload: bytes | N
 def test_binary_payload_is_kept_as_base64() -> None:
     from datetime import UTC, datetime
 
-    from enforcer.audit import dead_letter
+    from enforcer.records import dead_letter
 
     now = datetime.now(UTC)
     record = dead_letter(

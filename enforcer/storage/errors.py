@@ -1,6 +1,6 @@
 """botocore errors → the enforcer's error tree, in one place (MinIO and AWS codes).
 
-MinIO reports KMS trouble through S3 error codes (REFERENCE §1): ``kms:KeyNotFound`` (404),
+MinIO reports KMS trouble through S3 error codes (docs/storage-facts.md): ``kms:KeyNotFound`` (404),
 ``kms:NotAuthorized`` (403), ``kms:KeyGenerationFailed``/``kms:DecryptionFailed`` (500 while the
 KMS is unreachable). AWS uses ``KMS.NotFoundException``, ``KMS.DisabledException`` and friends.
 """
