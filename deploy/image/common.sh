@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared by deploy/image/build and deploy/image/smoke (sourced, not run).
 #
 # What running containers needs on this kind of machine (found by trying, see deploy/image/README.md):
