@@ -44,6 +44,33 @@ def test_the_image_runs_as_the_manifests_say(image: str) -> None:
     assert config.stdout.split() == ["10001:10001", '["enforcer"]', '["run"]']
 
 
+def test_the_runtime_has_no_build_tools_and_writes_only_tmp(image: str) -> None:
+    probe = """
+import importlib.util, os
+print(*(importlib.util.find_spec(m) is not None for m in ("pip", "setuptools", "ensurepip")))
+print(os.getuid(), os.getgid())
+for path in ("/opt/venv/x", "/etc/x", "/tmp/x"):
+    try:
+        open(path, "w").close()
+        print(path, "writable")
+    except OSError as exc:
+        print(path, exc.strerror)
+"""
+    ran = run(
+        str(IMAGE / "run"), "--rm", "--network", "host", "--read-only", "--tmpfs", "/tmp",
+        "--cap-drop", "ALL", "--entrypoint", "/opt/venv/bin/python", image, "-c", probe,
+        timeout=120,
+    )  # fmt: skip
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.splitlines() == [
+        "False False False",
+        "10001 10001",
+        "/opt/venv/x Read-only file system",
+        "/etc/x Read-only file system",
+        "/tmp/x writable",
+    ]
+
+
 def test_the_image_enforces_against_the_local_stack(image: str, stack: StackEnv) -> None:
     smoke = run(str(IMAGE / "smoke"), image, timeout=600)
     assert smoke.returncode == 0, f"{smoke.stdout}\n{smoke.stderr[-5000:]}"
