@@ -51,3 +51,18 @@ def test_manifests_validate_against_the_kubernetes_schemas() -> None:
 def test_a_drain_may_evict_a_paused_replica() -> None:
     pdb = yaml.safe_load((ROOT / "deploy" / "kubernetes" / "poddisruptionbudget.yaml").read_text())
     assert pdb["spec"]["unhealthyPodEvictionPolicy"] == "AlwaysAllow"
+
+
+def test_the_image_runs_as_the_user_the_manifests_expect() -> None:
+    containerfile = (ROOT / "deploy" / "image" / "Containerfile").read_text().splitlines()
+    runtime = containerfile[
+        max(i for i, line in enumerate(containerfile) if line.startswith("FROM")) :
+    ]
+    [user] = [line.split()[1] for line in runtime if line.startswith("USER ")]
+    deployment = yaml.safe_load((ROOT / "deploy" / "kubernetes" / "deployment.yaml").read_text())
+    pod = deployment["spec"]["template"]["spec"]["securityContext"]
+    assert user == f"{pod['runAsUser']}:{pod['runAsGroup']}"
+    values = yaml.safe_load((ROOT / "deploy" / "helm" / "sse-enforcer" / "values.yaml").read_text())
+    assert user == "{runAsUser}:{runAsGroup}".format(**values["podSecurityContext"])
+    assert 'ENTRYPOINT ["enforcer"]' in runtime
+    assert 'CMD ["run"]' in runtime
