@@ -29,6 +29,7 @@ types: install
 	$(BIN)/mypy
 	MYPYPATH=tests:examples $(BIN)/mypy tests/unit tests/doubles tests/conftest.py
 	MYPYPATH=tests:tests/integration:examples $(BIN)/mypy tests/integration
+	MYPYPATH=tests/deploy $(BIN)/mypy tests/deploy
 
 # Unit tests with a coverage report; the floor guards against untested code landing in the core.
 unit: install

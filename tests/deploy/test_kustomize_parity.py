@@ -28,7 +28,8 @@ def pair(render: Render) -> tuple[list[Document], list[Document]]:
 
 def container(documents: list[Document]) -> dict[str, Any]:
     [only] = one(documents, "Deployment")["spec"]["template"]["spec"]["containers"]
-    return only
+    found: dict[str, Any] = only
+    return found
 
 
 def pod(documents: list[Document]) -> dict[str, Any]:
