@@ -77,6 +77,16 @@ def test_same_pod_field(pair: tuple[list[Document], list[Document]], field: str)
     assert pod(chart)[field] == pod(kustomize)[field]
 
 
+def test_same_scrape_annotations(pair: tuple[list[Document], list[Document]]) -> None:
+    def scrape(documents: list[Document]) -> dict[str, str]:
+        metadata = one(documents, "Deployment")["spec"]["template"]["metadata"]
+        return {k: v for k, v in metadata["annotations"].items() if k.startswith("prometheus.io/")}
+
+    chart, kustomize = pair
+    assert scrape(chart) == scrape(kustomize)
+    assert scrape(chart)["prometheus.io/path"] == "/metrics"
+
+
 def test_same_mounts_and_rollout(pair: tuple[list[Document], list[Document]]) -> None:
     chart, kustomize = pair
 
