@@ -5,11 +5,13 @@
     │   ├── BadEvent              the Kafka record is not an event we can read
     │   ├── ConfigError           the configuration or policy file is invalid (exit code 2)
     │   ├── AccessDenied          S3 or the KMS refused us
+    │   │   └── CredentialsRejected   ... because it does not know or believe our credentials
     │   ├── KeyMissing            the required External Key does not exist (alerts per key)
     │   ├── KeyDisabled           the key exists but may not be used (AWS Disabled/PendingDeletion)
     │   ├── ObjectUnreadable      SSE-C object, or one we cannot decrypt
     │   ├── IntegrityError        an envelope object failed authentication (tampered or corrupt)
-    │   └── StorageRejected       S3 refused the request for a reason retrying cannot change
+    │   ├── StorageRejected       S3 refused the request for a reason retrying cannot change
+    │   └── RecordTooLarge        the broker (or producer) refuses a record for its size
     └── TransientError            retry with backoff; the event is not failed
         ├── KmsUnavailable        the KMS (KES / AWS KMS) is unreachable or failing
         ├── StorageUnavailable    S3 5xx, throttling, timeouts, connection errors
@@ -21,6 +23,11 @@ boundary, with ``raise ... from exc``. Messages never contain key material.
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
 
 
 class EnforcerError(Exception):
@@ -44,6 +51,10 @@ class ConfigError(PermanentError):
 
 class AccessDenied(PermanentError):
     code = "access_denied"
+
+
+class CredentialsRejected(AccessDenied):
+    """Unknown access key, bad signature, expired token: the credentials, not a permission."""
 
 
 class KeyMissing(PermanentError):
@@ -74,6 +85,10 @@ class StorageRejected(PermanentError):
     code = "storage_rejected"
 
 
+class RecordTooLarge(PermanentError):
+    code = "record_too_large"
+
+
 class TransientError(EnforcerError):
     code = "transient"
 
@@ -92,3 +107,12 @@ class PreconditionFailed(TransientError):
 
 class KafkaUnavailable(TransientError):
     code = "kafka_unavailable"
+
+
+def describe_validation(exc: ValidationError, *, limit: int = 300) -> tuple[str, str]:
+    """The first problem of a pydantic error as ``(where, message)``: ``where`` is the dotted
+    location (empty at the top level). The one place pydantic errors are turned into text; the
+    message never repeats the offending input (it may be huge, binary or a secret)."""
+    first = exc.errors(include_url=False, include_input=False)[0]
+    where = ".".join(str(part) for part in first["loc"])
+    return where[:limit], str(first["msg"])[:limit]
