@@ -212,10 +212,11 @@ def test_rendered_settings_load(
     policy = tmp_path / "policy.yaml"
     policy.write_text(one(documents, "ConfigMap", "rel-sse-enforcer-policy")["data"]["policy.yaml"])
     env["ENFORCER_POLICY_FILE"] = str(policy)
-    for name in [n for n in env if n.startswith("ENFORCER_KAFKA__SSL_")]:  # the mounted files
-        mounted = tmp_path / name.lower()
-        mounted.write_text("PEM")
-        env[name] = str(mounted)
+    for name, value in list(env.items()):
+        if name != "ENFORCER_POLICY_FILE" and value.startswith("/"):  # a file mounted in the pod
+            stand_in = tmp_path / name.lower()
+            stand_in.write_text("stand-in")
+            env[name] = str(stand_in)
     for name, value in env.items():
         if name.startswith("ENFORCER_"):
             monkeypatch.setenv(name, value)
