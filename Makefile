@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STACK := deploy/local/stack
 PYTHON ?= python3.11
 
-.PHONY: check lint types unit test demo install stack-up stack-down tools image
+.PHONY: check lint types unit test demo install stack-up stack-down browser tools image
 
 check: lint types unit
 
@@ -35,8 +35,17 @@ types: install
 unit: install
 	$(BIN)/pytest tests/unit --cov=enforcer --cov-report=term-missing:skip-covered --cov-fail-under=65
 
-test: install stack-up tools
+test: install stack-up browser tools
 	$(BIN)/pytest
+
+# Chromium from the distribution's packages, for the report's browser test (tests/integration/
+# browser.py). Installed once with apt-get (as root, or through sudo). Where that is impossible
+# the test is skipped on a developer machine; under CI (CI=true) a missing browser fails.
+browser:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || { \
+	  sudo=$$( [ "$$(id -u)" = 0 ] || command -v sudo ); \
+	  { $$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq chromium; } \
+	  || { echo "make browser: could not install chromium" >&2; [ "$$CI" != true ]; }; }
 
 # Go-built tools the tests run, cached in ~/.cache/sse-enforcer/bin (minutes the first time).
 tools:

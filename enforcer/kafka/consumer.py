@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import KafkaError
+from aiokafka.errors import IllegalStateError, KafkaError
 
 from enforcer.engine.outage import OutageGate
 
@@ -210,10 +210,13 @@ class EventConsumer:
         assignment = self._consumer.assignment()
         if not assignment:
             return None
-        ends = await self._consumer.end_offsets(list(assignment))
-        for tp in assignment:
-            if await self._consumer.position(tp) < ends[tp]:
-                return None
+        try:
+            ends = await self._consumer.end_offsets(list(assignment))
+            for tp in assignment:
+                if await self._consumer.position(tp) < ends[tp]:
+                    return None
+        except IllegalStateError:  # a rebalance took a partition meanwhile: not idle yet
+            return None
         return idle_since if idle_since is not None else time.monotonic()
 
     async def finish_partitions(self, partitions: set[TopicPartition]) -> None:
