@@ -1,8 +1,8 @@
 # Entry points. On a fresh machine `make demo` and `make test` install everything they need:
-# the virtualenv (python3.11), and the local stack's Kafka, MinIO and KES (deploy/local/stack,
-# cached outside the repo). `make check` is the fast gate without servers. CI runs .ci/run,
-# which runs `make test`. `make test` also builds Helm (deploy/tools/helm, cached) for the chart
-# tests, and its image test builds the container image (deploy/image/build: podman, cached).
+# the virtualenv (python3.11), the local stack's Kafka, MinIO and KES (deploy/local/stack,
+# cached outside the repo), and the Go-built test tools (deploy/tools/, same cache). `make check`
+# is the fast gate without servers. CI runs .ci/run, which runs `make test`; its image test
+# builds the container image (deploy/image/build: podman, cached).
 VENV ?= .venv
 BIN := $(VENV)/bin
 STACK := deploy/local/stack
@@ -47,9 +47,11 @@ browser:
 	  { $$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq chromium; } \
 	  || { echo "make browser: could not install chromium" >&2; [ "$$CI" != true ]; }; }
 
-# Go-built tools the tests run, cached in ~/.cache/sse-enforcer/bin (minutes the first time).
+# Go-built tools the tests run, cached in ~/.cache/sse-enforcer/bin (minutes the first time):
+# Helm (chart tests) and promtool (alert rule tests).
 tools:
 	deploy/tools/helm --path >/dev/null
+	deploy/tools/promtool --path >/dev/null
 
 # The container image localhost/sse-enforcer:<version>, then its smoke test on the local stack.
 image: stack-up

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer
 
+from enforcer import telemetry
 from enforcer.config import Settings
 from enforcer.core.policy import Mode, PolicyFile, RequiredKey, Strategy, load_policy_file
 from enforcer.engine.handler import RecordHandler
@@ -22,7 +23,7 @@ from enforcer.engine.outage import OutageGate, Probe
 from enforcer.engine.pipeline import Pipeline, Rewriter
 from enforcer.engine.rules import AliasResolver, KeyCanon, RuleResolver
 from enforcer.errors import ConfigError
-from enforcer.health import Readiness, serve_health
+from enforcer.health import Readiness, readiness_of, serve_health
 from enforcer.kafka.clients import open_consumer
 from enforcer.kafka.consumer import EventConsumer
 from enforcer.kafka.sink import open_kafka_sink
@@ -149,7 +150,10 @@ async def _consume(
                 if settings.health_port is not None:
                     await probes.enter_async_context(
                         serve_health(
-                            settings.health_port, _readiness(kafka, gate), settings.health_host
+                            settings.health_port,
+                            _readiness(kafka, consumer, gate),
+                            settings.health_host,
+                            metrics=telemetry.render_metrics,
                         )
                     )
                 await consumer.run()
@@ -157,16 +161,11 @@ async def _consume(
             return consumer.handled
 
 
-def _readiness(kafka: AIOKafkaConsumer, gate: OutageGate) -> Readiness:
+def _readiness(kafka: AIOKafkaConsumer, consumer: EventConsumer, gate: OutageGate) -> Readiness:
     def ready() -> tuple[bool, str]:
-        if gate.is_open:
-            return False, "paused: KMS or storage outage"
-        if not kafka.assignment():
-            return (
-                False,
-                "no partitions assigned (joining the group, or more members than partitions)",
-            )
-        return True, "consuming"
+        return readiness_of(
+            paused=gate.is_open, joined=consumer.joined, partitions=len(kafka.assignment())
+        )
 
     return ready
 

@@ -6,6 +6,7 @@ import asyncio
 from dataclasses import dataclass, field
 
 from aiokafka import TopicPartition
+from scrape import value
 
 from enforcer.engine.outage import OutageGate
 from enforcer.kafka.consumer import EventConsumer, KafkaMessage
@@ -190,3 +191,27 @@ async def test_handler_crash_is_fatal_and_its_offset_is_not_committed() -> None:
     else:
         raise AssertionError("a crashing handler must stop the consumer")
     assert kafka.committed.get(TopicPartition(TOPIC, 0), 0) <= 1
+
+
+async def test_gauges_show_pause_and_lag_while_paused_then_clear() -> None:
+    kafka = MemoryKafka()
+    for _ in range(3):
+        kafka.produce(0, b"k")
+    gate = OutageGate(threshold=1, probe_interval=0.01)
+    gate.record_failure("down")
+
+    async def handler(message: KafkaMessage) -> None:
+        await gate.wait_until_closed()
+
+    consumer = consumer_for(kafka, handler, gate=gate)
+    task = asyncio.create_task(consumer.run())
+
+    async def observed() -> None:
+        lag = {"topic": TOPIC, "partition": "0"}
+        while value("enforcer_paused") != 1 or value("enforcer_consumer_lag", **lag) != 3:  # noqa: ASYNC110 - polling the rendered metrics is the point
+            await asyncio.sleep(0.01)
+
+    await asyncio.wait_for(observed(), timeout=2)  # all three records wait behind the pause
+    gate.record_success()
+    await asyncio.wait_for(task, timeout=2)
+    assert value("enforcer_paused") == 0 and value("enforcer_records_in_flight") == 0
