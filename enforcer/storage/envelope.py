@@ -13,12 +13,15 @@ from __future__ import annotations
 import hashlib
 import tempfile
 from collections.abc import AsyncIterator
-from typing import IO, Any
+from dataclasses import dataclass
+from typing import IO
 
 from enforcer.config import S3Settings
 from enforcer.core.policy import RequiredKey
+from enforcer.core.verdict import Encryption
 from enforcer.crypto import chain, dare
 from enforcer.crypto.envelope import (
+    BodyDecryptor,
     EnvelopeHeader,
     EnvelopeHeaderDraft,
     decrypt_body,
@@ -29,66 +32,108 @@ from enforcer.crypto.envelope import (
 from enforcer.engine.pipeline import Rewriter
 from enforcer.errors import IntegrityError, ObjectUnreadable
 from enforcer.kms.base import Kms
-from enforcer.storage.port import ObjectSnapshot, WriteResult
-from enforcer.storage.responses import write_headers
-from enforcer.storage.s3 import SPOOL_IN_MEMORY, S3Storage, check_read_size
+from enforcer.storage.port import (
+    SPOOL_IN_MEMORY,
+    BodyStorage,
+    ObjectSnapshot,
+    WriteResult,
+    check_read_size,
+)
 from enforcer.telemetry import step
 
 
-def envelope_rewriter(storage: S3Storage, kms: Kms, settings: S3Settings) -> Rewriter:
+def envelope_rewriter(storage: BodyStorage, kms: Kms, settings: S3Settings) -> Rewriter:
     async def rewrite(
         snapshot: ObjectSnapshot, required: RequiredKey, tags: dict[str, str]
     ) -> WriteResult:
+        source = await _plaintext_of(storage, kms, snapshot)
         draft, oek = await seal_new_envelope(kms, required.key, snapshot.bucket, snapshot.key)
-        base = write_headers(snapshot.attributes, tags)
-        if snapshot.size > settings.multipart_threshold:
-            return await _write_parts(storage, snapshot, draft, oek, base, settings.part_size)
-        return await _write_single(storage, snapshot, draft, oek, base)
+        if source.size > settings.multipart_threshold:
+            return await _write_parts(
+                storage, snapshot, source, draft, oek, tags, settings.part_size
+            )
+        return await _write_single(storage, snapshot, source, draft, oek, tags)
 
     return rewrite
 
 
+@dataclass(frozen=True)
+class _Plaintext:
+    chunks: AsyncIterator[bytes]
+    size: int
+
+
+async def _plaintext_of(storage: BodyStorage, kms: Kms, snapshot: ObjectSnapshot) -> _Plaintext:
+    """What the new chain must wrap: the object's plaintext. The store takes its own encryption
+    off on GET; an envelope object (under another EK) is opened with its own chain on the way
+    through, so the new envelope never wraps the old ciphertext."""
+    raw = _exactly(storage.read_chunks(snapshot), snapshot)
+    if snapshot.encryption is not Encryption.ENVELOPE:
+        return _Plaintext(raw, snapshot.size)
+    header = EnvelopeHeader.from_metadata(snapshot.attributes.metadata)
+    oek = await open_envelope(kms, header, snapshot.bucket, snapshot.key)
+    return _Plaintext(_decrypted(raw, BodyDecryptor(oek, header)), header.plaintext_size)
+
+
+async def _exactly(chunks: AsyncIterator[bytes], snapshot: ObjectSnapshot) -> AsyncIterator[bytes]:
+    size = 0
+    async for chunk in chunks:
+        size += len(chunk)
+        yield chunk
+    check_read_size(snapshot, size)
+
+
+async def _decrypted(
+    chunks: AsyncIterator[bytes], decryptor: BodyDecryptor
+) -> AsyncIterator[bytes]:
+    async for chunk in chunks:
+        for piece in decryptor.update(chunk):
+            yield piece
+    decryptor.finalize()  # authenticates the end of the stream
+
+
 async def _write_single(
-    storage: S3Storage,
+    storage: BodyStorage,
     snapshot: ObjectSnapshot,
+    source: _Plaintext,
     draft: EnvelopeHeaderDraft,
     oek: bytes,
-    headers: dict[str, Any],
+    tags: dict[str, str],
 ) -> WriteResult:
     with tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY) as spool, step("encrypt"):
         encryptor = dare.Encryptor(oek)
         digest = hashlib.sha256()
         size = 0
-        async for chunk in storage.read_chunks(snapshot):
+        async for chunk in source.chunks:
             digest.update(chunk)
             size += len(chunk)
             spool.writelines(encryptor.update(chunk))
         spool.writelines(encryptor.finalize())
-        check_read_size(snapshot, size)
         header = draft.complete(oek, plaintext_size=size, plaintext_sha256=digest.digest())
         length = spool.tell()
         spool.seek(0)
         with step("upload", bytes=length):
             return await storage.put_if_match(
-                snapshot, spool, length, _with_envelope(headers, header)
+                snapshot, spool, length, tags=tags, metadata=header.to_metadata()
             )
 
 
 async def _write_parts(
-    storage: S3Storage,
+    storage: BodyStorage,
     snapshot: ObjectSnapshot,
+    source: _Plaintext,
     draft: EnvelopeHeaderDraft,
     oek: bytes,
-    headers: dict[str, Any],
+    tags: dict[str, str],
     part_size: int,
 ) -> WriteResult:
-    header = draft.complete(oek, plaintext_size=snapshot.size, part_size=part_size)
+    header = draft.complete(oek, plaintext_size=source.size, part_size=part_size)
 
     async def parts() -> AsyncIterator[tuple[IO[bytes], int]]:
         number, size = 1, 0
         spool, encryptor = _new_part(oek, number)
         try:
-            async for chunk in _recut(storage.read_chunks(snapshot), part_size):
+            async for chunk in _recut(source.chunks, part_size):
                 if spool.tell() and size % part_size == 0:  # a part is full: hand it over
                     yield _finish_part(spool, encryptor)
                     spool.close()  # uploaded: at most one part is ever spooled
@@ -96,13 +141,14 @@ async def _write_parts(
                     spool, encryptor = _new_part(oek, number)
                 spool.writelines(encryptor.update(chunk))
                 size += len(chunk)
-            check_read_size(snapshot, size)
             yield _finish_part(spool, encryptor)
         finally:
             spool.close()
 
-    with step("upload", parts=-(-snapshot.size // part_size)):
-        return await storage.multipart_if_match(snapshot, _with_envelope(headers, header), parts())
+    with step("upload", parts=-(-source.size // part_size)):
+        return await storage.upload_if_match(
+            snapshot, parts(), tags=tags, metadata=header.to_metadata()
+        )
 
 
 def _new_part(oek: bytes, number: int) -> tuple[IO[bytes], dare.Encryptor]:
@@ -129,12 +175,8 @@ async def _recut(chunks: AsyncIterator[bytes], size: int) -> AsyncIterator[bytes
             view = view[take:]
 
 
-def _with_envelope(headers: dict[str, Any], header: EnvelopeHeader) -> dict[str, Any]:
-    return headers | {"Metadata": headers.get("Metadata", {}) | header.to_metadata()}
-
-
 async def decrypt_object(
-    storage: S3Storage, kms: Kms, bucket: str, key: str, sink: IO[bytes]
+    storage: BodyStorage, kms: Kms, bucket: str, key: str, sink: IO[bytes]
 ) -> int:
     """Write the verified plaintext of an envelope object to ``sink``; return its size.
 

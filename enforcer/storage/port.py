@@ -7,14 +7,17 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import IO, Protocol
 
 from enforcer.core.verdict import Encryption
 from enforcer.crypto.envelope import PREFIX as ENVELOPE_PREFIX
+from enforcer.errors import StorageRejected
 
-#: User-metadata prefix of envelope objects (``x-amz-meta-enforcer-envelope-*``).
+#: Rewrites spool at most this much in memory (per object or part), the rest on disk.
+SPOOL_IN_MEMORY = 8 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -121,3 +124,44 @@ class Storage(Protocol):
         """
 
     async def delete_version(self, bucket: str, key: str, version_id: str) -> None: ...
+
+
+class BodyStorage(Storage, Protocol):
+    """The port for a strategy that rewrites the bytes itself (``envelope``): read exactly the
+    inspected version, write a new body that replaces it only while it is still current.
+
+    Both writes carry ``snapshot.attributes`` over unchanged, set ``tags``, and add ``metadata``
+    to the user metadata; they raise PreconditionFailed when a user wrote meanwhile.
+    """
+
+    def read_chunks(self, snapshot: ObjectSnapshot) -> AsyncIterator[bytes]:
+        """The inspected version's bytes (raises PreconditionFailed once it changed)."""
+
+    async def put_if_match(
+        self,
+        snapshot: ObjectSnapshot,
+        body: bytes | IO[bytes],
+        length: int,
+        *,
+        tags: dict[str, str],
+        metadata: dict[str, str],
+    ) -> WriteResult:
+        """Replace the object with ``body`` in one request."""
+
+    async def upload_if_match(
+        self,
+        snapshot: ObjectSnapshot,
+        parts: AsyncIterator[tuple[IO[bytes], int]],
+        *,
+        tags: dict[str, str],
+        metadata: dict[str, str],
+    ) -> WriteResult:
+        """Replace the object with ``parts`` (body, length), completed only if still current."""
+
+
+def check_read_size(snapshot: ObjectSnapshot, size: int) -> None:
+    """A GET must return exactly the inspected version's bytes."""
+    if size != snapshot.size:
+        raise StorageRejected(
+            f"read {size} bytes of {snapshot.bucket}/{snapshot.key}, HEAD said {snapshot.size}"
+        )

@@ -25,14 +25,14 @@ from enforcer.errors import StorageRejected
 from enforcer.storage.client import client_config, copy_checks_if_match, use_fast_timestamps
 from enforcer.storage.errors import error_code, is_sse_c_refusal, translate
 from enforcer.storage.port import (
+    SPOOL_IN_MEMORY,
     ObjectSnapshot,
     SseKmsTarget,
     WriteResult,
+    check_read_size,
 )
 from enforcer.storage.responses import snapshot_from_head, write_headers, write_result
 
-#: Rewrites spool at most this much in memory (per object or part), the rest on disk.
-SPOOL_IN_MEMORY = 8 * 1024 * 1024
 #: Objects up to this size are rewritten from one bytes object, without a spool.
 SMALL_BODY = 1024 * 1024
 _READ_CHUNK = 1024 * 1024
@@ -172,7 +172,7 @@ class S3Storage:
             check_read_size(snapshot, len(body))
             digest = hashlib.md5(body, usedforsecurity=False).digest()
             md5_header = {"ContentMD5": base64.b64encode(digest).decode()}
-            return await self.put_if_match(snapshot, body, len(body), headers | md5_header)
+            return await self._put(snapshot, body, len(body), headers | md5_header)
         with tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY) as spool:
             md5 = hashlib.md5(usedforsecurity=False)
             size = 0
@@ -183,9 +183,7 @@ class S3Storage:
             check_read_size(snapshot, size)
             spool.seek(0)
             content_md5 = base64.b64encode(md5.digest()).decode()  # object lock requires it
-            return await self.put_if_match(
-                snapshot, spool, size, headers | {"ContentMD5": content_md5}
-            )
+            return await self._put(snapshot, spool, size, headers | {"ContentMD5": content_md5})
 
     async def _rewrite_copy(self, snapshot: ObjectSnapshot, headers: dict[str, Any]) -> WriteResult:
         """In-place CopyObject, for stores that check If-Match on it (AWS): the copy reads
@@ -225,6 +223,29 @@ class S3Storage:
         snapshot: ObjectSnapshot,
         body: bytes | IO[bytes],
         length: int,
+        *,
+        tags: dict[str, str],
+        metadata: dict[str, str],
+    ) -> WriteResult:
+        """The port's single-request body write: the object's attributes plus ``metadata``."""
+        return await self._put(snapshot, body, length, _with_metadata(snapshot, tags, metadata))
+
+    async def upload_if_match(
+        self,
+        snapshot: ObjectSnapshot,
+        parts: AsyncIterator[tuple[IO[bytes], int]],
+        *,
+        tags: dict[str, str],
+        metadata: dict[str, str],
+    ) -> WriteResult:
+        """The port's multipart body write: the object's attributes plus ``metadata``."""
+        return await self._upload(snapshot, _with_metadata(snapshot, tags, metadata), parts)
+
+    async def _put(
+        self,
+        snapshot: ObjectSnapshot,
+        body: bytes | IO[bytes],
+        length: int,
         headers: dict[str, Any],
     ) -> WriteResult:
         """PutObject replacing exactly the inspected object, atomically (If-Match)."""
@@ -242,7 +263,7 @@ class S3Storage:
             raise translate(exc, where, headers.get("SSEKMSKeyId", "")) from exc
         return write_result(response)
 
-    async def multipart_if_match(
+    async def _upload(
         self,
         snapshot: ObjectSnapshot,
         headers: dict[str, Any],
@@ -354,9 +375,8 @@ def _bare_key(reported: str | None) -> str:
     return reported.removeprefix("arn:aws:kms:") if reported else ""
 
 
-def check_read_size(snapshot: ObjectSnapshot, size: int) -> None:
-    """A GET must return exactly the inspected version's bytes."""
-    if size != snapshot.size:
-        raise StorageRejected(
-            f"read {size} bytes of {snapshot.bucket}/{snapshot.key}, HEAD said {snapshot.size}"
-        )
+def _with_metadata(
+    snapshot: ObjectSnapshot, tags: dict[str, str], metadata: dict[str, str]
+) -> dict[str, Any]:
+    headers = write_headers(snapshot.attributes, tags)
+    return headers | {"Metadata": headers["Metadata"] | metadata}

@@ -7,12 +7,18 @@ write, ``If-Match`` is checked, versions are kept), not mocks of our own code.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field, replace
+from typing import IO
 
 from enforcer.core.verdict import Encryption
+from enforcer.crypto.envelope import PREFIX as ENVELOPE_PREFIX
+from enforcer.crypto.envelope import is_envelope
 from enforcer.errors import PreconditionFailed
 from enforcer.storage.port import ObjectSnapshot, SseKmsTarget, WriteResult
+
+#: Bodies are handed out in chunks of this size, as a GET streams them.
+CHUNK = 64 * 1024
 
 
 @dataclass
@@ -30,7 +36,7 @@ class MemoryStorage:
         self.heads = 0
         self.tag_reads = 0
         self.writes = 0
-        self.heads = 0
+        self.uploaded_parts: list[bytes] = []
         self._ids = itertools.count(1)
         #: Called between our read and our write, to simulate a concurrent user write.
         self.before_write: list[Callable[[], object]] = []
@@ -93,24 +99,85 @@ class MemoryStorage:
     async def rewrite_sse_kms(
         self, snapshot: ObjectSnapshot, target: SseKmsTarget, tags: dict[str, str]
     ) -> WriteResult:
+        current = self._current(snapshot)
+        return self._replace(
+            snapshot, current.data, tags, Encryption.SSE_KMS, f"arn:aws:kms:{target.key_name}"
+        )
+
+    async def read_chunks(self, snapshot: ObjectSnapshot) -> AsyncIterator[bytes]:
+        current = self.latest(snapshot.bucket, snapshot.key)
+        if current is None or current.snapshot.etag != snapshot.etag:
+            raise PreconditionFailed("If-Match failed")  # GET with If-Match
+        for start in range(0, len(current.data), CHUNK):
+            yield current.data[start : start + CHUNK]
+
+    async def put_if_match(
+        self,
+        snapshot: ObjectSnapshot,
+        body: bytes | IO[bytes],
+        length: int,
+        *,
+        tags: dict[str, str],
+        metadata: dict[str, str],
+    ) -> WriteResult:
+        data = body if isinstance(body, bytes) else body.read(length)
+        self._current(snapshot)
+        return self._replace_body(snapshot, data, tags, metadata)
+
+    async def upload_if_match(
+        self,
+        snapshot: ObjectSnapshot,
+        parts: AsyncIterator[tuple[IO[bytes], int]],
+        *,
+        tags: dict[str, str],
+        metadata: dict[str, str],
+    ) -> WriteResult:
+        self.uploaded_parts = [body.read(length) async for body, length in parts]
+        self._current(snapshot)  # checked on completion, as CompleteMultipartUpload does
+        return self._replace_body(snapshot, b"".join(self.uploaded_parts), tags, metadata)
+
+    def _current(self, snapshot: ObjectSnapshot) -> StoredObject:
+        """The stored object if it is still the inspected one (If-Match), else 412."""
         if self.before_write:  # one simulated user write per rewrite attempt
             self.before_write.pop(0)()
         current = self.latest(snapshot.bucket, snapshot.key)
         if current is None or current.snapshot.etag != snapshot.etag:
             raise PreconditionFailed("If-Match failed")
+        return current
+
+    def _replace_body(
+        self, snapshot: ObjectSnapshot, data: bytes, tags: dict[str, str], metadata: dict[str, str]
+    ) -> WriteResult:
+        user = snapshot.attributes.user_metadata() | metadata
+        kms_key = user.get(f"{ENVELOPE_PREFIX}key") if is_envelope(user) else None
+        encryption = Encryption.ENVELOPE if kms_key else Encryption.NONE
+        attributes = replace(snapshot.attributes, metadata=user)
+        return self._replace(snapshot, data, tags, encryption, kms_key, attributes=attributes)
+
+    def _replace(
+        self,
+        snapshot: ObjectSnapshot,
+        data: bytes,
+        tags: dict[str, str],
+        encryption: Encryption,
+        kms_key: str | None,
+        **changes: object,
+    ) -> WriteResult:
         n = next(self._ids)
         new = replace(
             snapshot,
             etag=f'"etag-{n}"',
-            encryption=Encryption.SSE_KMS,
-            kms_key=f"arn:aws:kms:{target.key_name}",
+            size=len(data),
+            encryption=encryption,
+            kms_key=kms_key,
             version_id=f"v{n}" if snapshot.version_id else None,
             tag_count=len(tags),
+            **changes,  # type: ignore[arg-type]
         )
         versions = self.objects[(snapshot.bucket, snapshot.key)]
         if snapshot.version_id is None:
             versions.clear()
-        versions.append(StoredObject(new, current.data, dict(tags)))
+        versions.append(StoredObject(new, data, dict(tags)))
         self.writes += 1
         # Like MinIO and AWS, the PUT response names the encryption it applied.
         return WriteResult(new.etag, new.version_id, new.encryption, new.kms_key)
