@@ -15,8 +15,8 @@ from support import MakeBucket, MakeKey, Notifications, StackEnv
 MiB = 1024 * 1024
 
 
-def enforcer_cli(stack: StackEnv, *args: str) -> subprocess.CompletedProcess[bytes]:
-    with enforcer_environment(stack):
+def enforcer_cli(stack: StackEnv, *args: str, **env: str) -> subprocess.CompletedProcess[bytes]:
+    with enforcer_environment(stack, **env):
         env = dict(os.environ)
     return subprocess.run(  # noqa: S603 - our own console script
         [str(Path(sys.executable).with_name("enforcer")), *args],
@@ -124,3 +124,43 @@ async def test_tampered_or_moved_envelopes_fail_loudly(
         assert b"integrity" in result.stderr, result.stderr.decode()[-1000:]
         assert not out.exists()  # nothing unverified reaches the named file
         assert not out.with_name(out.name + ".partial").exists()
+
+
+async def test_an_envelope_under_an_old_key_is_rewritten_from_its_plaintext(
+    stack: StackEnv,
+    s3_admin: Any,
+    make_key: MakeKey,
+    make_bucket: MakeBucket,
+    notifications: Notifications,
+    tmp_path: Path,
+) -> None:
+    old_ek, new_ek = make_key("env-old"), make_key("env-new")
+    bucket = make_bucket()
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(f"rules:\n  - {{bucket: {bucket}, key: {old_ek}, strategy: envelope}}\n")
+    body = os.urandom(200 * 1024 + 3)
+    run = EnforcerRun(stack, policy_file=policy)
+    await run.start_at_end()
+    s3_admin.put_object(Bucket=bucket, Key="doc", Body=body)
+    await notifications(bucket, 1)
+    await run.drain()
+    assert s3_admin.head_object(Bucket=bucket, Key="doc")["Metadata"]["enforcer-envelope-key"] == (
+        old_ek
+    )
+
+    # The rule moves to a new EK: a scan re-encrypts the envelope under it.
+    policy.write_text(f"rules:\n  - {{bucket: {bucket}, key: {new_ek}, strategy: envelope}}\n")
+    scan = enforcer_cli(
+        stack,
+        *("scan", f"s3://{bucket}", "--no-progress"),
+        ENFORCER_POLICY_FILE=str(policy),
+        XDG_STATE_HOME=str(tmp_path),
+    )
+    assert scan.returncode == 0, scan.stderr.decode()[-2000:]
+    assert s3_admin.head_object(Bucket=bucket, Key="doc")["Metadata"]["enforcer-envelope-key"] == (
+        new_ek
+    )
+    out = tmp_path / "doc.out"
+    result = enforcer_cli(stack, "decrypt", f"s3://{bucket}/doc", "-o", str(out))
+    assert result.returncode == 0, result.stderr.decode()[-2000:]
+    assert out.read_bytes() == body  # the plaintext, not the old envelope's ciphertext
