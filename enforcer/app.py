@@ -7,6 +7,7 @@ sure every client is closed on the way out.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 from collections.abc import AsyncIterator
@@ -18,12 +19,12 @@ from aiokafka import AIOKafkaConsumer
 from enforcer.audit import open_kafka_sink
 from enforcer.config import Settings
 from enforcer.consumer import EventConsumer
-from enforcer.errors import ConfigError
+from enforcer.errors import ConfigError, EnforcerError
 from enforcer.health import Readiness, serve_health
 from enforcer.kafka import open_consumer
 from enforcer.kms.base import Kms
 from enforcer.kms.factory import open_kms_from_settings
-from enforcer.outage import OutageGate, Probe
+from enforcer.outage import Dependency, OutageGate, Probe
 from enforcer.pipeline import Pipeline, Rewriter
 from enforcer.policy import Mode, RequiredKey, Strategy, load_policy_file
 from enforcer.retrying import RetryPolicy
@@ -97,24 +98,31 @@ def _rewriters(storage: S3Storage, kms: Kms | None, settings: Settings) -> dict[
     return rewriters
 
 
-def _probe(kms: Kms | None) -> Probe | None:
-    if kms is None:
-        return None  # MinIO holds the KMS connection: the next event is the probe
+def _probes(storage: S3Storage, kms: Kms | None) -> dict[Dependency, Probe]:
+    """Each dependency's own probe. Without a KMS client MinIO holds the KMS connection: the
+    gate's trial event is the only test of it."""
+    probes: dict[Dependency, Probe] = {Dependency.STORAGE: storage.check_identity}
+    if kms is not None:
+        probes[Dependency.KMS] = kms.check_ready
+    return probes
 
-    async def probe() -> bool:
-        await kms.check_ready()
-        return True
 
-    return probe
+async def _first_identity_check(storage: S3Storage) -> None:
+    """Arms the storage probe's revoked-credentials rule; a failure here is the preflight's
+    business (or the gate's, once events fail), never fatal."""
+    with contextlib.suppress(EnforcerError):
+        await storage.check_identity()
 
 
 async def run_service(settings: Settings, mode: Mode, drain_idle: float | None = None) -> int:
     """``enforcer run``: consume until SIGTERM (or, with ``drain_idle``, until caught up)."""
     async with open_runtime(settings, mode) as runtime, open_kafka_sink(settings.kafka) as sink:
+        await _first_identity_check(runtime.storage)
         gate = OutageGate(
-            threshold=settings.kms_failures_before_pause,
-            probe_interval=settings.kms_probe_interval,
-            probe=_probe(runtime.kms),
+            threshold=settings.outage.failures_before_pause,
+            probe_interval=settings.outage.probe_interval,
+            probes=_probes(runtime.storage, runtime.kms),
+            log_interval=settings.outage.log_interval,
         )
         handler = RecordHandler(runtime.pipeline, sink, gate, mode)
         async with open_consumer(settings.kafka, settings.kafka.group_id, "events") as kafka:
@@ -147,7 +155,7 @@ async def run_service(settings: Settings, mode: Mode, drain_idle: float | None =
 def _readiness(kafka: AIOKafkaConsumer, gate: OutageGate) -> Readiness:
     def ready() -> tuple[bool, str]:
         if gate.is_open:
-            return False, "paused: KMS or storage outage"
+            return False, gate.describe()
         if not kafka.assignment():
             return (
                 False,

@@ -10,6 +10,7 @@ import base64
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from datetime import datetime
 from typing import Protocol
 
@@ -20,10 +21,11 @@ from enforcer.config import KafkaSettings
 from enforcer.events import IgnoredRecord, ObjectEvent
 from enforcer.kafka import kafka_call, open_producer
 from enforcer.pipeline import Outcome
-from enforcer.policy import Mode, effective_mode
+from enforcer.policy import Mode, RequiredKey, effective_mode
 from enforcer.records import AuditRecord, DeadLetterRecord
+from enforcer.storage import ObjectSnapshot
 from enforcer.telemetry import current_trace_id
-from enforcer.verdict import Action
+from enforcer.verdict import Action, Verdict
 
 
 class RecordSink(Protocol):
@@ -46,15 +48,8 @@ def audit_record(
     ``started`` is the ``time.monotonic()`` the handling began; ``failure`` turns the record
     into action ``failed`` with that reason. The trace id is the current span's.
     """
-    if failure is not None:
-        outcome = Outcome(
-            verdict=outcome.verdict,
-            action=Action.FAILED,
-            required=outcome.required,
-            observed=outcome.observed,
-            reason=failure,
-            attempts=outcome.attempts,
-        )
+    if failure is not None:  # keeps ``written``: a failure after the write names the new version
+        outcome = replace(outcome, action=Action.FAILED, reason=failure, notes=[])
     observed, required, written = outcome.observed, outcome.required, outcome.written
     mode = effective_mode(default_mode, required.mode if required else None)
     reason = outcome.reason or ("; ".join(outcome.notes) if outcome.notes else None)
@@ -66,6 +61,7 @@ def audit_record(
         version_id=(observed.version_id if observed else None) or event.version_id,
         observed_sse=observed.encryption.value if observed else None,
         observed_kms_key=observed.kms_key if observed else None,
+        observed_etag=observed.etag or None if observed else None,
         required_key=required.key if required else None,
         rule_source=required.source if required else None,
         verdict=outcome.verdict,
@@ -75,6 +71,7 @@ def audit_record(
         new_etag=written.etag if written else None,
         key_used=required.key if written and required else None,
         purged_version_id=outcome.purged_version_id,
+        post_rewrite_error=outcome.post_rewrite_error,
         strategy=required.strategy.value if required else None,
         attempts=outcome.attempts,
         duration_ms=round((time.monotonic() - started) * 1000, 3),
@@ -83,6 +80,24 @@ def audit_record(
         timestamp=now,
         enforcer_version=__version__,
     )
+
+
+def intent_record(
+    event: ObjectEvent,
+    snapshot: ObjectSnapshot,
+    required: RequiredKey,
+    verdict: Verdict | None,
+    *,
+    default_mode: Mode,
+    now: datetime,
+) -> AuditRecord:
+    """The intent record published before a rewrite of ``snapshot`` under ``required``."""
+    outcome = Outcome(
+        verdict=verdict, action=Action.REWRITING, required=required, observed=snapshot
+    )
+    record = audit_record(event, outcome, default_mode=default_mode, started=time.monotonic(),
+                          now=now)  # fmt: skip
+    return record.model_copy(update={"duration_ms": 0.0})
 
 
 def audit_for_ignored(

@@ -5,14 +5,17 @@
     │   ├── BadEvent              the Kafka record is not an event we can read
     │   ├── ConfigError           the configuration or policy file is invalid (exit code 2)
     │   ├── AccessDenied          S3 or the KMS refused us
+    │   │   └── KmsNotAuthorized  the KMS refused the key (per key, or every key: see outage)
     │   ├── KeyMissing            the required External Key does not exist (alerts per key)
     │   ├── KeyDisabled           the key exists but may not be used (AWS Disabled/PendingDeletion)
     │   ├── ObjectUnreadable      SSE-C object, or one we cannot decrypt
     │   ├── IntegrityError        an envelope object failed authentication (tampered or corrupt)
-    │   └── StorageRejected       S3 refused the request for a reason retrying cannot change
+    │   ├── StorageRejected       S3 refused the request for a reason retrying cannot change
+    │   └── PoisonEvent           one event kept failing "transiently" while others succeeded
     └── TransientError            retry with backoff; the event is not failed
         ├── KmsUnavailable        the KMS (KES / AWS KMS) is unreachable or failing
         ├── StorageUnavailable    S3 5xx, throttling, timeouts, connection errors
+        ├── CredentialsRejected   S3 refuses our identity itself (revoked or rotated credentials)
         ├── PreconditionFailed    someone wrote the object meanwhile: re-inspect, never overwrite
         └── KafkaUnavailable      the audit/DLQ producer could not deliver
 
@@ -62,6 +65,11 @@ class KeyDisabled(PermanentError):
         self.key_name = key_name
 
 
+class KmsNotAuthorized(AccessDenied):
+    """The KMS (or MinIO's KMS) refused a key. For one key among working ones it is permanent;
+    when every key is refused, the outage gate treats it as a credentials outage."""
+
+
 class ObjectUnreadable(PermanentError):
     code = "object_unreadable"
 
@@ -74,6 +82,13 @@ class StorageRejected(PermanentError):
     code = "storage_rejected"
 
 
+class PoisonEvent(PermanentError):
+    """Failed with an outage-class error round after round while the same dependency served
+    other events: not an outage, so it is dead-lettered instead of stalling its partition."""
+
+    code = "poison_event"
+
+
 class TransientError(EnforcerError):
     code = "transient"
 
@@ -84,6 +99,12 @@ class KmsUnavailable(TransientError):
 
 class StorageUnavailable(TransientError):
     code = "storage_unavailable"
+
+
+class CredentialsRejected(TransientError):
+    """S3 or the KMS refuses the enforcer's identity (not one object): pause, alert, wait."""
+
+    code = "credentials_rejected"
 
 
 class PreconditionFailed(TransientError):

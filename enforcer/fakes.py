@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from enforcer.errors import PreconditionFailed
 from enforcer.records import AuditRecord, DeadLetterRecord
 from enforcer.storage import ObjectSnapshot, SseKmsTarget, WriteResult
-from enforcer.verdict import Encryption
+from enforcer.verdict import Action, Encryption
 
 
 @dataclass
@@ -112,6 +112,11 @@ class MemorySink:
     def __init__(self) -> None:
         self.audit: list[AuditRecord] = []
         self.dead_letters: list[DeadLetterRecord] = []
+
+    @property
+    def final(self) -> list[AuditRecord]:
+        """The records that close an event: without the intent records published before writes."""
+        return [r for r in self.audit if r.action is not Action.REWRITING]
 
     async def publish_audit(self, record: AuditRecord) -> None:
         self.audit.append(record)

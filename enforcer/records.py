@@ -12,12 +12,24 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from enforcer.verdict import Action, Verdict
 
-AUDIT_SCHEMA_VERSION = 1
+AUDIT_SCHEMA_VERSION = 2
 DLQ_SCHEMA_VERSION = 1
 
 
 class AuditRecord(BaseModel):
-    """One per handled event (and per ignored record), keyed ``bucket/object`` on Kafka."""
+    """One per handled event (and per ignored record), keyed ``bucket/object`` on Kafka.
+
+    No write without an audit trail: before every rewrite the enforcer publishes, and waits for
+    the broker to acknowledge, an *intent* record — action ``rewriting``, same ``event_id``, the
+    source ``version_id``/``observed_etag`` it is about to replace. The event's final record
+    follows. If the process dies between the write and the final record, the event is handled
+    again and finds the object compliant (action ``none``); the intent record before it says the
+    enforcer wrote it. So an object was re-encrypted by the enforcer if it has a ``reencrypted``
+    record, or a ``rewriting`` record followed by a ``compliant`` one for the same event.
+
+    A failure after a successful rewrite (the purge of the old version) keeps action
+    ``reencrypted`` with the new version and says what failed in ``post_rewrite_error``.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -31,6 +43,7 @@ class AuditRecord(BaseModel):
         default=None, description="none | AES256 | aws:kms | sse-c | envelope"
     )
     observed_kms_key: str | None = None
+    observed_etag: str | None = Field(default=None, description="ETag of the inspected version")
     required_key: str | None = None
     rule_source: str | None = None
     verdict: Verdict | None = Field(default=None, description="Absent for ignored records")
@@ -40,6 +53,11 @@ class AuditRecord(BaseModel):
     new_etag: str | None = None
     key_used: str | None = Field(default=None, description="EK the object was re-encrypted under")
     purged_version_id: str | None = None
+    post_rewrite_error: str | None = Field(
+        default=None,
+        description="The rewrite succeeded, then this step failed (e.g. 'purge: access_denied: "
+        "...'); action stays reencrypted",
+    )
     strategy: str | None = None
     attempts: int = 1
     duration_ms: float

@@ -22,7 +22,7 @@ from aiobotocore.session import get_session
 from botocore.exceptions import BotoCoreError, ClientError
 
 from enforcer.config import S3Settings
-from enforcer.errors import StorageRejected
+from enforcer.errors import AccessDenied, CredentialsRejected, StorageRejected
 from enforcer.s3_errors import translate
 from enforcer.storage import (
     ENVELOPE_META_PREFIX,
@@ -70,8 +70,28 @@ def _secret(value: Any) -> str | None:
 class S3Storage:
     def __init__(self, client: Any, settings: S3Settings) -> None:
         self._client = client
+        self._identity_confirmed = False
         self.multipart_threshold = settings.multipart_threshold
         self.part_size = settings.part_size
+
+    # ------------------------------------------------------------ health
+
+    async def check_identity(self) -> None:
+        """The storage probe: one signed ListBuckets. Returns when S3 answered for our identity;
+        raises StorageUnavailable while it does not answer, CredentialsRejected when it refuses
+        the identity itself (unknown key, bad signature) — and also on AccessDenied once a
+        ListBuckets has worked before (the grant was revoked). A store that never allowed
+        ListBuckets (AWS without s3:ListAllMyBuckets) cannot tell: it answered, so it is up."""
+        try:
+            await self._client.list_buckets()
+        except (ClientError, BotoCoreError) as exc:
+            error = translate(exc, "ListBuckets")
+            if isinstance(error, AccessDenied):
+                if not self._identity_confirmed:
+                    return
+                raise CredentialsRejected(f"{error} (ListBuckets worked before)") from exc
+            raise error from exc
+        self._identity_confirmed = True
 
     # ------------------------------------------------------------ inspection
 

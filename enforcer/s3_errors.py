@@ -13,9 +13,11 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from enforcer.errors import (
     AccessDenied,
+    CredentialsRejected,
     EnforcerError,
     KeyDisabled,
     KeyMissing,
+    KmsNotAuthorized,
     KmsUnavailable,
     PreconditionFailed,
     StorageRejected,
@@ -35,7 +37,10 @@ _KMS_DOWN = {
     "KMS.DependencyTimeoutException",
     "KMS.ThrottlingException",
 }
-_ACCESS = {"AccessDenied", "kms:NotAuthorized", "KMS.AccessDeniedException", "AllAccessDisabled"}
+_ACCESS = {"AccessDenied", "AllAccessDisabled"}
+_KMS_REFUSED = {"kms:NotAuthorized", "KMS.AccessDeniedException"}
+# The identity itself is refused, whatever the object: revoked or rotated credentials.
+_IDENTITY_REFUSED = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken"}
 _THROTTLED = {
     "SlowDown",
     "Throttling",
@@ -70,6 +75,10 @@ def translate(  # noqa: PLR0911 - a table
         return KeyDisabled(message, key_name=key_name or _key_name(error))
     if code in _KMS_DOWN:
         return KmsUnavailable(message)
+    if code in _KMS_REFUSED:
+        return KmsNotAuthorized(message)
+    if code in _IDENTITY_REFUSED:
+        return CredentialsRejected(message)
     if code in _ACCESS or status == 403:
         return AccessDenied(message)
     if code in _THROTTLED or status >= 500 or status == 429:

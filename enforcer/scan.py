@@ -8,7 +8,7 @@ one audit record per object to the audit topic. ``--dry-run`` runs it in audit m
 Failures are per object: a permanent error (missing key, access denied, ...) is audited as
 ``failed`` and the scan moves on. A dependency outage (KMS or storage unreachable even after the
 pipeline's retries) is not audited — the object was not handled — and after
-``kms_failures_before_pause`` of them in a row the scan stops listing and reports itself aborted:
+``outage.failures_before_pause`` of them in a row the scan stops listing and reports itself aborted:
 rerun it when the dependency is back (every action is idempotent).
 """
 
@@ -25,12 +25,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from enforcer.app import open_runtime
-from enforcer.audit import RecordSink, audit_record, open_kafka_sink
+from enforcer.audit import RecordSink, audit_record, intent_record, open_kafka_sink
 from enforcer.config import Settings
 from enforcer.errors import EnforcerError, KeyDisabled, KeyMissing, TransientError
 from enforcer.events import ObjectEvent
-from enforcer.pipeline import Outcome, Pipeline
-from enforcer.policy import Mode
+from enforcer.pipeline import Announce, Outcome, Pipeline
+from enforcer.policy import Mode, RequiredKey
+from enforcer.storage import ObjectSnapshot
 from enforcer.records import AuditRecord
 from enforcer.retrying import retry_transient
 from enforcer.s3_listing import S3Listing
@@ -144,7 +145,7 @@ class Scanner:
             started = time.monotonic()
             outcome = Outcome()
             try:
-                outcome = await self._pipeline.handle(event, outcome)
+                outcome = await self._pipeline.handle(event, outcome, self._announcer(event, outcome))
             except TransientError as exc:
                 self._outage(key, exc)
                 return
@@ -155,6 +156,16 @@ class Scanner:
             self._outages_in_a_row = 0
             await retry_transient(lambda: self._sink.publish_audit(record))
             self._summary.count(record)
+
+    def _announcer(self, event: ObjectEvent, outcome: Outcome) -> Announce:
+        """Publishes the intent record before each rewrite, as the service does."""
+
+        async def announce(snapshot: ObjectSnapshot, required: RequiredKey) -> None:
+            record = intent_record(event, snapshot, required, outcome.verdict,
+                                   default_mode=self._mode, now=self._now())  # fmt: skip
+            await retry_transient(lambda: self._sink.publish_audit(record))
+
+        return announce
 
     def _failed(
         self, event: ObjectEvent, outcome: Outcome, exc: EnforcerError, started: float
@@ -210,6 +221,6 @@ async def run_scan(settings: Settings, bucket: str, prefix: str, mode: Mode) -> 
             sink,
             summary,
             concurrency=settings.concurrency,
-            outage_threshold=settings.kms_failures_before_pause,
+            outage_threshold=settings.outage.failures_before_pause,
         )
         return await scanner.run(S3Listing.of(runtime.storage).list_keys(bucket, prefix))

@@ -27,7 +27,13 @@ RETRIES = _METER.create_counter("enforcer.retries", description="Retried calls, 
 KEY_ALERTS = _METER.create_counter(
     "enforcer.key_alerts", description="Events that failed because their EK is missing or disabled"
 )
-KMS_PAUSES = _METER.create_counter("enforcer.kms_pauses", description="Consumption pauses")
+OUTAGE_PAUSES = _METER.create_counter(
+    "enforcer.outage_pauses", description="Consumption pauses, by dependency (storage, kms)"
+)
+CREDENTIAL_ALERTS = _METER.create_counter(
+    "enforcer.credential_alerts",
+    description="Pauses because S3 or the KMS refused the enforcer's identity, by dependency",
+)
 
 
 def configure(service_version: str, extra_exporter: SpanExporter | None = None) -> None:

@@ -37,6 +37,7 @@ class Action(StrEnum):
     WOULD_REENCRYPT = "would_reencrypt"
     FAILED = "failed"
     SKIPPED = "skipped"
+    REWRITING = "rewriting"  # intent: published (and acknowledged) before a write starts
 
 
 class Plan(StrEnum):

@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 from aiokafka import TopicPartition
 
 from enforcer.consumer import EventConsumer, KafkaMessage
-from enforcer.outage import OutageGate
+from enforcer.errors import KmsUnavailable
+from enforcer.outage import Dependency, OutageGate
 
 TOPIC = "events"
 
@@ -140,17 +141,21 @@ async def test_open_gate_pauses_every_partition_and_resumes() -> None:
     kafka.produce(0, b"k")
     kafka.produce(1, b"j")
     gate = OutageGate(threshold=1, probe_interval=0.01)
-    gate.record_failure("down")
+    gate.record_failure(Dependency.KMS, KmsUnavailable("down"))
+    passed: list[int] = []
 
     async def handler(message: KafkaMessage) -> None:
-        await gate.wait_until_closed()
+        async with gate.admitted():
+            passed.append(message.offset)
+            if len(passed) == 1:
+                gate.record_success({Dependency.STORAGE})  # the trial did not need the KMS
 
     consumer = consumer_for(kafka, handler, gate=gate)
     task = asyncio.create_task(consumer.run())
     await asyncio.sleep(0.1)
     assert kafka.paused_set == kafka.assignment()
     assert not task.done()  # drain mode does not stop during an outage
-    gate.record_success()
+    gate.record_success({Dependency.KMS})
     await asyncio.wait_for(task, timeout=2)
     assert kafka.paused_set == set()
     assert consumer.handled == 2

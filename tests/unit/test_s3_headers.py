@@ -7,6 +7,8 @@ from botocore.exceptions import ClientError, EndpointConnectionError
 
 from enforcer.errors import (
     AccessDenied,
+    CredentialsRejected,
+    KmsNotAuthorized,
     KeyMissing,
     KmsUnavailable,
     PreconditionFailed,
@@ -107,7 +109,9 @@ def client_error(code: str, status: int, message: str = "") -> ClientError:
         (client_error("kms:KeyNotFound", 404), KeyMissing),
         (client_error("kms:KeyGenerationFailed", 500), KmsUnavailable),
         (client_error("kms:DecryptionFailed", 500), KmsUnavailable),
-        (client_error("kms:NotAuthorized", 403), AccessDenied),
+        (client_error("kms:NotAuthorized", 403), KmsNotAuthorized),
+        (client_error("InvalidAccessKeyId", 403), CredentialsRejected),
+        (client_error("SignatureDoesNotMatch", 403), CredentialsRejected),
         (client_error("AccessDenied", 403), AccessDenied),
         (client_error("SlowDown", 503), StorageUnavailable),
         (client_error("InternalError", 500), StorageUnavailable),

@@ -66,9 +66,9 @@ async def test_every_listed_object_is_handled_and_audited() -> None:
     assert summary.ok and summary.objects == 4
     assert summary.verdicts == {"plaintext": 1, "sse_s3": 1, "compliant": 1, "gone": 1}
     assert summary.actions == {"reencrypted": 2, "none": 1, "skipped": 1}
-    assert sorted(r.key for r in sink.audit) == ["good", "plain", "s3", "vanished"]
-    assert {r.event_name for r in sink.audit} == {"scan"}
-    assert len({r.event_id for r in sink.audit}) == 4
+    assert sorted(r.key for r in sink.final) == ["good", "plain", "s3", "vanished"]
+    assert {r.event_name for r in sink.final} == {"scan"}
+    assert len({r.event_id for r in sink.final}) == 4
     assert storage.writes == 2
 
 
@@ -78,7 +78,7 @@ async def test_audit_mode_writes_nothing() -> None:
     scan, summary = scanner(storage, sink, mode=Mode.AUDIT)
     await scan.run(listed(["plain"]))
     assert summary.actions == {"would_reencrypt": 1}
-    assert storage.writes == 0 and sink.audit[0].mode == "audit"
+    assert storage.writes == 0 and sink.final[0].mode == "audit"
 
 
 async def test_a_permanent_failure_is_audited_counted_and_the_scan_goes_on() -> None:
@@ -94,8 +94,8 @@ async def test_a_permanent_failure_is_audited_counted_and_the_scan_goes_on() -> 
     assert not summary.ok and summary.aborted is None
     assert (summary.objects, summary.failed) == (30, 30)
     assert len(summary.failures) == MAX_LISTED_FAILURES
-    assert {r.action.value for r in sink.audit} == {"failed"}
-    assert all(r.reason and r.reason.startswith("key_missing:") for r in sink.audit)
+    assert {r.action.value for r in sink.final} == {"failed"}
+    assert all(r.reason and r.reason.startswith("key_missing:") for r in sink.final)
 
 
 async def test_an_outage_stops_the_scan_without_auditing() -> None:
@@ -109,7 +109,7 @@ async def test_an_outage_stops_the_scan_without_auditing() -> None:
     await scan.run(listed(f"k{i}" for i in range(50)))
 
     assert summary.aborted is not None and "kms_unavailable" in summary.aborted
-    assert summary.failed == 3 and sink.audit == []
+    assert summary.failed == 3 and sink.final == []
 
 
 async def test_concurrency_is_bounded() -> None:

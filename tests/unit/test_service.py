@@ -58,7 +58,7 @@ async def test_handled_event_yields_one_flat_audit_record() -> None:
     h = Harness()
     h.storage.put("b", "k", b"x")
     await h.handler(message(minio()))
-    [record] = h.sink.audit
+    [record] = h.sink.final
     flat = json.loads(record.model_dump_json())
     assert {k: flat[k] for k in ("bucket", "key", "verdict", "action", "mode")} == {
         "bucket": "b",
@@ -84,7 +84,7 @@ async def test_bad_event_goes_to_dlq_with_reason_and_position(payload: bytes | N
     )
     assert dlq.reason
     assert dlq.original_payload == (payload.decode() if payload else None)
-    assert h.sink.audit == []
+    assert h.sink.final == []
 
 
 def test_binary_payload_is_kept_as_base64() -> None:
@@ -111,7 +111,7 @@ def test_binary_payload_is_kept_as_base64() -> None:
 async def test_ignored_record_is_audited_as_skipped() -> None:
     h = Harness()
     await h.handler(message(minio(name="s3:ObjectRemoved:Delete")))
-    [record] = h.sink.audit
+    [record] = h.sink.final
     assert record.action is Action.SKIPPED and "not an object-created" in (record.reason or "")
 
 
@@ -120,7 +120,7 @@ async def test_permanent_failure_is_audited_and_dead_lettered() -> None:
     h.storage.put("b", "k", b"x")
     h.failures.append(AccessDenied("nope"))
     await h.handler(message(minio()))
-    [record] = h.sink.audit
+    [record] = h.sink.final
     [dlq] = h.sink.dead_letters
     assert (record.verdict, record.action) == (Verdict.PLAINTEXT, Action.FAILED)
     assert "access_denied" in (record.reason or "")
@@ -133,7 +133,7 @@ async def test_kms_outage_never_reaches_the_dlq_and_the_event_is_retried() -> No
     h.failures.extend([KmsUnavailable("down")] * 5)
     await h.handler(message(minio()))
     assert h.sink.dead_letters == []
-    [record] = h.sink.audit
+    [record] = h.sink.final
     assert record.action is Action.REENCRYPTED
     assert not h.gate.is_open
 
@@ -142,7 +142,7 @@ async def test_dry_run_audits_would_reencrypt() -> None:
     h = Harness(Mode.AUDIT)
     h.storage.put("b", "k", b"x")
     await h.handler(message(minio()))
-    [record] = h.sink.audit
+    [record] = h.sink.final
     assert (record.action, record.mode, h.storage.writes) == (Action.WOULD_REENCRYPT, "audit", 0)
 
 
@@ -166,7 +166,7 @@ async def test_one_object_failing_while_others_succeed_is_dead_lettered_not_retr
     h.handler._pipeline.rewriters[Strategy.SSE_KMS] = rewrite
     await h.handler(message(minio("poison")))
     [dlq] = h.sink.dead_letters
-    assert dlq.error_class == "storage_rejected" and "while other objects succeed" in dlq.reason
+    assert dlq.error_class == "poison_event" and "other events used storage" in dlq.reason
     assert "after 5 rounds" in dlq.reason
     assert poison_rounds == 5 * RetryPolicy().attempts  # each round is a full retry budget
 
@@ -177,4 +177,4 @@ async def test_a_real_outage_dead_letters_nothing_however_long() -> None:
     h.failures.extend([StorageUnavailable("down")] * 30)
     await h.handler(message(minio()))
     assert h.sink.dead_letters == []
-    assert h.sink.audit[0].action is Action.REENCRYPTED
+    assert h.sink.final[0].action is Action.REENCRYPTED
