@@ -1,7 +1,8 @@
 """Riding out storage, KMS and credential outages without failing events.
 
 A circuit breaker that knows *which* dependency failed. After ``threshold`` failures of one
-dependency in a row (storage or KMS; a refused identity at once) the gate opens: the consumer
+dependency in a row — or at once when that dependency's probe fails too, or when it refuses the
+enforcer's identity — the gate opens: the consumer
 pauses its partitions, readiness turns 503, and handlers wait. While open, every
 ``probe_interval`` the gate probes each dependency that is down with that dependency's own
 probe (storage: a signed S3 request; KMS: the KMS's status call); a dependency without a probe
@@ -101,8 +102,11 @@ class OutageGate:
         what = ", ".join(f"{d.value} ({r})" for d, r in sorted(self._down.items()))
         return f"{kind} {what}"
 
-    def record_failure(self, dependency: Dependency, exc: EnforcerError) -> None:
-        """A handling round failed because ``dependency`` is down (or refuses us)."""
+    def record_failure(
+        self, dependency: Dependency, exc: EnforcerError, *, confirmed: bool = False
+    ) -> None:
+        """A handling round failed because ``dependency`` is down (or refuses us). ``confirmed``:
+        the dependency's own probe failed too, so there is no need to wait for the threshold."""
         self._failures[dependency] += 1
         self._trial_running = False
         reason = type(exc).__name__
@@ -115,7 +119,7 @@ class OutageGate:
             self._log_still_down()
             self._notify()
             return
-        at_once = isinstance(exc, CredentialsRejected)  # the identity check already confirmed it
+        at_once = confirmed or isinstance(exc, CredentialsRejected)  # the identity check failed
         if at_once or self._failures[dependency] >= self._threshold:
             self._open(dependency, reason, credentials=credentials)
 
@@ -208,9 +212,7 @@ class OutageGate:
         now = self._clock()
         if now - self._last_log >= self._log_interval:
             self._last_log = now
-            log.warning(
-                "still paused after %.0fs: %s", now - self._opened_at, self._what()
-            )
+            log.warning("still paused after %.0fs: %s", now - self._opened_at, self._what())
 
     def _notify(self) -> None:
         self._changed.set()

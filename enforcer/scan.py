@@ -31,10 +31,10 @@ from enforcer.errors import EnforcerError, KeyDisabled, KeyMissing, TransientErr
 from enforcer.events import ObjectEvent
 from enforcer.pipeline import Announce, Outcome, Pipeline
 from enforcer.policy import Mode, RequiredKey
-from enforcer.storage import ObjectSnapshot
 from enforcer.records import AuditRecord
 from enforcer.retrying import retry_transient
 from enforcer.s3_listing import S3Listing
+from enforcer.storage import ObjectSnapshot
 from enforcer.telemetry import KEY_ALERTS, TRACER
 
 #: How many failures the summary lists one by one (all of them are counted).
@@ -145,7 +145,9 @@ class Scanner:
             started = time.monotonic()
             outcome = Outcome()
             try:
-                outcome = await self._pipeline.handle(event, outcome, self._announcer(event, outcome))
+                outcome = await self._pipeline.handle(
+                    event, outcome, self._announcer(event, outcome)
+                )
             except TransientError as exc:
                 self._outage(key, exc)
                 return

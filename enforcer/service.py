@@ -115,7 +115,10 @@ class RecordHandler:
                     return
                 dependency = dependency_of(outage)
                 assert dependency is not None
-                self._gate.record_failure(dependency, outage)
+                confirmed = not self._gate.is_open and (
+                    await self._gate.diagnose(dependency) is not None
+                )
+                self._gate.record_failure(dependency, outage, confirmed=confirmed)
             rounds += 1
             others_ok = self._gate.successes[dependency] - others_before[dependency]
             if rounds >= _POISON_ROUNDS and others_ok >= _POISON_OTHERS:

@@ -149,8 +149,7 @@ class EnforcerRun:
         return [
             v
             for _, v in records
-            if (bucket is None or v["bucket"] == bucket)
-            and (intents or v["action"] != "rewriting")
+            if (bucket is None or v["bucket"] == bucket) and (intents or v["action"] != "rewriting")
         ]
 
     async def dead_letters(self) -> list[dict[str, Any]]:

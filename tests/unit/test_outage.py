@@ -102,9 +102,12 @@ async def test_logging_is_open_close_and_rate_limited_still_down_lines(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     now = [0.0]
+    hundred_probes = asyncio.Event()
 
     async def probe() -> None:
         now[0] += 1.0  # every probe is one "second" later
+        if now[0] >= 100:
+            hundred_probes.set()
         raise StorageUnavailable("down")
 
     gate = OutageGate(
@@ -117,11 +120,16 @@ async def test_logging_is_open_close_and_rate_limited_still_down_lines(
     caplog.set_level(logging.INFO, logger="enforcer.outage")
     gate.record_failure(STORAGE, StorageUnavailable("x"))
     waiter = asyncio.create_task(gate.admitted().__aenter__())
-    while now[0] < 100:
-        await asyncio.sleep(0.001)
+    await asyncio.wait_for(hundred_probes.wait(), timeout=5)
     gate.record_success({STORAGE})
     await asyncio.wait_for(waiter, timeout=1)
     lines = [r.getMessage() for r in caplog.records]
     assert sum("pausing consumption" in line for line in lines) == 1
     assert sum("resuming consumption" in line for line in lines) == 1
     assert 8 <= sum(line.startswith("still paused") for line in lines) <= 11
+
+
+async def test_a_failure_confirmed_by_the_probe_opens_at_once() -> None:
+    gate = OutageGate(threshold=3, probe_interval=0.01)
+    gate.record_failure(KMS, KmsUnavailable("x"), confirmed=True)
+    assert gate.is_open

@@ -8,8 +8,8 @@ from botocore.exceptions import ClientError, EndpointConnectionError
 from enforcer.errors import (
     AccessDenied,
     CredentialsRejected,
-    KmsNotAuthorized,
     KeyMissing,
+    KmsNotAuthorized,
     KmsUnavailable,
     PreconditionFailed,
     StorageRejected,
