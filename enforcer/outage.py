@@ -195,7 +195,7 @@ class OutageGate:
         if credentials:
             CREDENTIAL_ALERTS.add(1, {"dependency": dependency.value})
         log.error(
-            "dependency %s: pausing consumption, probing every %.1fs",
+            "%s: pausing consumption, probing every %.1fs",
             self._what(),
             self._probe_interval,
         )
