@@ -21,13 +21,17 @@ $(VENV)/.installed: pyproject.toml
 
 lint: install
 	$(BIN)/ruff check .
-	$(BIN)/ruff format --check enforcer
+	$(BIN)/ruff format --check .
 
+# The package, then the tests (two runs: unit and integration each have a conftest module).
 types: install
 	$(BIN)/mypy
+	MYPYPATH=tests:examples $(BIN)/mypy tests/unit tests/doubles tests/conftest.py
+	MYPYPATH=tests:tests/integration:examples $(BIN)/mypy tests/integration
 
+# Unit tests with a coverage report; the floor guards against untested code landing in the core.
 unit: install
-	$(BIN)/pytest tests/unit
+	$(BIN)/pytest tests/unit --cov=enforcer --cov-report=term-missing:skip-covered --cov-fail-under=65
 
 test: install stack-up
 	$(BIN)/pytest

@@ -1,4 +1,4 @@
-"""Shared helpers for the benchmarks that need the local stack (deploy/local/stack, DESIGN §9).
+"""Shared helpers for the benchmarks that need the local stack (deploy/local/stack).
 
 The stack's settings come from the environment when ``eval "$(deploy/local/stack env)"`` was run,
 else from running ``deploy/local/stack env`` (which honours ``SSE_ENFORCER_STATE`` and the
@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT / "tests" / "integration"))  # support.py, harness.py
+for _dir in ("tests/integration", "tests", "examples"):  # support, harness; doubles; kafka_offsets
+    sys.path.insert(0, str(REPO_ROOT / _dir))
 
 from support import (  # noqa: E402 - needs the path above
     StackEnv,

@@ -9,7 +9,7 @@ network read would be) → :func:`enforcer.crypto.envelope.encrypt_chunks` → d
 DARE stream (``single``) and once in parts (``parts``). Baseline: the same child doing only the
 generation. The delta is what encryption adds.
 
-``--mode s3``: the real :func:`enforcer.envelope_rewrite.envelope_rewriter` against the local
+``--mode s3``: the real :func:`enforcer.storage.envelope.envelope_rewriter` against the local
 stack's MinIO. The parent uploads a generated plaintext object with boto3 multipart, then a
 child builds ``S3Storage`` with the stack's admin credentials and the KES adapter (``--kms kes``,
 the stack's default key) or ``InMemoryKms`` (``--kms fake``), with ``multipart_threshold``
@@ -133,12 +133,14 @@ def child_crypto(kind: str, size: int, part_size: int) -> None:
 async def child_s3(kind: str, config: dict[str, Any]) -> None:
     from contextlib import AsyncExitStack
 
+    sys.path.insert(0, str(HERE.parents[1] / "tests"))  # tests/doubles
+    from doubles.kms import InMemoryKms
+
     from enforcer.config import KmsSettings, S3Settings
-    from enforcer.envelope_rewrite import envelope_rewriter
+    from enforcer.core.policy import RequiredKey, Strategy
     from enforcer.kms.factory import open_kms_from_settings
-    from enforcer.kms.fake import InMemoryKms
-    from enforcer.policy import RequiredKey, Strategy
-    from enforcer.s3 import open_s3_storage
+    from enforcer.storage.envelope import envelope_rewriter
+    from enforcer.storage.s3 import open_s3_storage
 
     settings = S3Settings(**config["s3"])
     async with AsyncExitStack() as stack:
@@ -312,7 +314,7 @@ def verify_plaintext(
     async def run() -> str:
         from enforcer.config import KmsSettings, S3Settings
         from enforcer.kms.factory import open_kms_from_settings
-        from enforcer.s3 import open_s3_storage
+        from enforcer.storage.s3 import open_s3_storage
 
         async with (
             open_s3_storage(S3Settings(**config["s3"])) as storage,

@@ -49,7 +49,7 @@ from support import StackEnv, kes_client, read_notifications
 
 from enforcer import __version__, telemetry
 from enforcer.app import run_service
-from enforcer.policy import Mode
+from enforcer.core.policy import Mode
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

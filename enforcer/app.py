@@ -1,6 +1,6 @@
 """Wiring: settings → adapters → pipeline → consumer, each client in an async context manager.
 
-Nothing here decides anything; it builds the objects once (HOUSE_STYLE: wiring once) and makes
+Nothing here decides anything; it builds the objects once (wiring once) and makes
 sure every client is closed on the way out.
 """
 
@@ -16,22 +16,22 @@ from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer
 
-from enforcer.audit import open_kafka_sink
 from enforcer.config import Settings
-from enforcer.consumer import EventConsumer
+from enforcer.core.policy import Mode, RequiredKey, Strategy, load_policy_file
+from enforcer.engine.handler import RecordHandler
+from enforcer.engine.outage import Dependency, OutageGate, Probe
+from enforcer.engine.pipeline import Pipeline, Rewriter
+from enforcer.engine.rules import AliasResolver, KeyCanon, RuleResolver
 from enforcer.errors import ConfigError, EnforcerError
 from enforcer.health import Readiness, serve_health
-from enforcer.kafka import open_consumer
+from enforcer.kafka.clients import open_consumer
+from enforcer.kafka.consumer import EventConsumer
+from enforcer.kafka.sink import open_kafka_sink
 from enforcer.kms.base import Kms
 from enforcer.kms.factory import open_kms_from_settings
-from enforcer.outage import Dependency, OutageGate, Probe
-from enforcer.pipeline import Pipeline, Rewriter
-from enforcer.policy import Mode, RequiredKey, Strategy, load_policy_file
 from enforcer.retrying import RetryPolicy
-from enforcer.rules import AliasResolver, KeyCanon, RuleResolver
-from enforcer.s3 import S3Storage, open_s3_storage
-from enforcer.service import RecordHandler
-from enforcer.storage import ObjectSnapshot, SseKmsTarget, WriteResult
+from enforcer.storage.port import ObjectSnapshot, SseKmsTarget, WriteResult
+from enforcer.storage.s3 import S3Storage, open_s3_storage
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +92,7 @@ def _rewriters(storage: S3Storage, kms: Kms | None, settings: Settings) -> dict[
 
     rewriters: dict[Strategy, Rewriter] = {Strategy.SSE_KMS: sse_kms}
     if kms is not None:
-        from enforcer.envelope_rewrite import envelope_rewriter
+        from enforcer.storage.envelope import envelope_rewriter
 
         rewriters[Strategy.ENVELOPE] = envelope_rewriter(storage, kms, settings.s3)
     return rewriters

@@ -1,4 +1,4 @@
-"""Configuration (contract: DESIGN §6).
+"""Configuration (a contract: docs/contract.md lists the variables).
 
 Environment variables with prefix ``ENFORCER_`` and nested delimiter ``__`` override an optional
 YAML config file (``--config``), which overrides the defaults. A bad value fails at start with
@@ -20,8 +20,8 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from enforcer.core.policy import Mode
 from enforcer.errors import ConfigError
-from enforcer.policy import Mode
 
 GiB = 1024**3
 MiB = 1024**2

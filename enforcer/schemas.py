@@ -12,9 +12,9 @@ from typing import Any
 from pydantic import BaseModel
 
 from enforcer.config import Settings
+from enforcer.core.events import EventBridgeEvent, S3Notification
+from enforcer.core.policy import PolicyFile
 from enforcer.crypto.envelope import metadata_json_schema
-from enforcer.events import EventBridgeEvent, S3Notification
-from enforcer.policy import PolicyFile
 from enforcer.records import AuditRecord, DeadLetterRecord
 
 

@@ -26,8 +26,7 @@ from typing import Any
 import boto3
 from aiokafka import AIOKafkaConsumer
 from botocore.config import Config
-
-from enforcer.offsets import commit_group_at_end
+from kafka_offsets import commit_group_at_end
 
 ROOT = Path(__file__).resolve().parents[1]
 STACK = ROOT / "deploy" / "local" / "stack"

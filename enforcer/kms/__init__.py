@@ -1,4 +1,6 @@
-"""KMS adapters behind one port (:class:`Kms`): KES, AWS KMS, and an in-memory fake.
+"""KMS adapters behind one port (:class:`Kms`): KES and AWS KMS.
+
+The in-memory fake used by unit tests lives with the tests (``tests/doubles/kms.py``).
 
 The adapters are imported lazily so that importing the port (as :mod:`enforcer.crypto` does)
 does not pull httpx or aiobotocore into the functional core.
@@ -10,7 +12,6 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from enforcer.kms.base import DataKey, KeyInfo, KeyState, Kms, encode_context
-from enforcer.kms.fake import InMemoryKms
 
 if TYPE_CHECKING:
     from enforcer.kms.aws import AwsKms, open_aws_kms
@@ -19,7 +20,6 @@ if TYPE_CHECKING:
 __all__ = [
     "AwsKms",
     "DataKey",
-    "InMemoryKms",
     "KesKms",
     "KeyInfo",
     "KeyState",

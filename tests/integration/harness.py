@@ -8,6 +8,7 @@ runs the enforcer, and reads exactly its own audit records.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import uuid
@@ -19,12 +20,12 @@ from typing import Any
 
 import yaml
 from aiokafka import AIOKafkaConsumer
+from kafka_offsets import commit_group_at_end
 from support import StackEnv
 
 from enforcer.app import run_service
 from enforcer.config import Settings, load_settings
-from enforcer.offsets import commit_group_at_end
-from enforcer.policy import Mode
+from enforcer.core.policy import Mode
 
 
 def set_default_key(s3: Any, bucket: str, key: str) -> None:
@@ -37,7 +38,7 @@ def set_default_key(s3: Any, bucket: str, key: str) -> None:
 
 
 def write_policy(path: Path, *rules: dict[str, str]) -> Path:
-    """A policy file with ``rules`` (DESIGN §6)."""
+    """A policy file with ``rules`` (docs/contract.md)."""
     path.write_text(yaml.safe_dump({"rules": list(rules)}), encoding="utf-8")
     return path
 
@@ -151,6 +152,24 @@ class EnforcerRun:
             for _, v in records
             if (bucket is None or v["bucket"] == bucket) and (intents or v["action"] != "rewriting")
         ]
+
+    async def wait_for_action(self, bucket: str, action: str) -> None:
+        """Return once the audit topic has a record with ``action`` for ``bucket`` (60 s)."""
+        consumer = AIOKafkaConsumer(
+            self.audit_topic,
+            bootstrap_servers=self.stack.kafka_bootstrap,
+            group_id=None,
+            auto_offset_reset="earliest",
+        )
+        await consumer.start()
+        try:
+            async with asyncio.timeout(60):
+                async for message in consumer:
+                    record = json.loads(message.value or b"null")
+                    if record["bucket"] == bucket and record["action"] == action:
+                        return
+        finally:
+            await consumer.stop()
 
     async def dead_letters(self) -> list[dict[str, Any]]:
         return [v for _, v in await read_topic(self.stack.kafka_bootstrap, self.dlq_topic)]

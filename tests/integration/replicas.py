@@ -34,7 +34,6 @@ class Replica:
     log_path: Path
     health_port: int
 
-    @property
     def alive(self) -> bool:
         return self.process.returncode is None
 
@@ -52,13 +51,13 @@ class Replica:
 
     async def kill(self) -> None:
         """SIGKILL: no shutdown, no commit — what a crash or an OOM kill does."""
-        if self.alive:
+        if self.alive():
             self.process.send_signal(signal.SIGKILL)
         await self.process.wait()
 
     async def stop(self, timeout: float = 60.0) -> int:  # noqa: ASYNC109 - a bound on shutdown
         """SIGTERM and wait: the clean shutdown; returns the exit code."""
-        if self.alive:
+        if self.alive():
             self.process.send_signal(signal.SIGTERM)
         try:
             return await asyncio.wait_for(self.process.wait(), timeout)
@@ -86,6 +85,24 @@ async def start_replica(run: EnforcerRun, log_dir: Path, name: str, **env: str) 
             str(ENFORCER), "run", env=environment, stdout=log_file, stderr=log_file
         )
     return Replica(process, log_path, port)
+
+
+class Spawn:
+    """Starts replicas for one test and kills whatever is still running when the test ends, so a
+    failing test never leaves an enforcer working on buckets the fixtures are deleting."""
+
+    def __init__(self, log_dir: Path) -> None:
+        self._log_dir = log_dir
+        self.started: list[Replica] = []
+
+    async def __call__(self, run: EnforcerRun, name: str, **env: str) -> Replica:
+        replica = await start_replica(run, self._log_dir, name, **env)
+        self.started.append(replica)
+        return replica
+
+    async def kill_all(self) -> None:
+        for replica in self.started:
+            await replica.kill()
 
 
 @dataclass
@@ -153,6 +170,11 @@ async def audit_tail(run: EnforcerRun) -> AsyncIterator[AuditTail]:
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await pump
         await consumer.stop()
+
+
+def at_least(bucket: str, count: int) -> Callable[[list[dict[str, Any]]], bool]:
+    """A predicate for :meth:`AuditTail.until`: ``count`` objects of ``bucket`` handled."""
+    return lambda records: len(handled_keys(records, bucket)) >= count
 
 
 def handled_keys(records: list[dict[str, Any]], bucket: str) -> set[str]:

@@ -1,4 +1,4 @@
-"""Helpers for integration tests against the local stack (deploy/local/stack, DESIGN §9).
+"""Helpers for integration tests against the local stack (deploy/local/stack, docs/local-stack.md).
 
 The fixtures in ``conftest.py`` are thin wrappers over these functions, so a test that needs
 something the fixtures do not offer can call them directly:

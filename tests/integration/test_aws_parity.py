@@ -1,4 +1,4 @@
-"""AWS parity (REFERENCE §6) on moto's server mode: key ARNs, ids and aliases compare exactly.
+"""AWS parity on moto's server mode: key ARNs, ids and aliases compare exactly.
 
 moto echoes the SSE-KMS key id in whatever form the writer sent (alias, id or ARN), so the
 verdict depends on normalisation through DescribeKey — the same path real AWS takes with aliases.
@@ -15,9 +15,9 @@ from botocore.config import Config
 
 from enforcer.app import open_runtime
 from enforcer.config import load_settings
-from enforcer.events import ObjectEvent
-from enforcer.policy import Mode
-from enforcer.verdict import Action, Verdict
+from enforcer.core.events import ObjectEvent
+from enforcer.core.policy import Mode
+from enforcer.core.verdict import Action, Verdict
 
 REGION = "us-east-1"
 CREDS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from harness import EnforcerRun, write_policy
-from replicas import ReadinessLog, audit_tail, handled_keys, start_replica
+from replicas import ReadinessLog, Spawn, audit_tail, handled_keys
 from support import MakeBucket, MakeKey, Notifications, StackEnv
 
 ENFORCER_POLICY = "sse-enforcer"  # created by deploy/local/stack up
@@ -59,6 +59,7 @@ async def test_revoked_credentials_pause_and_alert_instead_of_dead_lettering(
     notifications: Notifications,
     enforcer_user: tuple[str, str],
     tmp_path: Path,
+    spawn: Spawn,
 ) -> None:
     user, secret = enforcer_user
     ek, bucket = make_key(), make_bucket()
@@ -85,14 +86,13 @@ async def test_revoked_credentials_pause_and_alert_instead_of_dead_lettering(
     }[revoke]
 
     async with audit_tail(run) as tail:
-        replica = await start_replica(
-            run, tmp_path, "enforcer", ENFORCER_CONCURRENCY="1",
+        replica = await spawn(run, "enforcer", ENFORCER_CONCURRENCY="1",
             ENFORCER_OUTAGE__PROBE_INTERVAL="0.5",
         )  # fmt: skip
         async with ReadinessLog(replica) as ready:
             await tail.until(
                 lambda r: len(handled_keys(r, bucket)) >= 5, 120, "the backlog under way",
-                alive=lambda: replica.alive,
+                alive=replica.alive,
             )  # fmt: skip
             mc(stack, config, *revoke_args)
             try:
@@ -103,7 +103,7 @@ async def test_revoked_credentials_pause_and_alert_instead_of_dead_lettering(
                 mc(stack, config, *restore_args)
             await tail.until(
                 lambda r: handled_keys(r, bucket) >= set(keys), 180, "every object handled",
-                alive=lambda: replica.alive,
+                alive=replica.alive,
             )  # fmt: skip
             await ready.wait_for(200, timeout=60)
         assert await replica.stop() == 0, replica.tail()

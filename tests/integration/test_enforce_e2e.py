@@ -13,7 +13,7 @@ from aiokafka import AIOKafkaProducer
 from harness import EnforcerRun, set_default_key
 from support import MakeBucket, MakeKey, Notifications, StackEnv
 
-from enforcer.policy import Mode
+from enforcer.core.policy import Mode
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""MinIO behaviour the pipeline relies on (shared/REFERENCE.md §1-2), pinned against the real
+"""MinIO behaviour the pipeline relies on (docs/storage-facts.md), pinned against the real
 server. Where the server and the reference disagree, the server wins and the test says so."""
 
 from __future__ import annotations

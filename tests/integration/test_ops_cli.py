@@ -17,10 +17,10 @@ from cli_runner import Cli
 from harness import read_raw
 from support import MakeBucket, MakeKey, StackEnv, component_stopped
 
+from enforcer.cli.dlq import REPLAY_HEADER
 from enforcer.config import S3Settings
-from enforcer.dlq import REPLAY_HEADER
-from enforcer.s3 import open_s3_storage
-from enforcer.s3_listing import S3Listing
+from enforcer.storage.listing import S3Listing
+from enforcer.storage.s3 import open_s3_storage
 
 
 @pytest.fixture

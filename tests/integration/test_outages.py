@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from harness import EnforcerRun, write_policy
-from replicas import ReadinessLog, audit_tail, handled_keys, start_replica
+from replicas import ReadinessLog, Spawn, audit_tail, handled_keys
 from support import MakeBucket, MakeKey, Notifications, StackEnv, component_stopped
 
 LOG_INTERVAL = 20.0
@@ -39,6 +39,7 @@ async def test_an_outage_mid_backlog_dead_letters_nothing(
     make_bucket: MakeBucket,
     notifications: Notifications,
     tmp_path: Path,
+    spawn: Spawn,
 ) -> None:
     ek, bucket = make_key(), make_bucket()
     run = EnforcerRun(
@@ -51,9 +52,8 @@ async def test_an_outage_mid_backlog_dead_letters_nothing(
     await notifications(bucket, len(keys), timeout=120)
 
     async with audit_tail(run) as tail:
-        replica = await start_replica(
+        replica = await spawn(
             run,
-            tmp_path,
             "enforcer",
             ENFORCER_CONCURRENCY="1",  # a backlog that lasts into the outage
             ENFORCER_OUTAGE__PROBE_INTERVAL="1",
@@ -62,7 +62,7 @@ async def test_an_outage_mid_backlog_dead_letters_nothing(
         async with ReadinessLog(replica) as ready:
             await tail.until(
                 lambda r: len(handled_keys(r, bucket)) >= 10, 120, "the backlog under way",
-                alive=lambda: replica.alive,
+                alive=replica.alive,
             )  # fmt: skip
             with component_stopped(component):
                 stopped_at, lines_before = time.monotonic(), len(replica.log_lines())
@@ -78,7 +78,7 @@ async def test_an_outage_mid_backlog_dead_letters_nothing(
             restarted_at = time.monotonic()
             await tail.until(
                 lambda r: handled_keys(r, bucket) >= set(keys), 300, "every object handled",
-                alive=lambda: replica.alive,
+                alive=replica.alive,
             )  # fmt: skip
             await ready.wait_for(200, timeout=60)
             recovered_at = time.monotonic()

@@ -1,4 +1,4 @@
-"""Failure model on the real stack (DESIGN §5): KMS outages pause, never DLQ; SIGTERM is clean."""
+"""Failure model on the real stack: KMS outages pause, never DLQ; SIGTERM is clean."""
 
 from __future__ import annotations
 
@@ -132,7 +132,7 @@ async def test_sigterm_stops_cleanly_and_nothing_is_lost(
         str(Path(sys.executable).with_name("enforcer")), "run",
         env=environment, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
-    await asyncio.sleep(4)  # joined the group and busy with the backlog
+    await run.wait_for_action(bucket, "reencrypted")  # joined the group, busy with the backlog
     process.send_signal(signal.SIGTERM)
     started = time.monotonic()
     _, stderr = await asyncio.wait_for(process.communicate(), timeout=30)

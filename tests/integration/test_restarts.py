@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from harness import EnforcerRun, write_policy
-from replicas import AuditTail, audit_tail, handled_keys, start_replica
+from replicas import AuditTail, Spawn, at_least, audit_tail, handled_keys
 from support import MakeBucket, MakeKey, Notifications, StackEnv, restart_component
 
 
@@ -74,6 +74,7 @@ async def test_repeated_kill_9_leaves_an_audit_trail_for_every_rewrite(
     make_bucket: MakeBucket,
     notifications: Notifications,
     tmp_path: Path,
+    spawn: Spawn,
 ) -> None:
     run, ek, bucket, keys = await backlog(
         stack, s3_admin, make_key, make_bucket, notifications, tmp_path, 300
@@ -81,11 +82,11 @@ async def test_repeated_kill_9_leaves_an_audit_trail_for_every_rewrite(
     kills, chooser = 0, random.Random(7)
     async with audit_tail(run) as tail:
         while kills < 5 and len(handled_keys(tail.records, bucket)) < len(keys) * 0.8:
-            replica = await start_replica(run, tmp_path, f"run-{kills}", ENFORCER_CONCURRENCY="8")
+            replica = await spawn(run, f"run-{kills}", ENFORCER_CONCURRENCY="8")
             target = len(handled_keys(tail.records, bucket)) + chooser.randint(15, 40)
             await tail.until(
-                lambda r, t=target: len(handled_keys(r, bucket)) >= t, 120,
-                f"{target} objects handled", alive=lambda p=replica: p.alive,
+                at_least(bucket, target), 120,
+                f"{target} objects handled", alive=replica.alive,
             )  # fmt: skip
             await replica.kill()
             kills += 1
@@ -114,22 +115,20 @@ async def test_three_replicas_one_killed_mid_backlog_lose_nothing(
     make_bucket: MakeBucket,
     notifications: Notifications,
     tmp_path: Path,
+    spawn: Spawn,
 ) -> None:
     run, ek, bucket, keys = await backlog(
         stack, s3_admin, make_key, make_bucket, notifications, tmp_path, 300
     )
     async with audit_tail(run) as tail:
-        replicas = [
-            await start_replica(run, tmp_path, f"replica-{i}", ENFORCER_CONCURRENCY="2")
-            for i in range(3)
-        ]
+        replicas = [await spawn(run, f"replica-{i}", ENFORCER_CONCURRENCY="2") for i in range(3)]
         await tail.until(lambda r: len(handled_keys(r, bucket)) >= 30, 120, "the backlog under way")
-        victim = next(r for r in replicas if r.alive)
+        victim = next(r for r in replicas if r.alive())
         await victim.kill()
         survivors = [r for r in replicas if r is not victim]
         await tail.until(
             lambda r: handled_keys(r, bucket) >= set(keys), 300, "every object handled",
-            alive=lambda: all(r.alive for r in survivors),
+            alive=lambda: all(r.alive() for r in survivors),
         )  # fmt: skip
         codes = [await r.stop() for r in survivors]
         gaps = trail_gaps(tail, bucket, keys)
@@ -149,20 +148,21 @@ async def test_a_broker_restart_mid_backlog_loses_nothing(
     make_bucket: MakeBucket,
     notifications: Notifications,
     tmp_path: Path,
+    spawn: Spawn,
 ) -> None:
     run, ek, bucket, keys = await backlog(
         stack, s3_admin, make_key, make_bucket, notifications, tmp_path, 300
     )
     async with audit_tail(run) as tail:
-        replica = await start_replica(run, tmp_path, "enforcer", ENFORCER_CONCURRENCY="2")
+        replica = await spawn(run, "enforcer", ENFORCER_CONCURRENCY="2")
         await tail.until(
             lambda r: len(handled_keys(r, bucket)) >= 20, 120, "the backlog under way",
-            alive=lambda: replica.alive,
+            alive=replica.alive,
         )  # fmt: skip
         restart_component("kafka")
         await tail.until(
             lambda r: handled_keys(r, bucket) >= set(keys), 300, "every object handled",
-            alive=lambda: replica.alive,
+            alive=replica.alive,
         )  # fmt: skip
         assert await replica.stop() == 0, replica.tail()
         gaps = trail_gaps(tail, bucket, keys)

@@ -124,7 +124,7 @@ async def test_concurrent_writer_always_wins(
     thread.start()
     try:
         enforcer = asyncio.create_task(run.drain(idle=3.0))
-        await asyncio.sleep(4)
+        await run.wait_for_action(bucket, "reencrypted")  # rewrites raced the writer
     finally:
         stop.set()
         await asyncio.to_thread(thread.join)

@@ -1,4 +1,4 @@
-"""SSE-C objects are reported, never touched (DESIGN §4.5).
+"""SSE-C objects are reported, never touched.
 
 MinIO refuses SSE-C over plain HTTP, so this runs against the session's TLS MinIO, which
 publishes its notifications to the stack's Kafka like the stack's own MinIO does.

@@ -1,5 +1,5 @@
 """The test bed is real: MinIO encrypts through KES, publishes to Kafka, and the enforcer's
-identities have exactly the rights DESIGN §9 gives them. Each test can fail."""
+identities have exactly the rights docs/local-stack.md gives them. Each test can fail."""
 
 from __future__ import annotations
 

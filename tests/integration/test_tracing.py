@@ -51,12 +51,14 @@ async def test_event_span_tree_attributes_and_incoming_trace_context(
 
     ours = [s for s in spans.get_finished_spans() if format(s.context.trace_id, "032x") == trace_id]
     [event] = [s for s in ours if s.name == "event"]
+    assert event.parent is not None and event.attributes is not None
     assert format(event.parent.span_id, "016x") == traceparent.split("-")[2]  # continued, not new
     children = {s.name for s in ours if s.parent and s.parent.span_id == event.context.span_id}
     assert children >= STEPS
     assert event.attributes["bucket"] == bucket
     assert (event.attributes["verdict"], event.attributes["action"]) == ("plaintext", "reencrypted")
     [verdict] = [s for s in ours if s.name == "verdict"]
+    assert verdict.attributes is not None
     assert verdict.attributes["ek"] == ek
     [record] = await run.audit(bucket)
     assert record["trace_id"] == trace_id

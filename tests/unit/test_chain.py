@@ -16,7 +16,7 @@ DEK = bytes(32)
 IV = bytes([1]) * 32
 RANDOM = bytes([2]) * 32
 
-# REFERENCE §4: part keys of an all-zero OEK.
+# docs/storage-facts.md (the chain): part keys of an all-zero OEK.
 PART_KEYS = [
     (0, "aa7855e13839dd767cd5da7c1ff5036540c9264b7a803029315e55375287b4af"),
     (1, "a3e7181c6eed030fd52f79537c56c4d07da92e56d374ff1dd2043350785b37d8"),

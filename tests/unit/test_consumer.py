@@ -7,9 +7,9 @@ from dataclasses import dataclass, field
 
 from aiokafka import TopicPartition
 
-from enforcer.consumer import EventConsumer, KafkaMessage
+from enforcer.engine.outage import Dependency, OutageGate
 from enforcer.errors import KmsUnavailable
-from enforcer.outage import Dependency, OutageGate
+from enforcer.kafka.consumer import EventConsumer, KafkaMessage
 
 TOPIC = "events"
 
@@ -80,7 +80,7 @@ class MemoryKafka:
 
 def consumer_for(kafka: MemoryKafka, handler, gate=None, concurrency=4):  # type: ignore[no-untyped-def]
     return EventConsumer(
-        kafka,  # type: ignore[arg-type]
+        kafka,
         handler,
         gate=gate or OutageGate(threshold=1, probe_interval=0.01),
         concurrency=concurrency,
@@ -169,7 +169,7 @@ async def test_stop_finishes_in_flight_work_and_commits() -> None:
     async def handler(message: KafkaMessage) -> None:
         await asyncio.sleep(0.05)
 
-    consumer = EventConsumer(kafka, handler, gate=OutageGate(threshold=1, probe_interval=1),  # type: ignore[arg-type]
+    consumer = EventConsumer(kafka, handler, gate=OutageGate(threshold=1, probe_interval=1),
                              concurrency=4, shutdown_timeout=2)  # fmt: skip
     task = asyncio.create_task(consumer.run())
     await asyncio.sleep(0.02)

@@ -1,6 +1,6 @@
 from aiokafka import TopicPartition
 
-from enforcer.consumer import OffsetTracker
+from enforcer.kafka.consumer import OffsetTracker
 
 TP = TopicPartition("t", 0)
 TP2 = TopicPartition("t", 1)

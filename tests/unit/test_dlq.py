@@ -1,4 +1,4 @@
-"""Decoding dead-letter records for replay (enforcer.dlq, pure parts)."""
+"""Decoding dead-letter records for replay (enforcer.cli.dlq, pure parts)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from datetime import UTC, datetime
 import pytest
 from aiokafka import TopicPartition
 
-from enforcer.audit import dead_letter
-from enforcer.dlq import ReplaySummary, decode_dead_letter
+from enforcer.cli.dlq import ReplaySummary, decode_dead_letter
 from enforcer.errors import BadEvent
+from enforcer.records import dead_letter
 
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 

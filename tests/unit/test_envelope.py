@@ -9,6 +9,7 @@ import random
 from collections.abc import Iterator, Mapping
 
 import pytest
+from doubles.kms import InMemoryKms
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -16,7 +17,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from enforcer.crypto import chain, dare, envelope
 from enforcer.crypto.envelope import EnvelopeHeader
 from enforcer.errors import IntegrityError
-from enforcer.kms import DataKey, InMemoryKms
+from enforcer.kms import DataKey
 
 BUCKET, KEY = "photos", "2024/cat.jpg"
 KIB64 = 64 * 1024

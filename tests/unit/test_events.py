@@ -3,8 +3,8 @@ from pathlib import Path
 
 import pytest
 
+from enforcer.core.events import IgnoredRecord, ObjectEvent, is_object_created, parse_message
 from enforcer.errors import BadEvent
-from enforcer.events import IgnoredRecord, ObjectEvent, is_object_created, parse_message
 
 SAMPLE = Path(__file__).parents[1] / "data" / "minio-put-event.json"
 

@@ -1,7 +1,7 @@
 import pytest
 
+from enforcer.core.keyref import is_alias, normalise_key_ref
 from enforcer.errors import ConfigError
-from enforcer.keyref import is_alias, normalise_key_ref
 
 
 @pytest.mark.parametrize(

@@ -1,14 +1,15 @@
-"""Key status reports (enforcer.keys) against the in-memory KMS."""
+"""Key status reports (enforcer.cli.keys) against the in-memory KMS."""
 
 from __future__ import annotations
 
 import pytest
+from doubles.kms import InMemoryKms
 
+from enforcer.cli.keys import StatusReport, check_keys, keys_from_policy, run_keys_status
 from enforcer.config import Settings
+from enforcer.core.policy import PolicyFile, Rule
 from enforcer.errors import ConfigError
-from enforcer.keys import StatusReport, check_keys, keys_from_policy, run_keys_status
-from enforcer.kms import InMemoryKms, KeyState
-from enforcer.policy import PolicyFile, Rule
+from enforcer.kms import KeyState
 
 
 def report_for(*rules: Rule) -> StatusReport:

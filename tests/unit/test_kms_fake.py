@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from doubles.kms import InMemoryKms
 
 from enforcer.errors import AccessDenied, IntegrityError, KeyDisabled, KeyMissing, KmsUnavailable
-from enforcer.kms import DataKey, InMemoryKms, KeyState, Kms, encode_context
+from enforcer.kms import DataKey, KeyState, Kms, encode_context
 
 CTX = {"bucket": "bucket/object"}
 

@@ -3,8 +3,8 @@ import logging
 
 import pytest
 
+from enforcer.engine.outage import Dependency, OutageGate
 from enforcer.errors import CredentialsRejected, KmsUnavailable, StorageUnavailable
-from enforcer.outage import Dependency, OutageGate
 
 STORAGE, KMS = Dependency.STORAGE, Dependency.KMS
 

@@ -1,15 +1,16 @@
+import functools
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from doubles.storage import MemoryStorage
 
+from enforcer.core.events import ObjectEvent
+from enforcer.core.policy import Mode, PolicyFile, Rule, Strategy, VersionsPolicy
+from enforcer.core.verdict import Action, Encryption, Verdict
+from enforcer.engine.pipeline import Pipeline
+from enforcer.engine.rules import KeyCanon, RuleResolver
 from enforcer.errors import KeyMissing, StorageRejected
-from enforcer.events import ObjectEvent
-from enforcer.fakes import MemoryStorage
-from enforcer.pipeline import Pipeline
-from enforcer.policy import Mode, PolicyFile, Rule, Strategy, VersionsPolicy
-from enforcer.rules import KeyCanon, RuleResolver
-from enforcer.storage import ObjectSnapshot, PreservedAttributes, SseKmsTarget, WriteResult
-from enforcer.verdict import Action, Encryption, Verdict
+from enforcer.storage.port import ObjectSnapshot, PreservedAttributes, SseKmsTarget, WriteResult
 
 
 def event(bucket: str = "b", key: str = "k") -> ObjectEvent:
@@ -122,7 +123,7 @@ async def test_concurrent_compliant_user_write_is_left_alone(storage: MemoryStor
 async def test_gives_up_when_the_object_keeps_changing(storage: MemoryStorage) -> None:
     storage.put("b", "k", b"v0")
     storage.before_write.extend(
-        [lambda i=i: storage.put("b", "k", f"v{i}".encode()) for i in range(1, 20)]
+        [functools.partial(storage.put, "b", "k", f"v{i}".encode()) for i in range(1, 20)]
     )
     pipeline = make_pipeline(storage)
     pipeline.max_inspections = 3

@@ -2,8 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from enforcer.errors import ConfigError
-from enforcer.policy import (
+from enforcer.core.policy import (
     Mode,
     PolicyFile,
     Rule,
@@ -13,6 +12,7 @@ from enforcer.policy import (
     load_policy_file,
     match_rule,
 )
+from enforcer.errors import ConfigError
 
 POLICY = PolicyFile(
     rules=(

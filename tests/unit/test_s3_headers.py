@@ -5,6 +5,7 @@ import datetime as dt
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
 
+from enforcer.core.verdict import Encryption
 from enforcer.errors import (
     AccessDenied,
     CredentialsRejected,
@@ -15,9 +16,8 @@ from enforcer.errors import (
     StorageRejected,
     StorageUnavailable,
 )
-from enforcer.s3 import snapshot_from_head, write_headers
-from enforcer.s3_errors import translate
-from enforcer.verdict import Encryption
+from enforcer.storage.errors import translate
+from enforcer.storage.s3 import snapshot_from_head, write_headers
 
 UNTIL = dt.datetime(2030, 1, 1, tzinfo=dt.UTC)
 HEAD = {
@@ -82,7 +82,7 @@ def test_every_attribute_becomes_a_write_parameter() -> None:
     ],
 )
 def test_encryption_is_read_from_head(
-    head: dict, encryption: Encryption, kms_key: str | None
+    head: dict[str, object], encryption: Encryption, kms_key: str | None
 ) -> None:
     snapshot = snapshot_from_head("b", "k", {"ContentLength": 1, "ETag": '"e"', **head})
     assert (snapshot.encryption, snapshot.kms_key) == (encryption, kms_key)
@@ -114,6 +114,7 @@ def client_error(code: str, status: int, message: str = "") -> ClientError:
         (client_error("SignatureDoesNotMatch", 403), CredentialsRejected),
         (client_error("AccessDenied", 403), AccessDenied),
         (client_error("SlowDown", 503), StorageUnavailable),
+        (client_error("ClientDisconnected", 499), StorageUnavailable),
         (client_error("InternalError", 500), StorageUnavailable),
         (client_error("InvalidRequest", 400), StorageRejected),
         (client_error("NoSuchBucket", 404), StorageRejected),
@@ -121,7 +122,7 @@ def client_error(code: str, status: int, message: str = "") -> ClientError:
     ],
 )
 def test_errors_map_into_the_one_tree(error: Exception, kind: type) -> None:
-    translated = translate(error, "PUT b/k")  # type: ignore[arg-type]
+    translated = translate(error, "PUT b/k")
     assert type(translated) is kind
     assert "PUT b/k" in str(translated)
 

@@ -1,18 +1,20 @@
-"""Scanner (enforcer.scan) over the in-memory storage and sink: counts, failures, outages."""
+"""Scanner (enforcer.cli.scan) over the in-memory storage and sink: counts, failures, outages."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Iterable
 
+from doubles.sink import MemorySink
+from doubles.storage import MemoryStorage
+
+from enforcer.cli.scan import MAX_LISTED_FAILURES, Scanner, ScanSummary
+from enforcer.core.policy import Mode, PolicyFile, RequiredKey, Strategy
+from enforcer.core.verdict import Encryption
+from enforcer.engine.pipeline import Pipeline, Rewriter
+from enforcer.engine.rules import KeyCanon, RuleResolver
 from enforcer.errors import KeyMissing, KmsUnavailable
-from enforcer.fakes import MemorySink, MemoryStorage
-from enforcer.pipeline import Pipeline, Rewriter
-from enforcer.policy import Mode, PolicyFile, RequiredKey, Strategy
-from enforcer.rules import KeyCanon, RuleResolver
-from enforcer.scan import MAX_LISTED_FAILURES, Scanner, ScanSummary
-from enforcer.storage import ObjectSnapshot, SseKmsTarget, WriteResult
-from enforcer.verdict import Encryption
+from enforcer.storage.port import ObjectSnapshot, SseKmsTarget, WriteResult
 
 
 async def listed(keys: Iterable[str]) -> AsyncIterator[str]:

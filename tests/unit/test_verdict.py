@@ -1,7 +1,7 @@
 import pytest
 
-from enforcer.policy import Mode, RequiredKey, Strategy
-from enforcer.verdict import Action, Encryption, ObjectFacts, Plan, Verdict, classify, decide
+from enforcer.core.policy import Mode, RequiredKey, Strategy
+from enforcer.core.verdict import Action, Encryption, ObjectFacts, Plan, Verdict, classify, decide
 
 REQ = RequiredKey(key="ek", source="bucket-default")
 ENVELOPE = RequiredKey(key="ek", strategy=Strategy.ENVELOPE, source="policy:b/")
@@ -9,7 +9,7 @@ ACCEPTED = frozenset({"ek", "ek-old"})
 
 
 def facts(encryption: Encryption, kms_key: str | None = None) -> ObjectFacts:
-    return ObjectFacts(encryption=encryption, kms_key=kms_key, size=1, etag='"e"')
+    return ObjectFacts(encryption=encryption, kms_key=kms_key)
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""In-memory implementations of the storage and record-sink ports, for unit tests of the core.
+"""An in-memory implementation of the storage port, for unit tests of the core.
 
 They are real objects with the same behaviour the pipeline relies on (ETags change on every
 write, ``If-Match`` is checked, versions are kept), not mocks of our own code.
@@ -10,10 +10,9 @@ import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
+from enforcer.core.verdict import Encryption
 from enforcer.errors import PreconditionFailed
-from enforcer.records import AuditRecord, DeadLetterRecord
-from enforcer.storage import ObjectSnapshot, SseKmsTarget, WriteResult
-from enforcer.verdict import Action, Encryption
+from enforcer.storage.port import ObjectSnapshot, SseKmsTarget, WriteResult
 
 
 @dataclass
@@ -106,20 +105,3 @@ class MemoryStorage:
     async def delete_version(self, bucket: str, key: str, version_id: str) -> None:
         versions = self.objects.get((bucket, key), [])
         self.objects[(bucket, key)] = [v for v in versions if v.snapshot.version_id != version_id]
-
-
-class MemorySink:
-    def __init__(self) -> None:
-        self.audit: list[AuditRecord] = []
-        self.dead_letters: list[DeadLetterRecord] = []
-
-    @property
-    def final(self) -> list[AuditRecord]:
-        """The records that close an event: without the intent records published before writes."""
-        return [r for r in self.audit if r.action is not Action.REWRITING]
-
-    async def publish_audit(self, record: AuditRecord) -> None:
-        self.audit.append(record)
-
-    async def publish_dead_letter(self, record: DeadLetterRecord, key: bytes | None) -> None:
-        self.dead_letters.append(record)

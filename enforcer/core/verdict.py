@@ -1,7 +1,7 @@
 """Object facts + requirement → verdict and planned action (pure).
 
 The storage adapter turns a HEAD into :class:`ObjectFacts`; the shell resolves key references to
-canonical form (:mod:`enforcer.keyref`, AWS aliases through DescribeKey) before calling
+canonical form (:mod:`enforcer.core.keyref`, AWS aliases through DescribeKey) before calling
 :func:`decide`, so comparison here is exact string equality.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from enforcer.policy import Mode, RequiredKey, Strategy, effective_mode
+from enforcer.core.policy import Mode, RequiredKey, Strategy, effective_mode
 
 
 class Encryption(StrEnum):
@@ -52,16 +52,12 @@ class ObjectFacts:
 
     encryption: Encryption
     kms_key: str | None = None
-    size: int = 0
-    etag: str = ""
-    version_id: str | None = None
 
 
 @dataclass(frozen=True)
 class Decision:
     verdict: Verdict
     plan: Plan
-    required_key: str | None = None
 
     @property
     def action(self) -> Action:
@@ -104,8 +100,8 @@ def decide(
     """Verdict plus what to do about it under ``mode`` and the rule's own mode (audit wins)."""
     verdict = classify(facts, required, accepted)
     if verdict not in (Verdict.PLAINTEXT, Verdict.SSE_S3, Verdict.WRONG_KEY):
-        return Decision(verdict, Plan.NOTHING, required.key if required else None)
+        return Decision(verdict, Plan.NOTHING)
     assert required is not None  # non-compliant verdicts only arise with a requirement
     effective = effective_mode(mode, required.mode)
     plan = Plan.REENCRYPT if effective is Mode.ENFORCE else Plan.REPORT
-    return Decision(verdict, plan, required.key)
+    return Decision(verdict, plan)

@@ -2,7 +2,7 @@
 
 A policy file rule wins when one matches (longest prefix); else the bucket's default encryption
 (``mc encrypt set sse-kms EK bucket`` = PutBucketEncryption) applies; else the object is out of
-scope. Fetching and caching bucket defaults is I/O and lives in :mod:`enforcer.rules`.
+scope. Fetching and caching bucket defaults is I/O and lives in :mod:`enforcer.engine.rules`.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from enforcer.core.keyref import normalise_key_ref
 from enforcer.errors import ConfigError
-from enforcer.keyref import normalise_key_ref
 
 
 class Mode(StrEnum):

@@ -19,14 +19,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from enforcer.config import Settings
+from enforcer.core.keyref import normalise_key_ref
+from enforcer.core.policy import PolicyFile, load_policy_file
 from enforcer.errors import AccessDenied, ConfigError, EnforcerError, KeyMissing
-from enforcer.keyref import normalise_key_ref
 from enforcer.kms.base import Kms
 from enforcer.kms.factory import open_kms_from_settings
-from enforcer.policy import PolicyFile, load_policy_file
 from enforcer.retrying import retry_transient
-from enforcer.s3 import S3Storage, open_s3_storage
-from enforcer.s3_listing import S3Listing
+from enforcer.storage.listing import S3Listing
+from enforcer.storage.s3 import S3Storage, open_s3_storage
 
 NO_KMS_MESSAGE = (
     "keys status needs a KMS client, but ENFORCER_KMS__KIND is 'none' (MinIO talks to its KMS "

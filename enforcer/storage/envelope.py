@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 from typing import IO, Any
 
 from enforcer.config import S3Settings
+from enforcer.core.policy import RequiredKey
 from enforcer.crypto import chain, dare
 from enforcer.crypto.envelope import (
     EnvelopeHeader,
@@ -25,12 +26,11 @@ from enforcer.crypto.envelope import (
     open_envelope,
     seal_new_envelope,
 )
+from enforcer.engine.pipeline import Rewriter
 from enforcer.errors import IntegrityError, ObjectUnreadable
 from enforcer.kms.base import Kms
-from enforcer.pipeline import Rewriter
-from enforcer.policy import RequiredKey
-from enforcer.s3 import SPOOL_IN_MEMORY, S3Storage, check_read_size, write_headers
-from enforcer.storage import ObjectSnapshot, WriteResult
+from enforcer.storage.port import ObjectSnapshot, WriteResult
+from enforcer.storage.s3 import SPOOL_IN_MEMORY, S3Storage, check_read_size, write_headers
 from enforcer.telemetry import step
 
 

@@ -2,8 +2,8 @@
 
 Notifications only cover writes made after the enforcer was deployed; a scan lists the bucket's
 current objects under a prefix (ListObjectsV2) and runs each through the same
-:meth:`~enforcer.pipeline.Pipeline.handle` as the service, ``concurrency`` at a time, publishing
-one audit record per object to the audit topic. ``--dry-run`` runs it in audit mode.
+:meth:`~enforcer.engine.pipeline.Pipeline.handle` as the service, ``concurrency`` at a time,
+publishing one audit record per object to the audit topic. ``--dry-run`` runs it in audit mode.
 
 Failures are per object: a permanent error (missing key, access denied, ...) is audited as
 ``failed`` and the scan moves on. A dependency outage (KMS or storage unreachable even after the
@@ -25,16 +25,16 @@ from datetime import UTC, datetime
 from typing import Any
 
 from enforcer.app import open_runtime
-from enforcer.audit import RecordSink, audit_record, intent_record, open_kafka_sink
 from enforcer.config import Settings
+from enforcer.core.events import ObjectEvent
+from enforcer.core.policy import Mode, RequiredKey
+from enforcer.engine.pipeline import Announce, Outcome, Pipeline
 from enforcer.errors import EnforcerError, KeyDisabled, KeyMissing, TransientError
-from enforcer.events import ObjectEvent
-from enforcer.pipeline import Announce, Outcome, Pipeline
-from enforcer.policy import Mode, RequiredKey
-from enforcer.records import AuditRecord
+from enforcer.kafka.sink import open_kafka_sink
+from enforcer.records import AuditRecord, RecordSink, audit_record, intent_record
 from enforcer.retrying import retry_transient
-from enforcer.s3_listing import S3Listing
-from enforcer.storage import ObjectSnapshot
+from enforcer.storage.listing import S3Listing
+from enforcer.storage.port import ObjectSnapshot
 from enforcer.telemetry import KEY_ALERTS, TRACER
 
 #: How many failures the summary lists one by one (all of them are counted).

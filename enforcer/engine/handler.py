@@ -1,10 +1,10 @@
 """What happens to one Kafka record: parse, run each event through the pipeline, audit, DLQ.
 
-This is the per-event guard: permanent errors become an audit record with the reason plus a
-dead-letter record, and the offset may be committed; outages (KMS, storage, refused credentials)
-go to the outage gate and the same event is tried again once the dependency is back — nothing
-reaches the DLQ because a dependency was down. Only an event that keeps failing while the same
-dependency serves other events is dead-lettered (``poison_event``).
+This is the per-event guard (docs/architecture.md, failure model): permanent errors become an audit
+record with the reason plus a dead-letter record, and the offset may be committed; outages (KMS,
+storage, refused credentials) go to the outage gate and the same event is tried again once the
+dependency is back — nothing reaches the DLQ because a dependency was down. Only an event that
+keeps failing while the same dependency serves other events is dead-lettered (``poison_event``).
 """
 
 from __future__ import annotations
@@ -17,14 +17,10 @@ from datetime import UTC, datetime
 
 from opentelemetry import trace
 
-from enforcer.audit import (
-    RecordSink,
-    audit_for_ignored,
-    audit_record,
-    dead_letter,
-    intent_record,
-)
-from enforcer.consumer import KafkaMessage
+from enforcer.core.events import IgnoredRecord, ObjectEvent, parse_message
+from enforcer.core.policy import Mode, RequiredKey
+from enforcer.engine.outage import Dependency, OutageGate, dependency_of
+from enforcer.engine.pipeline import Announce, Outcome, Pipeline
 from enforcer.errors import (
     AccessDenied,
     BadEvent,
@@ -39,13 +35,17 @@ from enforcer.errors import (
     PoisonEvent,
     StorageUnavailable,
 )
-from enforcer.events import IgnoredRecord, ObjectEvent, parse_message
-from enforcer.outage import Dependency, OutageGate, dependency_of
-from enforcer.pipeline import Announce, Outcome, Pipeline
-from enforcer.policy import Mode, RequiredKey
-from enforcer.records import AuditRecord
+from enforcer.kafka.consumer import KafkaMessage
+from enforcer.records import (
+    AuditRecord,
+    RecordSink,
+    audit_for_ignored,
+    audit_record,
+    dead_letter,
+    intent_record,
+)
 from enforcer.retrying import retry_transient
-from enforcer.storage import ObjectSnapshot
+from enforcer.storage.port import ObjectSnapshot
 from enforcer.telemetry import (
     EVENTS,
     KEY_ALERTS,

@@ -1,6 +1,6 @@
 """botocore errors → the enforcer's error tree, in one place (MinIO and AWS codes).
 
-MinIO reports KMS trouble through S3 error codes (REFERENCE §1): ``kms:KeyNotFound`` (404),
+MinIO reports KMS trouble through S3 error codes (docs/storage-facts.md): ``kms:KeyNotFound`` (404),
 ``kms:NotAuthorized`` (403), ``kms:KeyGenerationFailed``/``kms:DecryptionFailed`` (500 while the
 KMS is unreachable). AWS uses ``KMS.NotFoundException``, ``KMS.DisabledException`` and friends.
 """
@@ -49,6 +49,8 @@ _THROTTLED = {
     "ServiceUnavailable",
     "InternalError",
     "XMinioServerNotInitialized",
+    # MinIO (499) when the server stops or drops the connection mid-request, e.g. on shutdown.
+    "ClientDisconnected",
 }
 _KEY_IN_MESSAGE = re.compile(r"key[^']*'([^']+)'")
 
@@ -81,7 +83,7 @@ def translate(  # noqa: PLR0911 - a table
         return CredentialsRejected(message)
     if code in _ACCESS or status == 403:
         return AccessDenied(message)
-    if code in _THROTTLED or status >= 500 or status == 429:
+    if code in _THROTTLED or status >= 500 or status in (429, 499):
         return StorageUnavailable(message)
     return StorageRejected(message)
 

@@ -1,9 +1,9 @@
 """S3Storage: the storage port on aiobotocore (MinIO and AWS S3).
 
-The rewrite never trusts an unlocked read-modify-write: MinIO's in-place CopyObject reads its
-source without a lock, so every rewrite ends in a request the server checks atomically under the
-object's write lock — PutObject or CompleteMultipartUpload with ``If-Match`` (REFERENCE §1). A
-412 means a user wrote meanwhile; the caller re-inspects and never overwrites.
+The rewrite never trusts an unlocked read-modify-write: MinIO's in-place CopyObject reads its source
+without a lock, so every rewrite ends in a request the server checks atomically under the object's
+write lock — PutObject or CompleteMultipartUpload with ``If-Match`` (docs/storage-facts.md). A 412
+means a user wrote meanwhile; the caller re-inspects and never overwrites.
 """
 
 from __future__ import annotations
@@ -22,16 +22,17 @@ from aiobotocore.session import get_session
 from botocore.exceptions import BotoCoreError, ClientError
 
 from enforcer.config import S3Settings
+from enforcer.core.verdict import Encryption
+from enforcer.crypto.envelope import PREFIX as ENVELOPE_PREFIX
+from enforcer.crypto.envelope import is_envelope
 from enforcer.errors import AccessDenied, CredentialsRejected, StorageRejected
-from enforcer.s3_errors import translate
-from enforcer.storage import (
-    ENVELOPE_META_PREFIX,
+from enforcer.storage.errors import translate
+from enforcer.storage.port import (
     ObjectSnapshot,
     PreservedAttributes,
     SseKmsTarget,
     WriteResult,
 )
-from enforcer.verdict import Encryption
 
 #: Rewrites spool at most this much in memory (per object or part), the rest on disk.
 SPOOL_IN_MEMORY = 8 * 1024 * 1024
@@ -105,7 +106,7 @@ class S3Storage:
             status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
             if status == 404:
                 return None
-            if status == 400:  # HEAD of an SSE-C object without its key (REFERENCE §1)
+            if status == 400:  # HEAD of an SSE-C object without its key
                 return ObjectSnapshot(bucket, key, "", 0, Encryption.SSE_C, version_id=version_id)
             raise translate(exc, f"HEAD {bucket}/{key}") from exc
         except BotoCoreError as exc:
@@ -339,7 +340,6 @@ def snapshot_from_head(bucket: str, key: str, head: dict[str, Any]) -> ObjectSna
         encryption=encryption,
         kms_key=kms_key,
         version_id=head.get("VersionId") if head.get("VersionId") not in (None, "null") else None,
-        last_modified=head.get("LastModified"),
         attributes=attributes,
     )
 
@@ -347,8 +347,8 @@ def snapshot_from_head(bucket: str, key: str, head: dict[str, Any]) -> ObjectSna
 def _encryption_of(head: dict[str, Any], metadata: dict[str, str]) -> tuple[Encryption, str | None]:
     if head.get("SSECustomerAlgorithm"):
         return Encryption.SSE_C, None
-    if f"{ENVELOPE_META_PREFIX}version" in metadata:  # our own chain, whatever the store adds
-        return Encryption.ENVELOPE, metadata.get(f"{ENVELOPE_META_PREFIX}key")
+    if is_envelope(metadata):  # our own chain, whatever the store adds
+        return Encryption.ENVELOPE, metadata.get(f"{ENVELOPE_PREFIX}key")
     sse = head.get("ServerSideEncryption")
     if sse in ("aws:kms", "aws:kms:dsse"):
         return Encryption.SSE_KMS, head.get("SSEKMSKeyId")

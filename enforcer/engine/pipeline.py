@@ -11,19 +11,20 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import ParamSpec, TypeVar
 
+from enforcer.core.events import ObjectEvent
+from enforcer.core.policy import Mode, RequiredKey, Strategy, VersionsPolicy
+from enforcer.core.verdict import Action, Decision, Encryption, ObjectFacts, Plan, Verdict, decide
+from enforcer.engine.outage import Dependency
+from enforcer.engine.rules import KeyCanon, RuleResolver
 from enforcer.errors import EnforcerError, KeyMissing, PreconditionFailed, StorageRejected
-from enforcer.events import ObjectEvent
-from enforcer.outage import Dependency
-from enforcer.policy import Mode, RequiredKey, Strategy, VersionsPolicy
 from enforcer.retrying import RetryPolicy, retry_transient
-from enforcer.rules import KeyCanon, RuleResolver
-from enforcer.storage import ObjectSnapshot, Storage, WriteResult
+from enforcer.storage.port import ObjectSnapshot, Storage, WriteResult
 from enforcer.telemetry import step
-from enforcer.verdict import Action, Decision, Encryption, ObjectFacts, Plan, Verdict, decide
 
 T = TypeVar("T")
+P = ParamSpec("P")
 
 #: Rewrites one object under the required key for one strategy; raises PreconditionFailed.
 Rewriter = Callable[[ObjectSnapshot, RequiredKey, dict[str, str]], Awaitable[WriteResult]]
@@ -118,9 +119,7 @@ class Pipeline:
         if snapshot is None:
             return None
         kms_key = await self.keys.canonical(snapshot.kms_key) if snapshot.kms_key else None
-        return ObjectFacts(
-            snapshot.encryption, kms_key, snapshot.size, snapshot.etag, snapshot.version_id
-        )
+        return ObjectFacts(snapshot.encryption, kms_key)
 
     async def _enforce(
         self,
@@ -184,7 +183,10 @@ class Pipeline:
             )
         outcome.purged_version_id = old.version_id
 
-    async def _call(self, outcome: Outcome, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
-        value, attempts = await retry_transient(lambda: fn(*args), self.retry)
+    async def _call(
+        self, outcome: Outcome, fn: Callable[P, Awaitable[T]], *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """``fn(*args, **kwargs)`` under the retry policy; the attempts are kept on ``outcome``."""
+        value, attempts = await retry_transient(lambda: fn(*args, **kwargs), self.retry)
         outcome.attempts = max(outcome.attempts, attempts)
         return value

@@ -29,7 +29,7 @@ from pydantic import ValidationError
 
 from enforcer.config import KafkaSettings
 from enforcer.errors import BadEvent, KafkaUnavailable
-from enforcer.kafka import kafka_call, open_consumer, open_producer
+from enforcer.kafka.clients import kafka_call, open_consumer, open_producer, open_reader
 from enforcer.records import DeadLetterRecord
 
 #: Header on every replayed record: ``<dlq topic>/<partition>/<offset>`` it came from.
@@ -244,10 +244,6 @@ async def _partitions(consumer: AIOKafkaConsumer, settings: KafkaSettings) -> li
     topic = settings.dlq_topic
     if topic not in await kafka_call(consumer.topics(), "listing topics"):
         return []
-    probe = AIOKafkaConsumer(topic, bootstrap_servers=settings.bootstrap_servers, group_id=None)
-    await kafka_call(probe.start(), f"reading the partitions of {topic}")
-    try:
-        found = probe.partitions_for_topic(topic) or set()
-    finally:
-        await probe.stop()
+    async with open_reader(settings, topic) as reader:
+        found = reader.partitions_for_topic(topic) or set()
     return [TopicPartition(topic, p) for p in sorted(found)]

@@ -1,8 +1,8 @@
 """Resolving requirements and key names with I/O: bucket defaults (cached) and key aliases.
 
-The decisions are pure (:mod:`enforcer.policy`, :mod:`enforcer.keyref`); this module only feeds
-them: GetBucketEncryption results are cached for a TTL so a busy bucket costs one call a minute,
-and AWS aliases are resolved through DescribeKey once.
+The decisions are pure (:mod:`enforcer.core.policy`, :mod:`enforcer.core.keyref`); this module
+only feeds them: GetBucketEncryption results are cached for a TTL so a busy bucket costs one call
+a minute, and AWS aliases are resolved through DescribeKey once.
 """
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable, Iterable
 
-from enforcer.keyref import is_alias, normalise_key_ref
-from enforcer.policy import PolicyFile, RequiredKey, from_bucket_default, match_rule
-from enforcer.storage import Storage
+from enforcer.core.keyref import is_alias, normalise_key_ref
+from enforcer.core.policy import PolicyFile, RequiredKey, from_bucket_default, match_rule
+from enforcer.storage.port import Storage
 
 Clock = Callable[[], float]
 AliasResolver = Callable[[str], Awaitable[str]]
@@ -44,10 +44,6 @@ class RuleResolver:
         value = await self._storage.bucket_default_key(bucket)
         self._defaults[bucket] = (now, value)
         return value
-
-    def forget(self, bucket: str) -> None:
-        """Drop a cached default (e.g. after the bucket's encryption was found changed)."""
-        self._defaults.pop(bucket, None)
 
 
 class KeyCanon:

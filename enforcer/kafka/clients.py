@@ -59,3 +59,20 @@ async def open_consumer(
         yield consumer
     finally:
         await consumer.stop()
+
+
+@asynccontextmanager
+async def open_reader(settings: KafkaSettings, topic: str) -> AsyncIterator[AIOKafkaConsumer]:
+    """A consumer outside any group, subscribed to ``topic``: for metadata and plain reads."""
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=settings.bootstrap_servers,
+        client_id=f"{settings.client_id}-reader",
+        group_id=None,
+        enable_auto_commit=False,
+    )
+    await kafka_call(consumer.start(), f"reading {topic} at {settings.bootstrap_servers}")
+    try:
+        yield consumer
+    finally:
+        await consumer.stop()

@@ -1,7 +1,7 @@
 """The Kafka loop: fetch, fan out with bounded concurrency, keep per-object order, commit safely.
 
 Only the mechanics live here; what happens to a record is the handler's business
-(:class:`enforcer.service.RecordHandler`). Guarantees:
+(:class:`enforcer.engine.handler.RecordHandler`). Guarantees:
 
 * records with the same Kafka key (``bucket/object``) run one after another, in offset order;
   others run concurrently, at most ``concurrency`` at a time;
@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 
-from enforcer.outage import OutageGate
+from enforcer.engine.outage import OutageGate
 
 log = logging.getLogger(__name__)
 

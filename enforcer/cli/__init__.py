@@ -1,4 +1,4 @@
-"""The ``enforcer`` command line (contract: DESIGN §7).
+"""The ``enforcer`` command line (the commands are listed in docs/contract.md).
 
 Exit codes: 0 ok, 1 failure, 2 usage or configuration error.
 """
@@ -16,22 +16,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from enforcer import __version__
+from enforcer.cli.args import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, parse_s3_url
+from enforcer.cli.ops import OPS_COMMANDS, add_ops_commands, run_ops_command
 from enforcer.config import Settings, load_settings
+from enforcer.core.policy import Mode
 from enforcer.errors import ConfigError, EnforcerError
-from enforcer.ops_cli import OPS_COMMANDS, add_ops_commands, run_ops_command
-from enforcer.policy import Mode
-
-EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
-
-
-def parse_s3_url(url: str, *, need_key: bool) -> tuple[str, str]:
-    """``s3://bucket/key`` → (bucket, key); the key may contain anything, including '/'."""
-    if not url.startswith("s3://"):
-        raise ConfigError(f"expected s3://bucket/key, got {url!r}")
-    bucket, _, key = url.removeprefix("s3://").partition("/")
-    if not bucket or (need_key and not key):
-        raise ConfigError(f"expected s3://bucket/key, got {url!r}")
-    return bucket, key
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -114,8 +103,8 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 async def _check(settings: Settings, bucket: str, key: str) -> dict[str, object]:
     from enforcer.app import open_runtime
-    from enforcer.audit import audit_record
-    from enforcer.events import ObjectEvent
+    from enforcer.core.events import ObjectEvent
+    from enforcer.records import audit_record
 
     event = ObjectEvent(
         event_id="cli-check", event_name="check", bucket=bucket, key=key, source_format="s3"
@@ -131,7 +120,7 @@ async def _check(settings: Settings, bucket: str, key: str) -> dict[str, object]
 
 async def _decrypt(settings: Settings, bucket: str, key: str, output: Path | None) -> None:
     from enforcer.app import open_runtime
-    from enforcer.envelope_rewrite import decrypt_object
+    from enforcer.storage.envelope import decrypt_object
 
     async with open_runtime(settings, Mode.AUDIT) as runtime:
         if runtime.kms is None:

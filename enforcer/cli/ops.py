@@ -1,4 +1,4 @@
-"""The operations commands of the CLI (DESIGN §7): ``scan``, ``dlq replay``, ``keys status``.
+"""The operations commands of the CLI : ``scan``, ``dlq replay``, ``keys status``.
 
 :mod:`enforcer.cli` adds these parsers and hands the parsed arguments here; each command prints
 one JSON document on stdout and returns its exit code (0 ok, 1 failure); configuration errors
@@ -13,10 +13,9 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from enforcer.cli.args import EXIT_FAILURE, EXIT_OK, parse_s3_url, positive_int
 from enforcer.config import Settings
-from enforcer.policy import Mode
-
-EXIT_OK, EXIT_FAILURE = 0, 1
+from enforcer.core.policy import Mode
 
 
 def add_ops_commands(commands: Any) -> None:
@@ -33,7 +32,7 @@ def add_ops_commands(commands: Any) -> None:
         "replay", help="re-publish dead-lettered events to their original topics"
     )
     replay.add_argument(
-        "--limit", type=_positive, help="take at most N DLQ records (replayed or skipped)"
+        "--limit", type=positive_int, help="take at most N DLQ records (replayed or skipped)"
     )
     replay.add_argument(
         "--dry-run", action="store_true", help="list what would be replayed; publish nothing"
@@ -56,16 +55,6 @@ def add_ops_commands(commands: Any) -> None:
     )
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
-
-
 def run_ops_command(settings: Settings, args: argparse.Namespace) -> int:
     commands: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
         "scan": _scan,
@@ -80,8 +69,7 @@ def _print(report: dict[str, Any]) -> None:
 
 
 def _scan(settings: Settings, args: argparse.Namespace) -> int:
-    from enforcer.cli import parse_s3_url
-    from enforcer.scan import run_scan
+    from enforcer.cli.scan import run_scan
 
     bucket, prefix = parse_s3_url(args.url, need_key=False)
     mode = Mode.AUDIT if args.dry_run else settings.mode
@@ -91,7 +79,7 @@ def _scan(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _dlq_replay(settings: Settings, args: argparse.Namespace) -> int:
-    from enforcer.dlq import run_replay
+    from enforcer.cli.dlq import run_replay
 
     summary = asyncio.run(run_replay(settings.kafka, limit=args.limit, dry_run=args.dry_run))
     _print(summary.as_dict())
@@ -99,7 +87,7 @@ def _dlq_replay(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _keys_status(settings: Settings, args: argparse.Namespace) -> int:
-    from enforcer.keys import run_keys_status
+    from enforcer.cli.keys import run_keys_status
 
     report = asyncio.run(run_keys_status(settings, args.bucket, args.all_buckets))
     _print(report.as_dict())

@@ -1,7 +1,7 @@
 """The storage port: what the pipeline needs from S3, as values and a Protocol.
 
-:class:`~enforcer.s3.S3Storage` implements it on aiobotocore; :class:`~enforcer.fakes.MemoryStorage`
-in memory for unit tests. Everything the rewrite must keep unchanged travels in
+:class:`~enforcer.storage.s3.S3Storage` implements it on aiobotocore; the tests' ``MemoryStorage``
+(``tests/doubles/storage.py``) in memory. Everything the rewrite must keep unchanged travels in
 :class:`PreservedAttributes`, so "nothing else changes" is one value compared before and after.
 """
 
@@ -11,10 +11,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
-from enforcer.verdict import Encryption
+from enforcer.core.verdict import Encryption
+from enforcer.crypto.envelope import PREFIX as ENVELOPE_PREFIX
 
 #: User-metadata prefix of envelope objects (``x-amz-meta-enforcer-envelope-*``).
-ENVELOPE_META_PREFIX = "enforcer-envelope-"
 
 
 @dataclass(frozen=True)
@@ -33,11 +33,10 @@ class PreservedAttributes:
     lock_mode: str | None = None
     lock_retain_until: datetime | None = None
     legal_hold: str | None = None
-    tags: dict[str, str] = field(default_factory=dict)
 
     def user_metadata(self) -> dict[str, str]:
         """User metadata without the envelope's own fields (those are rewritten, not kept)."""
-        return {k: v for k, v in self.metadata.items() if not k.startswith(ENVELOPE_META_PREFIX)}
+        return {k: v for k, v in self.metadata.items() if not k.startswith(ENVELOPE_PREFIX)}
 
     def is_locked(self, now: datetime) -> bool:
         retained = self.lock_retain_until is not None and self.lock_retain_until > now
@@ -55,7 +54,6 @@ class ObjectSnapshot:
     encryption: Encryption
     kms_key: str | None = None  # as the server reported it (see keyref for the canonical form)
     version_id: str | None = None
-    last_modified: datetime | None = None
     attributes: PreservedAttributes = field(default_factory=PreservedAttributes)
 
 

@@ -8,7 +8,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 async def commit_group_at_end(bootstrap: str, topic: str, group_id: str) -> dict[int, int]:
     """Give ``group_id`` committed offsets at the current end of ``topic``; return them.
 
-    A group that has none starts from the earliest retained event (DESIGN §6); this lets a demo,
+    A group that has none starts from the earliest retained event; this lets a demo,
     a test or a deliberate fresh start skip the history instead.
     """
     probe = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None)

@@ -1,8 +1,15 @@
 import json
 
 import pytest
+from doubles.sink import MemorySink
+from doubles.storage import MemoryStorage
 
-from enforcer.consumer import KafkaMessage
+from enforcer.core.policy import Mode, PolicyFile, Rule, Strategy, VersionsPolicy
+from enforcer.core.verdict import Action, Verdict
+from enforcer.engine.handler import RecordHandler
+from enforcer.engine.outage import Dependency, OutageGate, Probe
+from enforcer.engine.pipeline import Pipeline
+from enforcer.engine.rules import KeyCanon, RuleResolver
 from enforcer.errors import (
     AccessDenied,
     CredentialsRejected,
@@ -10,15 +17,9 @@ from enforcer.errors import (
     KmsUnavailable,
     StorageUnavailable,
 )
-from enforcer.fakes import MemorySink, MemoryStorage
-from enforcer.outage import Dependency, OutageGate, Probe
-from enforcer.pipeline import Pipeline
-from enforcer.policy import Mode, PolicyFile, Rule, Strategy, VersionsPolicy
+from enforcer.kafka.consumer import KafkaMessage
 from enforcer.retrying import RetryPolicy
-from enforcer.rules import KeyCanon, RuleResolver
-from enforcer.service import RecordHandler
-from enforcer.storage import ObjectSnapshot, SseKmsTarget, WriteResult
-from enforcer.verdict import Action, Verdict
+from enforcer.storage.port import ObjectSnapshot, SseKmsTarget, WriteResult
 
 
 def message(value: bytes | None, offset: int = 7) -> KafkaMessage:
@@ -102,7 +103,7 @@ async def test_bad_event_goes_to_dlq_with_reason_and_position(payload: bytes | N
 def test_binary_payload_is_kept_as_base64() -> None:
     from datetime import UTC, datetime
 
-    from enforcer.audit import dead_letter
+    from enforcer.records import dead_letter
 
     now = datetime.now(UTC)
     record = dead_letter(

@@ -1,9 +1,9 @@
 """Kafka record bytes → typed object events (pure).
 
-Three input shapes (DESIGN §8): MinIO's Kafka target ``{"EventName","Key","Records"}``, plain AWS
-S3 notifications ``{"Records"}`` and EventBridge ``{"detail-type": "Object Created", ...}``.
-Unknown extra fields are tolerated; a record that is not an object-created event is *ignored*
-with a reason (it still gets an audit record); anything unreadable raises :class:`BadEvent`.
+Three input shapes (docs/contract.md): MinIO's Kafka target ``{"EventName","Key","Records"}``, plain
+AWS S3 notifications ``{"Records"}`` and EventBridge ``{"detail-type": "Object Created", ...}``.
+Unknown extra fields are tolerated; a record that is not an object-created event is *ignored* with a
+reason (it still gets an audit record); anything unreadable raises :class:`BadEvent`.
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """Read-only listing on the storage's S3 client: the objects under a prefix, the buckets.
 
-Written as a mixin over ``self._client`` so :class:`~enforcer.s3.S3Storage` can take it as a
+Written as a mixin over ``self._client`` so :class:`~enforcer.storage.s3.S3Storage` can take it as a
 base class; until then :meth:`S3Listing.of` borrows the storage's client (same connection pool,
-closed by :func:`~enforcer.s3.open_s3_storage`). Errors are translated once, here, like the rest
-of the S3 adapter; every page is retried through :mod:`enforcer.retrying`.
+closed by :func:`~enforcer.storage.s3.open_s3_storage`). Errors are translated once, here, like
+the rest of the S3 adapter; every page is retried through :mod:`enforcer.retrying`.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from enforcer.errors import AccessDenied
 from enforcer.retrying import RetryPolicy, retry_transient
-from enforcer.s3 import S3Storage
-from enforcer.s3_errors import translate
+from enforcer.storage.errors import translate
+from enforcer.storage.s3 import S3Storage
 
 #: ListObjectsV2's own maximum page size.
 PAGE_SIZE = 1000

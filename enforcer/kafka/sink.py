@@ -1,0 +1,39 @@
+"""The record sink on Kafka: audit and dead-letter records published by an idempotent producer.
+
+The producer uses ``acks=all``; each publish returns only when the broker has the record, so the
+consumer may commit the event's offset afterwards (at-least-once).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from aiokafka import AIOKafkaProducer
+
+from enforcer.config import KafkaSettings
+from enforcer.kafka.clients import kafka_call, open_producer
+from enforcer.records import AuditRecord, DeadLetterRecord
+
+
+class KafkaRecordSink:
+    def __init__(self, producer: AIOKafkaProducer, settings: KafkaSettings) -> None:
+        self._producer = producer
+        self._audit_topic = settings.audit_topic
+        self._dlq_topic = settings.dlq_topic
+
+    async def publish_audit(self, record: AuditRecord) -> None:
+        await self._send(self._audit_topic, record.model_dump_json().encode(), record.kafka_key)
+
+    async def publish_dead_letter(self, record: DeadLetterRecord, key: bytes | None) -> None:
+        await self._send(self._dlq_topic, record.model_dump_json().encode(), key)
+
+    async def _send(self, topic: str, value: bytes, key: bytes | None) -> None:
+        await kafka_call(self._producer.send_and_wait(topic, value=value, key=key),
+                         f"publishing to {topic}")  # fmt: skip
+
+
+@asynccontextmanager
+async def open_kafka_sink(settings: KafkaSettings) -> AsyncIterator[KafkaRecordSink]:
+    async with open_producer(settings, "audit") as producer:
+        yield KafkaRecordSink(producer, settings)
