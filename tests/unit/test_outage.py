@@ -117,7 +117,7 @@ async def test_logging_is_open_close_and_rate_limited_still_down_lines(
         log_interval=10,
         clock=lambda: now[0],
     )
-    caplog.set_level(logging.INFO, logger="enforcer.outage")
+    caplog.set_level(logging.INFO, logger="enforcer.engine.outage")
     gate.record_failure(STORAGE, StorageUnavailable("x"))
     waiter = asyncio.create_task(gate.admitted().__aenter__())
     await asyncio.wait_for(hundred_probes.wait(), timeout=5)
