@@ -33,6 +33,7 @@ class MemoryKafka:
     committed: dict[TopicPartition, int] = field(default_factory=dict)
     paused_set: set[TopicPartition] = field(default_factory=set)
     pause_calls: int = 0
+    polled: asyncio.Event = field(default_factory=asyncio.Event)
 
     def produce(self, partition: int, key: bytes | None, value: bytes = b"") -> None:
         log = self.logs.setdefault(partition, [])
@@ -55,6 +56,7 @@ class MemoryKafka:
     async def getmany(
         self, timeout_ms: int, max_records: int
     ) -> dict[TopicPartition, list[Record]]:
+        self.polled.set()
         out: dict[TopicPartition, list[Record]] = {}
         for tp, position in self.positions.items():
             if tp in self.paused_set:
@@ -195,3 +197,28 @@ async def test_handler_crash_is_fatal_and_its_offset_is_not_committed() -> None:
     else:
         raise AssertionError("a crashing handler must stop the consumer")
     assert kafka.committed.get(TopicPartition(TOPIC, 0), 0) <= 1
+
+
+async def test_a_long_outage_with_every_slot_taken_keeps_polling_to_stay_in_the_group() -> None:
+    kafka = MemoryKafka()
+    for i in range(10):
+        kafka.produce(0, f"k{i}".encode())
+    gate = OutageGate(threshold=1, probe_interval=60)
+    started = asyncio.Event()
+
+    async def handler(message: KafkaMessage) -> None:
+        gate.record_failure(Dependency.STORAGE, KmsUnavailable("down"))
+        started.set()
+        async with gate.admitted():  # waits: the probe interval is longer than this test
+            pass
+
+    consumer = consumer_for(kafka, handler, gate=gate, concurrency=1)
+    task = asyncio.create_task(consumer.run())
+    await asyncio.wait_for(started.wait(), timeout=2)
+    for _ in range(3):  # room is 0, yet it keeps polling
+        kafka.polled.clear()
+        await asyncio.wait_for(kafka.polled.wait(), timeout=3)
+    assert len(consumer._tasks) == 4 and kafka.paused_set == kafka.assignment()
+    consumer.stop()
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
