@@ -1,9 +1,9 @@
 """Riding out storage, KMS and credential outages without failing events.
 
-A circuit breaker that knows *which* dependency failed. After ``threshold`` failures of one
-dependency in a row — or at once when that dependency's probe fails too, or when it refuses the
-enforcer's identity — the gate opens: the consumer
-pauses its partitions, readiness turns 503, and handlers wait. While open, every
+A circuit breaker that knows *which* dependency failed (docs/architecture.md, failure model).
+After ``threshold`` failures of one dependency in a row — or at once when that dependency's probe
+fails too, or when it refuses the enforcer's identity — the gate opens: the consumer pauses its
+partitions, readiness turns 503, and handlers wait. While open, every
 ``probe_interval`` the gate probes each dependency that is down with that dependency's own
 probe (storage: a signed S3 request; KMS: the KMS's status call); a dependency without a probe
 passes at once. When every probe passes the gate is half-open: exactly one waiting event runs as
@@ -12,7 +12,7 @@ down — a probe alone never closes it, so a KMS that answers the enforcer but n
 gate open instead of letting it flap — and a failed trial opens it again without a new log line.
 
 Logging is bounded: one line when the gate opens, one when it closes, and at most one "still
-down" line per ``log_interval`` in between.
+paused" line per ``log_interval`` in between.
 
 ``successes`` counts real handling successes per dependency — never probes — so the poison rule
 ("this event keeps failing while others succeed") can tell one bad object from an outage.
