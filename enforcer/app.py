@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from aiokafka import AIOKafkaConsumer
 
 from enforcer.config import Settings
-from enforcer.core.policy import Mode, RequiredKey, Strategy, load_policy_file
+from enforcer.core.policy import Mode, PolicyFile, RequiredKey, Strategy, load_policy_file
 from enforcer.engine.handler import RecordHandler
 from enforcer.engine.outage import Dependency, OutageGate, Probe
 from enforcer.engine.pipeline import Pipeline, Rewriter
@@ -29,7 +29,9 @@ from enforcer.kafka.consumer import EventConsumer
 from enforcer.kafka.sink import open_kafka_sink
 from enforcer.kms.base import Kms
 from enforcer.kms.factory import open_kms_from_settings
+from enforcer.preflight import check_run
 from enforcer.retrying import RetryPolicy
+from enforcer.storage.listing import S3Listing
 from enforcer.storage.port import ObjectSnapshot, SseKmsTarget, WriteResult
 from enforcer.storage.s3 import S3Storage, open_s3_storage
 
@@ -42,6 +44,7 @@ class Runtime:
     storage: S3Storage
     kms: Kms | None
     pipeline: Pipeline
+    policy: PolicyFile
 
 
 @asynccontextmanager
@@ -71,7 +74,7 @@ async def open_runtime(settings: Settings, mode: Mode) -> AsyncIterator[Runtime]
             rewriters=_rewriters(storage, kms, settings),
             retry=retry,
         )
-        yield Runtime(settings, storage, kms, pipeline)
+        yield Runtime(settings, storage, kms, pipeline, policy)
 
 
 def _alias_resolver(kms: Kms | None, settings: Settings) -> AliasResolver | None:
@@ -116,15 +119,23 @@ async def _first_identity_check(storage: S3Storage) -> None:
 
 async def run_service(settings: Settings, mode: Mode, drain_idle: float | None = None) -> int:
     """``enforcer run``: consume until SIGTERM (or, with ``drain_idle``, until caught up)."""
-    async with open_runtime(settings, mode) as runtime, open_kafka_sink(settings.kafka) as sink:
+    async with open_runtime(settings, mode) as runtime:
+        await check_run(settings, S3Listing.of(runtime.storage), runtime.kms, runtime.policy)
         await _first_identity_check(runtime.storage)
+        return await _consume(settings, mode, runtime, drain_idle)
+
+
+async def _consume(
+    settings: Settings, mode: Mode, runtime: Runtime, drain_idle: float | None
+) -> int:
+    async with open_kafka_sink(settings.kafka) as sink:
         gate = OutageGate(
             threshold=settings.outage.failures_before_pause,
             probe_interval=settings.outage.probe_interval,
             probes=_probes(runtime.storage, runtime.kms),
             log_interval=settings.outage.log_interval,
         )
-        handler = RecordHandler(runtime.pipeline, sink, gate, mode)
+        handler = RecordHandler(runtime.pipeline, sink, gate, mode, fanout=settings.concurrency)
         async with open_consumer(settings.kafka, settings.kafka.group_id, "events") as kafka:
             consumer = EventConsumer(
                 kafka,
@@ -145,7 +156,9 @@ async def run_service(settings: Settings, mode: Mode, drain_idle: float | None =
             async with AsyncExitStack() as probes:
                 if settings.health_port is not None:
                     await probes.enter_async_context(
-                        serve_health(settings.health_port, _readiness(kafka, gate))
+                        serve_health(
+                            settings.health_port, _readiness(kafka, gate), settings.health_host
+                        )
                     )
                 await consumer.run()
             log.info("stopped after %d records", consumer.handled)

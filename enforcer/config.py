@@ -2,29 +2,60 @@
 
 Environment variables with prefix ``ENFORCER_`` and nested delimiter ``__`` override an optional
 YAML config file (``--config``), which overrides the defaults. A bad value fails at start with
-:class:`ConfigError` naming the field.
+:class:`ConfigError` naming the field and its environment variable, in one line.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    FilePath,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
 )
 
 from enforcer.core.policy import Mode
-from enforcer.errors import ConfigError
+from enforcer.errors import ConfigError, describe_validation
 
 GiB = 1024**3
 MiB = 1024**2
+
+
+def _http_url(value: str | None) -> str | None:
+    """An ``http(s)://host[:port]`` URL, checked at start rather than on the first request."""
+    if value is None:
+        return None
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"expected an http:// or https:// URL with a host, got {value!r}")
+    try:
+        parts.port  # noqa: B018 - raises on a port that is not a number in range
+    except ValueError as exc:
+        raise ValueError(f"bad port in {value!r}: {exc}") from None
+    return value
+
+
+HttpUrl = Annotated[str, AfterValidator(_http_url)]
 
 
 class _Section(BaseModel):
@@ -33,7 +64,11 @@ class _Section(BaseModel):
 
 class KafkaSettings(_Section):
     bootstrap_servers: str = "127.0.0.1:9092"
-    topics: list[str] = Field(default_factory=lambda: ["minio-events"], min_length=1)
+    topics: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["minio-events"],
+        min_length=1,
+        description="A list; from the environment a JSON list or comma-separated names",
+    )
     group_id: str = "sse-enforcer"
     audit_topic: str = "sse-enforcer.audit"
     dlq_topic: str = "sse-enforcer.dlq"
@@ -43,13 +78,23 @@ class KafkaSettings(_Section):
     )
     max_poll_records: int = Field(default=200, ge=1)
 
+    @field_validator("topics", mode="before")
+    @classmethod
+    def _topics_from_text(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        text = value.strip()
+        if text.startswith("["):
+            return json.loads(text)  # a JSONDecodeError is a ValueError: reported as invalid
+        return [name.strip() for name in text.split(",") if name.strip()]
+
 
 class S3Settings(_Section):
-    endpoint_url: str | None = None
+    endpoint_url: HttpUrl | None = None
     region: str = "us-east-1"
     access_key_id: SecretStr | None = None
     secret_access_key: SecretStr | None = None
-    ca_bundle: Path | None = Field(default=None, description="CA file for an https endpoint")
+    ca_bundle: FilePath | None = Field(default=None, description="CA file for an https endpoint")
     multipart_threshold: int = Field(default=5 * GiB, ge=5 * MiB, description="Bytes")
     part_size: int = Field(default=64 * MiB, ge=5 * MiB, description="Bytes")
     max_pool_connections: int = Field(default=32, ge=1)
@@ -57,10 +102,10 @@ class S3Settings(_Section):
 
 class KmsSettings(_Section):
     kind: Literal["kes", "aws", "none"] = "none"
-    endpoint: str | None = None
-    client_cert: Path | None = None
-    client_key: Path | None = None
-    ca_path: Path | None = None
+    endpoint: HttpUrl | None = None
+    client_cert: FilePath | None = None
+    client_key: FilePath | None = None
+    ca_path: FilePath | None = None
     api_key: SecretStr | None = None
     region: str | None = None
 
@@ -112,12 +157,19 @@ class Settings(BaseSettings):
     kms: KmsSettings = Field(default_factory=KmsSettings)
     retry: RetrySettings = Field(default_factory=RetrySettings)
     outage: OutageSettings = Field(default_factory=OutageSettings)
-    policy_file: Path | None = None
+    policy_file: FilePath | None = None
     mode: Mode = Mode.ENFORCE
     concurrency: int = Field(default=16, ge=1, description="Objects handled at once")
     bucket_default_ttl: float = Field(default=60.0, ge=0, description="Seconds")
     shutdown_timeout: float = Field(default=20.0, gt=0, description="Seconds")
-    health_port: int | None = Field(default=None, description="Serve /healthz and /readyz")
+    health_port: int | None = Field(
+        default=None, ge=0, le=65535, description="Serve /healthz and /readyz"
+    )
+    health_host: str = Field(
+        default="0.0.0.0",  # noqa: S104 - the kubelet probes the pod IP
+        min_length=1,
+        description="Address the health server binds (127.0.0.1 keeps it off the network)",
+    )
 
     @classmethod
     def settings_customise_sources(
@@ -145,10 +197,9 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
         if overrides:  # explicit overrides (CLI flags) beat the environment too
             settings = settings.model_copy(update=overrides)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "(top level)"
-        env = "ENFORCER_" + "__".join(str(p) for p in first["loc"]).upper()
-        raise ConfigError(f"invalid configuration {where} ({env}): {first['msg']}") from exc
+        raise ConfigError(describe_setting_error(exc)) from None
+    except SettingsError as exc:  # a value the environment source could not even decode
+        raise ConfigError(f"invalid configuration: {exc}") from None
     return settings
 
 
@@ -182,14 +233,21 @@ def _warn_once(message: str) -> None:
         logging.getLogger(__name__).warning("%s", message)
 
 
+def describe_setting_error(exc: ValidationError) -> str:
+    """One line naming the setting (dotted and as its ``ENFORCER_*`` variable) and the problem."""
+    where, message = describe_validation(exc)
+    env = "ENFORCER_" + where.replace(".", "__").upper()
+    return f"invalid configuration {where or '(top level)'} ({env}): {message}"
+
+
 def _reject_unknown_variables() -> None:
     """A misspelt ENFORCER_* variable would otherwise be ignored silently (nested ones are
     caught by validation)."""
-    known = set(Settings.model_fields) | set(LEGACY_OUTAGE_SETTINGS)
+    known = set(Settings.model_fields)
     for name in os.environ:
         if name.startswith("ENFORCER_"):
             field = name.removeprefix("ENFORCER_").split("__")[0].lower()
-            if field not in known:
+            if field not in known and field not in LEGACY_OUTAGE_SETTINGS:
                 names = "|".join(sorted(known)).upper()
                 raise ConfigError(f"unknown setting {name}: known are ENFORCER_<{names}>")
 

@@ -5,17 +5,19 @@
     │   ├── BadEvent              the Kafka record is not an event we can read
     │   ├── ConfigError           the configuration or policy file is invalid (exit code 2)
     │   ├── AccessDenied          S3 or the KMS refused us
+    │   │   ├── CredentialsRejected   ... because it does not know or believe our credentials
+    │   │   │                             (at start: exit 2; at run time: the outage gate pauses)
     │   │   └── KmsNotAuthorized  the KMS refused the key (per key, or every key: see outage)
     │   ├── KeyMissing            the required External Key does not exist (alerts per key)
     │   ├── KeyDisabled           the key exists but may not be used (AWS Disabled/PendingDeletion)
     │   ├── ObjectUnreadable      SSE-C object, or one we cannot decrypt
     │   ├── IntegrityError        an envelope object failed authentication (tampered or corrupt)
     │   ├── StorageRejected       S3 refused the request for a reason retrying cannot change
+    │   ├── RecordTooLarge        the broker (or producer) refuses a record for its size
     │   └── PoisonEvent           one event kept failing "transiently" while others succeeded
     └── TransientError            retry with backoff; the event is not failed
         ├── KmsUnavailable        the KMS (KES / AWS KMS) is unreachable or failing
         ├── StorageUnavailable    S3 5xx, throttling, timeouts, connection errors
-        ├── CredentialsRejected   S3 refuses our identity itself (revoked or rotated credentials)
         ├── PreconditionFailed    someone wrote the object meanwhile: re-inspect, never overwrite
         └── KafkaUnavailable      the audit/DLQ producer could not deliver
 
@@ -24,6 +26,11 @@ boundary, with ``raise ... from exc``. Messages never contain key material.
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
 
 
 class EnforcerError(Exception):
@@ -47,6 +54,12 @@ class ConfigError(PermanentError):
 
 class AccessDenied(PermanentError):
     code = "access_denied"
+
+
+class CredentialsRejected(AccessDenied):
+    """Unknown access key, bad signature, expired token: the credentials, not a permission.
+    At start the preflight turns it into a ConfigError; at run time (credentials revoked) the
+    outage gate pauses consumption instead of dead-lettering every event."""
 
 
 class KeyMissing(PermanentError):
@@ -82,6 +95,10 @@ class StorageRejected(PermanentError):
     code = "storage_rejected"
 
 
+class RecordTooLarge(PermanentError):
+    code = "record_too_large"
+
+
 class PoisonEvent(PermanentError):
     """Failed with an outage-class error round after round while the same dependency served
     other events: not an outage, so it is dead-lettered instead of stalling its partition."""
@@ -101,15 +118,18 @@ class StorageUnavailable(TransientError):
     code = "storage_unavailable"
 
 
-class CredentialsRejected(TransientError):
-    """S3 or the KMS refuses the enforcer's identity (not one object): pause, alert, wait."""
-
-    code = "credentials_rejected"
-
-
 class PreconditionFailed(TransientError):
     code = "precondition_failed"
 
 
 class KafkaUnavailable(TransientError):
     code = "kafka_unavailable"
+
+
+def describe_validation(exc: ValidationError, *, limit: int = 300) -> tuple[str, str]:
+    """The first problem of a pydantic error as ``(where, message)``: ``where`` is the dotted
+    location (empty at the top level). The one place pydantic errors are turned into text; the
+    message never repeats the offending input (it may be huge, binary or a secret)."""
+    first = exc.errors(include_url=False, include_input=False)[0]
+    where = ".".join(str(part) for part in first["loc"])
+    return where[:limit], str(first["msg"])[:limit]

@@ -12,7 +12,11 @@ import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
+from enforcer.errors import ConfigError
+
 Readiness = Callable[[], tuple[bool, str]]
+#: The longest request line read; probes send a few dozen bytes.
+_MAX_LINE = 8192
 
 
 @asynccontextmanager
@@ -21,13 +25,16 @@ async def serve_health(
     readiness: Readiness,
     host: str = "0.0.0.0",  # noqa: S104 - the kubelet probes the pod IP
 ) -> AsyncIterator[int]:
-    """Serve the probes until the context exits; yields the bound port (0 picks a free one)."""
+    """Serve the probes until the context exits; yields the bound port (0 picks a free one).
+
+    A request that is not a readable ``GET <path> HTTP/1.x`` line is answered 400; a client that
+    sends too much, too slowly or goes away is dropped. Nothing a client sends raises.
+    """
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            request = await asyncio.wait_for(reader.readline(), timeout=5)
-            path = request.split(b" ")[1].decode() if request.count(b" ") >= 2 else ""
-            status, body = _answer(path, readiness)
+            line = await asyncio.wait_for(reader.readline(), timeout=5)
+            status, body = _respond(line, readiness)
             payload = json.dumps(body).encode()
             writer.write(
                 f"HTTP/1.1 {status}\r\nContent-Type: application/json\r\n"
@@ -35,17 +42,30 @@ async def serve_health(
                 + payload
             )
             await writer.drain()
-        except (TimeoutError, ConnectionError):
+        except (TimeoutError, ConnectionError, ValueError):  # ValueError: line over the limit
             pass
         finally:
             writer.close()
 
-    server = await asyncio.start_server(handle, host, port)
+    try:
+        server = await asyncio.start_server(handle, host, port, limit=_MAX_LINE)
+    except OSError as exc:
+        raise ConfigError(
+            f"health server cannot listen on {host}:{port} (ENFORCER_HEALTH_HOST, "
+            f"ENFORCER_HEALTH_PORT): {exc.strerror or exc}"
+        ) from None
     try:
         yield server.sockets[0].getsockname()[1]
     finally:
         server.close()
         await server.wait_closed()
+
+
+def _respond(line: bytes, readiness: Readiness) -> tuple[str, dict[str, object]]:
+    parts = line.split()
+    if len(parts) != 3 or parts[0] != b"GET" or not parts[2].startswith(b"HTTP/1."):
+        return "400 Bad Request", {"error": "expected GET /healthz or GET /readyz"}
+    return _answer(parts[1].decode("ascii", "replace"), readiness)
 
 
 def _answer(path: str, readiness: Readiness) -> tuple[str, dict[str, object]]:

@@ -8,6 +8,8 @@ Audit records are flat JSON so stream SQL engines can read them: ``bucket``, ``k
 from __future__ import annotations
 
 import base64
+import hashlib
+import json
 import time
 from dataclasses import replace
 from datetime import datetime
@@ -24,7 +26,7 @@ from enforcer.storage.port import ObjectSnapshot
 from enforcer.telemetry import current_trace_id
 
 AUDIT_SCHEMA_VERSION = 2
-DLQ_SCHEMA_VERSION = 1
+DLQ_SCHEMA_VERSION = 2
 
 
 class AuditRecord(BaseModel):
@@ -89,10 +91,17 @@ class DeadLetterRecord(BaseModel):
 
     schema_version: int = DLQ_SCHEMA_VERSION
     original_payload: str | None = Field(
-        description="The record value, UTF-8 (or base64 if binary)"
+        description="The record value, UTF-8 (or base64 if binary); only its start if truncated"
     )
     payload_encoding: str = Field(default="utf-8", description="utf-8 | base64")
-    original_key: str | None = None
+    original_key: str | None = Field(default=None, description="Only its start if truncated")
+    truncated: bool = Field(
+        default=False,
+        description="The payload or key was cut to fit the broker; such a record cannot be "
+        "replayed, find the original by its length and SHA-256",
+    )
+    original_length: int | None = Field(default=None, description="Bytes of the record value")
+    original_sha256: str | None = Field(default=None, description="Hex SHA-256 of the value")
     topic: str
     partition: int
     offset: int
@@ -195,6 +204,13 @@ def audit_for_ignored(
     )
 
 
+#: The most a dead-letter record carries of the original value, encoded (text or base64); a
+#: record stays far below the broker's 1 MiB default however the payload escapes.
+DLQ_PAYLOAD_LIMIT = 256 * 1024
+#: The most it carries of the original Kafka key (S3 keys are at most 1024 bytes).
+DLQ_KEY_LIMIT = 2048
+
+
 def dead_letter(
     value: bytes | None,
     key: bytes | None,
@@ -208,17 +224,24 @@ def dead_letter(
     first_seen: datetime,
     last_seen: datetime,
     event_id: str | None = None,
+    payload_limit: int = DLQ_PAYLOAD_LIMIT,
 ) -> DeadLetterRecord:
-    payload, encoding = _text_or_base64(value)
+    """The dead-letter record of one Kafka record; a value or key too large to carry is cut,
+    keeping the value's length and SHA-256 so the original can still be found."""
+    payload, encoding, payload_cut = _carried(value, payload_limit)
+    original_key, _, key_cut = _carried(key, DLQ_KEY_LIMIT)
     return DeadLetterRecord(
         original_payload=payload,
         payload_encoding=encoding,
-        original_key=_text_or_base64(key)[0],
+        original_key=original_key,
+        truncated=payload_cut or key_cut,
+        original_length=len(value) if value is not None else None,
+        original_sha256=hashlib.sha256(value).hexdigest() if value is not None else None,
         topic=topic,
         partition=partition,
         offset=offset,
         error_class=error_class,
-        reason=reason,
+        reason=reason[:2000],
         attempts=attempts,
         first_seen=first_seen,
         last_seen=last_seen,
@@ -227,10 +250,21 @@ def dead_letter(
     )
 
 
-def _text_or_base64(value: bytes | None) -> tuple[str | None, str]:
+def _carried(value: bytes | None, limit: int) -> tuple[str | None, str, bool]:
+    """(text, encoding, cut): UTF-8 text if it is and fits as JSON, else base64 of as much as
+    fits."""
     if value is None:
-        return None, "utf-8"
+        return None, "utf-8", False
     try:
-        return value.decode("utf-8"), "utf-8"
+        text = value.decode("utf-8")
     except UnicodeDecodeError:
-        return base64.b64encode(value).decode(), "base64"
+        text = None
+    if text is not None and len(json.dumps(text)) <= limit:
+        return text, "utf-8", False
+    fitting = limit // 4 * 3  # base64 makes 4 characters of every 3 bytes
+    return base64.b64encode(value[:fitting]).decode(), "base64", len(value) > fitting
+
+
+def without_payload(record: DeadLetterRecord) -> DeadLetterRecord:
+    """The same record with the payload dropped (the broker refused even the cut one)."""
+    return record.model_copy(update={"original_payload": None, "truncated": True})

@@ -90,11 +90,12 @@ def _configure_metrics(resource: Resource) -> None:
     metrics.set_meter_provider(MeterProvider(resource=resource, metric_readers=[reader]))
 
 
-def context_from_headers(headers: Mapping[str, bytes] | None) -> Context | None:
+def context_from_headers(headers: Mapping[str, bytes | None] | None) -> Context | None:
     """Extract a W3C trace context from Kafka headers, if the producer sent one."""
     if not headers:
         return None
-    carrier = {k.lower(): v.decode("latin-1") for k, v in headers.items()}
+    # Kafka allows a header without a value; latin-1 decodes any bytes.
+    carrier = {k.lower(): (v or b"").decode("latin-1") for k, v in headers.items()}
     return propagate.extract(carrier) if "traceparent" in carrier else None
 
 

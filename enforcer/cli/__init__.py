@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
 import sys
 import time
 from collections.abc import Sequence
@@ -21,13 +20,16 @@ from enforcer.cli.ops import OPS_COMMANDS, add_ops_commands, run_ops_command
 from enforcer.config import Settings, load_settings
 from enforcer.core.policy import Mode
 from enforcer.errors import ConfigError, EnforcerError
+from enforcer.logs import configure_logging
+
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="enforcer", description=__doc__)
     parser.add_argument("--version", action="version", version=f"sse-enforcer {__version__}")
     parser.add_argument("--config", type=Path, help="YAML config file (env ENFORCER_* wins)")
-    parser.add_argument("--log-level", default="INFO")
+    parser.add_argument("--log-level", default="INFO", help=f"one of {', '.join(LOG_LEVELS)}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     run = commands.add_parser("run", help="consume bucket notifications and enforce")
@@ -54,11 +56,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-        stream=sys.stderr,
-    )
+    if args.log_level.lower() not in LOG_LEVELS:
+        print(f"enforcer: configuration error: --log-level {args.log_level!r}: expected one of "
+              f"{', '.join(LOG_LEVELS)}", file=sys.stderr)  # fmt: skip
+        return EXIT_USAGE
+    configure_logging(args.log_level)
     try:
         return _dispatch(args)
     except ConfigError as exc:

@@ -6,8 +6,9 @@ left for the next replay). Each record's original payload is re-published with i
 to its original topic — the key partitioner puts it where that object's events go now, so
 per-object order holds — and only after the broker has acknowledged it is the DLQ offset
 committed (at-least-once: a crash replays a record twice, which the enforcer's idempotent
-actions absorb). A record that is not a valid dead-letter record is skipped and counted; it stays
-on the DLQ topic, and the summary names its partition and offset. ``--dry-run`` reads the same
+actions absorb). A record that is not a valid dead-letter record, or whose payload was cut to fit
+the DLQ topic (``truncated``), is skipped and counted; it stays on the DLQ topic, and the summary
+names its partition, offset and the reason. ``--dry-run`` reads the same
 records, publishes and commits nothing, and lists what would be replayed.
 
 Run one replay at a time per group: the replay consumer assigns partitions itself (no group
@@ -28,7 +29,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from pydantic import ValidationError
 
 from enforcer.config import KafkaSettings
-from enforcer.errors import BadEvent, KafkaUnavailable
+from enforcer.errors import BadEvent, KafkaUnavailable, describe_validation
 from enforcer.kafka.clients import kafka_call, open_consumer, open_producer, open_reader
 from enforcer.records import DeadLetterRecord
 
@@ -59,9 +60,14 @@ def decode_dead_letter(value: bytes | None, kafka_key: bytes | None) -> Replay:
     try:
         record = DeadLetterRecord.model_validate_json(value or b"")
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "(record)"
-        raise BadEvent(f"not a dead-letter record: {where}: {first['msg']}") from None
+        where, message = describe_validation(exc)
+        raise BadEvent(f"not a dead-letter record: {where or '(record)'}: {message}") from None
+    if record.truncated:
+        raise BadEvent(
+            f"payload was cut to fit the DLQ topic ({record.original_length} bytes, sha256 "
+            f"{record.original_sha256}): cannot be replayed; find the original on "
+            f"{record.topic}/{record.partition}@{record.offset}"
+        )
     payload = record.original_payload
     if payload is None:
         original = None

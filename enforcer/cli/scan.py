@@ -24,13 +24,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from enforcer.app import open_runtime
+from enforcer.app import Runtime, open_runtime
 from enforcer.config import Settings
 from enforcer.core.events import ObjectEvent
 from enforcer.core.policy import Mode, RequiredKey
 from enforcer.engine.pipeline import Announce, Outcome, Pipeline
 from enforcer.errors import EnforcerError, KeyDisabled, KeyMissing, TransientError
 from enforcer.kafka.sink import open_kafka_sink
+from enforcer.preflight import check_scan
 from enforcer.records import AuditRecord, RecordSink, audit_record, intent_record
 from enforcer.retrying import retry_transient
 from enforcer.storage.listing import S3Listing
@@ -217,7 +218,15 @@ def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
 async def run_scan(settings: Settings, bucket: str, prefix: str, mode: Mode) -> ScanSummary:
     """``enforcer scan``: list ``bucket/prefix``, handle and audit every current object."""
     summary = ScanSummary(bucket, prefix, mode.value, settings.kafka.audit_topic)
-    async with open_runtime(settings, mode) as runtime, open_kafka_sink(settings.kafka) as sink:
+    async with open_runtime(settings, mode) as runtime:
+        await check_scan(settings, S3Listing.of(runtime.storage), bucket)
+        return await _scan(settings, runtime, summary, bucket, prefix)
+
+
+async def _scan(
+    settings: Settings, runtime: Runtime, summary: ScanSummary, bucket: str, prefix: str
+) -> ScanSummary:
+    async with open_kafka_sink(settings.kafka) as sink:
         scanner = Scanner(
             runtime.pipeline,
             sink,

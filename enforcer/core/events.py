@@ -1,24 +1,34 @@
 """Kafka record bytes → typed object events (pure).
 
-Three input shapes (docs/contract.md): MinIO's Kafka target ``{"EventName","Key","Records"}``, plain
-AWS S3 notifications ``{"Records"}`` and EventBridge ``{"detail-type": "Object Created", ...}``.
-Unknown extra fields are tolerated; a record that is not an object-created event is *ignored* with a
-reason (it still gets an audit record); anything unreadable raises :class:`BadEvent`.
+Three input shapes (docs/contract.md): MinIO's Kafka target ``{"EventName","Key","Records"}``,
+plain AWS S3 notifications ``{"Records"}`` and EventBridge ``{"detail-type": "Object Created"}``.
+Unknown extra fields are tolerated; a record that is not an object-created event is *ignored*
+with a reason (it still gets an audit record). Anything else — any byte sequence at all: invalid
+UTF-8, nesting deep enough to exhaust the interpreter's stack, numbers too long to convert, a
+bucket name no S3 store accepts, a key that cannot exist — raises :class:`BadEvent` with a short
+reason, and nothing else (the property tests feed it arbitrary bytes).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 from datetime import datetime
 from typing import Any, Literal
 from urllib.parse import unquote_plus
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from enforcer.errors import BadEvent
+from enforcer.errors import BadEvent, describe_validation
 
 SourceFormat = Literal["minio", "s3", "eventbridge"]
+
+#: The widest bucket name any S3 API accepts (botocore's client-side check; AWS legacy names
+#: allow upper case and '_'). Anything else cannot name a bucket: a bad event, not a request.
+BUCKET_NAME = re.compile(r"[A-Za-z0-9._-]{1,255}")
+#: S3 object keys are at most 1024 bytes of UTF-8.
+MAX_KEY_BYTES = 1024
 
 
 class _Tolerant(BaseModel):
@@ -114,12 +124,19 @@ ParsedRecord = ObjectEvent | IgnoredRecord
 
 
 def parse_message(value: bytes | None) -> list[ParsedRecord]:
-    """Parse one Kafka record value into the events it carries, in order."""
+    """Parse one Kafka record value into the events it carries, in order.
+
+    Raises :class:`BadEvent` for anything that is not a readable S3 notification, and no other
+    exception, whatever the bytes.
+    """
     document = _load_json(value)
-    if "detail-type" in document:
-        return [_from_eventbridge(document)]
-    if "Records" in document:
-        return _from_notification(document)
+    try:
+        if "detail-type" in document:
+            return [_from_eventbridge(document)]
+        if "Records" in document:
+            return _from_notification(document)
+    except RecursionError:  # a validator walking a pathological document
+        raise BadEvent("message nests too deeply to read") from None
     if document.get("Event") == "s3:TestEvent":
         return []
     raise BadEvent("not an S3 notification: no 'Records' and no 'detail-type'")
@@ -130,31 +147,64 @@ def is_object_created(event_name: str) -> bool:
     return event_name.removeprefix("s3:").startswith("ObjectCreated:")
 
 
+def check_object_name(bucket: str, key: str) -> None:
+    """Raise :class:`BadEvent` unless ``bucket``/``key`` could name an object on some S3 store.
+
+    Names a particular store refuses beyond this (MinIO: ``..`` or empty path segments) are that
+    store's answer to give; the storage adapter reports it as a bad event too.
+    """
+    if not BUCKET_NAME.fullmatch(bucket):
+        raise BadEvent(f"invalid bucket name {_shorten(bucket)!r}")
+    try:
+        size = len(key.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise BadEvent(f"object key is not valid Unicode: {_shorten(key)!r}") from None
+    if size > MAX_KEY_BYTES:
+        raise BadEvent(f"object key is {size} bytes, over the {MAX_KEY_BYTES}-byte S3 limit")
+    if "\x00" in key:
+        raise BadEvent(f"object key contains a NUL character: {_shorten(key)!r}")
+
+
+def _shorten(text: str, limit: int = 80) -> str:
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text)} characters)"
+
+
 def _load_json(value: bytes | None) -> dict[str, Any]:
     if not value:
         raise BadEvent("empty message")
     try:
         document = json.loads(value)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BadEvent(f"message is not JSON: {exc}") from exc
+    except UnicodeDecodeError:
+        raise BadEvent("message is not JSON: not valid UTF-8") from None
+    except json.JSONDecodeError as exc:
+        raise BadEvent(f"message is not JSON: {exc.msg} at byte {exc.pos}") from None
+    except RecursionError:
+        raise BadEvent("message is not readable JSON: nested too deeply") from None
+    except ValueError as exc:  # e.g. an integer with more digits than Python converts
+        raise BadEvent(f"message is not readable JSON: {str(exc)[:120]}") from None
     if not isinstance(document, dict):
         raise BadEvent(f"message is a JSON {type(document).__name__}, expected an object")
     return document
 
 
 def _describe(exc: ValidationError) -> str:
-    first = exc.errors()[0]
-    where = ".".join(str(p) for p in first["loc"])
-    return f"{where}: {first['msg']}"
+    where, message = describe_validation(exc)
+    return f"{where}: {message}"
 
 
 def _from_notification(document: dict[str, Any]) -> list[ParsedRecord]:
     try:
         notification = S3Notification.model_validate(document)
     except ValidationError as exc:
-        raise BadEvent(f"malformed S3 notification at {_describe(exc)}") from exc
+        raise BadEvent(f"malformed S3 notification at {_describe(exc)}") from None
     source: SourceFormat = "minio" if notification.event_name is not None else "s3"
-    return [_from_record(record, source) for record in notification.records]
+    parsed = []
+    for index, record in enumerate(notification.records):
+        try:
+            parsed.append(_from_record(record, source))
+        except BadEvent as exc:
+            raise BadEvent(f"Records.{index}: {exc}") from None
+    return parsed
 
 
 def _from_record(record: S3Record, source: SourceFormat) -> ParsedRecord:
@@ -179,7 +229,7 @@ def _from_eventbridge(document: dict[str, Any]) -> ParsedRecord:
     try:
         event = EventBridgeEvent.model_validate(document)
     except ValidationError as exc:
-        raise BadEvent(f"malformed EventBridge event at {_describe(exc)}") from exc
+        raise BadEvent(f"malformed EventBridge event at {_describe(exc)}") from None
     obj = event.detail.object
     return _parsed(
         created=event.detail_type == "Object Created",
@@ -212,6 +262,8 @@ def _parsed(
 ) -> ParsedRecord:
     """One record of any shape → the event to check, or the reason it is ignored."""
     key = unquote_plus(raw_key)  # keys are URL-query-escaped: '+' is a space, '%2B' a plus
+    check_object_name(bucket, key)
+    _check_text(event_id, marker, event_name, version_id, etag)
     event_id = event_id or _event_id(bucket, key, version_id, marker, event_name)
     if not created:
         return IgnoredRecord(
@@ -232,6 +284,17 @@ def _parsed(
         etag=etag,
         source_format=source_format,
     )
+
+
+def _check_text(*values: str | None) -> None:
+    """Every string an event carries on must be encodable (JSON allows lone surrogates)."""
+    for value in values:
+        if value is None:
+            continue
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise BadEvent(f"text is not valid Unicode: {_shorten(value)!r}") from None
 
 
 def _event_id(bucket: str, key: str, version: str | None, marker: str | None, name: str) -> str:

@@ -14,7 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from enforcer.core.keyref import normalise_key_ref
-from enforcer.errors import ConfigError
+from enforcer.errors import ConfigError, describe_validation
 
 
 class Mode(StrEnum):
@@ -123,6 +123,5 @@ def load_policy_file(path: Path | None) -> PolicyFile:
     try:
         return PolicyFile.model_validate(document)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "(top level)"
-        raise ConfigError(f"policy file {path}: {where}: {first['msg']}") from exc
+        where, message = describe_validation(exc)
+        raise ConfigError(f"policy file {path}: {where or '(top level)'}: {message}") from exc

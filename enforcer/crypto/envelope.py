@@ -27,7 +27,7 @@ from typing import Any, Final, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from enforcer.crypto import chain, dare
-from enforcer.errors import IntegrityError
+from enforcer.errors import IntegrityError, describe_validation
 from enforcer.kms.base import Kms, encode_context
 from enforcer.telemetry import step
 
@@ -138,10 +138,9 @@ class EnvelopeHeader(EnvelopeHeaderDraft):
         try:
             return cls(**{k: v for k, v in fields.items() if v is not None})
         except ValidationError as exc:
-            first = exc.errors()[0]
-            field = str(first["loc"][0]) if first["loc"] else "version"
+            loc, reason = describe_validation(exc)
+            field = loc.split(".")[0] or "version"
             where = PREFIX + _FIELDS.get(field, field)
-            reason = first["msg"]
             raise IntegrityError(f"envelope metadata {where!r} is invalid: {reason}") from None
 
 

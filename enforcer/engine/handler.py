@@ -19,6 +19,7 @@ from opentelemetry import trace
 
 from enforcer.core.events import IgnoredRecord, ObjectEvent, parse_message
 from enforcer.core.policy import Mode, RequiredKey
+from enforcer.engine.fanout import run_per_object
 from enforcer.engine.outage import Dependency, OutageGate, dependency_of
 from enforcer.engine.pipeline import Announce, Outcome, Pipeline
 from enforcer.errors import (
@@ -72,7 +73,10 @@ class RecordHandler:
         gate: OutageGate,
         mode: Mode,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        fanout: int = 1,
     ) -> None:
+        """``fanout``: how many objects of one message are handled at once."""
+        self._fanout = fanout
         self._pipeline = pipeline
         self._sink = sink
         self._gate = gate
@@ -94,7 +98,8 @@ class RecordHandler:
             except BadEvent as exc:
                 await self._dead_letter(message, exc, attempts=1, first_seen=first_seen)
                 return
-            for item in parsed:
+
+            async def handle(item: IgnoredRecord | ObjectEvent) -> None:
                 if isinstance(item, IgnoredRecord):
                     record = audit_for_ignored(
                         item, mode=self._mode.value, trace_id=current_trace_id(), now=self._now()
@@ -102,6 +107,8 @@ class RecordHandler:
                     await self._publish_audit(record)
                 else:
                     await self._handle_event(message, item, first_seen)
+
+            await run_per_object(parsed, handle, self._fanout)
 
     async def _handle_event(
         self, message: KafkaMessage, event: ObjectEvent, first_seen: datetime

@@ -1,5 +1,5 @@
 """aiokafka clients opened and closed in one place; ``KafkaError`` becomes ``KafkaUnavailable``
-here and nowhere else."""
+(or ``RecordTooLarge``, which retrying cannot fix) here and nowhere else."""
 
 from __future__ import annotations
 
@@ -8,10 +8,18 @@ from contextlib import asynccontextmanager
 from typing import TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.errors import KafkaError
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import (
+    KafkaError,
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+    RecordTooLargeError,
+)
 
 from enforcer.config import KafkaSettings
-from enforcer.errors import KafkaUnavailable
+from enforcer.errors import KafkaUnavailable, RecordTooLarge
+
+_TOO_LARGE = (MessageSizeTooLargeError, RecordTooLargeError, RecordListTooLargeError)
 
 T = TypeVar("T")
 
@@ -20,6 +28,8 @@ async def kafka_call(call: Awaitable[T], what: str) -> T:
     """Await one aiokafka call, translating its errors into the enforcer's tree."""
     try:
         return await call
+    except _TOO_LARGE as exc:  # retrying cannot shrink the record: not an outage
+        raise RecordTooLarge(f"{what}: {type(exc).__name__}: {exc}") from exc
     except KafkaError as exc:
         raise KafkaUnavailable(f"{what}: {type(exc).__name__}: {exc}") from exc
 
@@ -59,6 +69,19 @@ async def open_consumer(
         yield consumer
     finally:
         await consumer.stop()
+
+
+@asynccontextmanager
+async def open_admin(settings: KafkaSettings) -> AsyncIterator[AIOKafkaAdminClient]:
+    """An admin client (topic metadata and creation)."""
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=settings.bootstrap_servers, client_id=f"{settings.client_id}-admin"
+    )
+    await kafka_call(admin.start(), f"connecting to Kafka at {settings.bootstrap_servers}")
+    try:
+        yield admin
+    finally:
+        await admin.close()
 
 
 @asynccontextmanager

@@ -6,14 +6,18 @@ consumer may commit the event's offset afterwards (at-least-once).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from aiokafka import AIOKafkaProducer
 
 from enforcer.config import KafkaSettings
+from enforcer.errors import RecordTooLarge
 from enforcer.kafka.clients import kafka_call, open_producer
-from enforcer.records import AuditRecord, DeadLetterRecord
+from enforcer.records import DLQ_KEY_LIMIT, AuditRecord, DeadLetterRecord, without_payload
+
+log = logging.getLogger(__name__)
 
 
 class KafkaRecordSink:
@@ -26,7 +30,16 @@ class KafkaRecordSink:
         await self._send(self._audit_topic, record.model_dump_json().encode(), record.kafka_key)
 
     async def publish_dead_letter(self, record: DeadLetterRecord, key: bytes | None) -> None:
-        await self._send(self._dlq_topic, record.model_dump_json().encode(), key)
+        """Publish; a record the broker still refuses for its size goes without its payload
+        (its length and SHA-256 stay), so no input can stop the service here."""
+        key = key[:DLQ_KEY_LIMIT] if key is not None else None
+        try:
+            await self._send(self._dlq_topic, record.model_dump_json().encode(), key)
+        except RecordTooLarge as exc:
+            log.warning("dead-letter record of %s@%s too large (%s); sent without payload",
+                        record.topic, record.offset, exc)  # fmt: skip
+            smaller = without_payload(record).model_dump_json().encode()
+            await self._send(self._dlq_topic, smaller, key)
 
     async def _send(self, topic: str, value: bytes, key: bytes | None) -> None:
         await kafka_call(self._producer.send_and_wait(topic, value=value, key=key),

@@ -13,7 +13,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from enforcer.errors import AccessDenied
+from enforcer.errors import AccessDenied, CredentialsRejected
 from enforcer.retrying import RetryPolicy, retry_transient
 from enforcer.storage.errors import translate
 from enforcer.storage.s3 import S3Storage
@@ -23,7 +23,8 @@ PAGE_SIZE = 1000
 
 
 class S3ListingMixin:
-    """``list_keys`` and ``list_buckets`` for any class that holds an aiobotocore ``_client``."""
+    """``list_keys``, ``list_buckets``, ``authenticate`` and ``bucket_exists`` for any class
+    that holds an aiobotocore ``_client``."""
 
     _client: Any
     retry: RetryPolicy = RetryPolicy()
@@ -53,6 +54,41 @@ class S3ListingMixin:
 
         page, _ = await retry_transient(call, self.retry)
         return page
+
+    async def authenticate(self) -> None:
+        """One signed request (ListBuckets): :class:`CredentialsRejected` if the store does not
+        accept our credentials. A plain AccessDenied means they were accepted (the user may just
+        not list buckets), so it passes."""
+
+        async def call() -> None:
+            try:
+                await self._client.list_buckets()
+            except (ClientError, BotoCoreError) as exc:
+                raise translate(exc, "ListBuckets") from exc
+
+        try:
+            await retry_transient(call, self.retry)
+        except CredentialsRejected:
+            raise
+        except AccessDenied:
+            return
+
+    async def bucket_exists(self, bucket: str) -> bool:
+        """HeadBucket: False on 404; :class:`AccessDenied` if we may not see it."""
+
+        async def call() -> bool:
+            try:
+                await self._client.head_bucket(Bucket=bucket)
+            except ClientError as exc:
+                if exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 404:
+                    return False
+                raise translate(exc, f"HeadBucket {bucket}") from exc
+            except BotoCoreError as exc:
+                raise translate(exc, f"HeadBucket {bucket}") from exc
+            return True
+
+        exists, _ = await retry_transient(call, self.retry)
+        return exists
 
     async def list_buckets(self) -> list[str]:
         """Every bucket this S3 user may list; :class:`AccessDenied` without s3:ListAllMyBuckets."""

@@ -26,7 +26,7 @@ from enforcer.core.verdict import Encryption
 from enforcer.crypto.envelope import PREFIX as ENVELOPE_PREFIX
 from enforcer.crypto.envelope import is_envelope
 from enforcer.errors import AccessDenied, CredentialsRejected, StorageRejected
-from enforcer.storage.errors import translate
+from enforcer.storage.errors import error_code, is_sse_c_refusal, translate
 from enforcer.storage.port import (
     ObjectSnapshot,
     PreservedAttributes,
@@ -87,7 +87,7 @@ class S3Storage:
             await self._client.list_buckets()
         except (ClientError, BotoCoreError) as exc:
             error = translate(exc, "ListBuckets")
-            if isinstance(error, AccessDenied):
+            if isinstance(error, AccessDenied) and not isinstance(error, CredentialsRejected):
                 if not self._identity_confirmed:
                     return
                 raise CredentialsRejected(f"{error} (ListBuckets worked before)") from exc
@@ -106,12 +106,36 @@ class S3Storage:
             status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
             if status == 404:
                 return None
-            if status == 400:  # HEAD of an SSE-C object without its key
-                return ObjectSnapshot(bucket, key, "", 0, Encryption.SSE_C, version_id=version_id)
+            if status == 400:
+                exc = await self._explain_bad_request(exc, params)
+                if is_sse_c_refusal(*error_code(exc)):
+                    return ObjectSnapshot(
+                        bucket, key, "", 0, Encryption.SSE_C, version_id=version_id
+                    )
             raise translate(exc, f"HEAD {bucket}/{key}") from exc
         except BotoCoreError as exc:
             raise translate(exc, f"HEAD {bucket}/{key}") from exc
         return snapshot_from_head(bucket, key, response)
+
+    async def _explain_bad_request(self, exc: ClientError, params: dict[str, str]) -> ClientError:
+        """The store's own words for a HEAD answered 400 (a HEAD has no error body).
+
+        MinIO names most errors in headers of the HEAD answer; when they are missing (AWS, or
+        MinIO refusing the path itself) a one-byte GET of the same object is asked, whose error
+        has a body. Only that code and message decide the verdict: an SSE-C object is one the
+        store says is SSE-C, never just any 400 (a key the store refuses is a bad event).
+        """
+        if not error_code(exc)[0].isdigit():
+            return exc
+        try:
+            response = await self._client.get_object(**params, Range="bytes=0-0")
+        except ClientError as get_exc:
+            return get_exc
+        except BotoCoreError:
+            return exc
+        async with response["Body"] as body:
+            await body.read()
+        return exc
 
     async def bucket_default_key(self, bucket: str) -> str | None:
         try:

@@ -12,8 +12,15 @@ import os
 import uuid
 from pathlib import Path
 
+import pytest
 from harness import EnforcerRun
+from pydantic import SecretStr
 from support import StackEnv, TlsMinio, read_notifications
+
+from enforcer.config import S3Settings
+from enforcer.core.verdict import Encryption
+from enforcer.errors import BadEvent
+from enforcer.storage.s3 import open_s3_storage
 
 
 async def test_sse_c_object_is_reported_and_left_alone(
@@ -63,3 +70,35 @@ async def test_sse_c_object_is_reported_and_left_alone(
     after = s3.head_object(Bucket=bucket, Key="customer.bin", **sse_c)
     assert (after["ETag"], after["LastModified"]) == (before["ETag"], before["LastModified"])
     assert await run.dead_letters() == []
+
+
+async def test_only_the_stores_sse_c_refusal_is_verdict_sse_c(
+    stack: StackEnv, tls_minio: TlsMinio
+) -> None:
+    """A HEAD answered 400 is SSE-C only when the store says so; a 400 for a name the store
+    refuses is a bad event (these were once audited as ``sse_c``)."""
+    s3 = tls_minio.client()
+    bucket = f"t-ssec400-{uuid.uuid4().hex[:12]}"
+    s3.create_bucket(Bucket=bucket)
+    customer_key = os.urandom(32)
+    s3.put_object(
+        Bucket=bucket, Key="customer.bin", Body=b"x", SSECustomerAlgorithm="AES256",
+        SSECustomerKey=base64.b64encode(customer_key).decode(),
+        SSECustomerKeyMD5=base64.b64encode(
+            hashlib.md5(customer_key, usedforsecurity=False).digest()
+        ).decode(),
+    )  # fmt: skip
+    settings = S3Settings(
+        endpoint_url=tls_minio.endpoint,
+        ca_bundle=Path(tls_minio.ca_file),
+        access_key_id=SecretStr(tls_minio.access_key),
+        secret_access_key=SecretStr(tls_minio.secret_key),
+    )
+    async with open_s3_storage(settings) as storage:
+        snapshot = await storage.head(bucket, "customer.bin")
+        assert snapshot is not None and snapshot.encryption is Encryption.SSE_C
+        for hostile in ("../etc/passwd", "a//b", "a/./b", "k\x00k", "k" * 1025):
+            with pytest.raises(BadEvent, match="refuses the object name"):
+                await storage.head(bucket, hostile)
+        with pytest.raises(BadEvent, match="refuses"):
+            await storage.head("../etc", "k")

@@ -17,6 +17,10 @@ def test_configmap_settings_load(monkeypatch: pytest.MonkeyPatch, tmp_path: Path
     policy.write_text(data["policy.yaml"])
     for name, value in data.items():
         if name.startswith("ENFORCER_"):
+            if value.startswith("/"):  # a file mounted into the pod: a stand-in must exist
+                stand_in = tmp_path / Path(value).name
+                stand_in.write_text("stand-in")
+                value = str(stand_in)  # noqa: PLW2901 - the value the pod would see
             monkeypatch.setenv(name, value)
     monkeypatch.setenv("ENFORCER_POLICY_FILE", str(policy))
     settings = load_settings()  # extra="forbid": an unknown variable would fail here

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 from datetime import UTC, datetime
 
 import pytest
@@ -10,7 +11,7 @@ from aiokafka import TopicPartition
 
 from enforcer.cli.dlq import ReplaySummary, decode_dead_letter
 from enforcer.errors import BadEvent
-from enforcer.records import dead_letter
+from enforcer.records import DeadLetterRecord, dead_letter, without_payload
 
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 
@@ -69,3 +70,39 @@ def test_summary_names_what_a_dry_run_would_do() -> None:
     assert report["skipped_records"] == [
         {"partition": 0, "offset": 8, "reason": "not a dead-letter record"}
     ]
+
+
+@pytest.mark.parametrize(
+    "original",
+    [
+        b"\x01" * 800_000,  # valid UTF-8 that escapes six-fold in JSON
+        b'"\\' * 400_000,
+        bytes(range(256)) * 4000,  # binary: base64
+        "é✓".encode() * 200_000,
+    ],
+)
+def test_a_large_payload_is_cut_to_fit_and_can_still_be_found(original: bytes) -> None:
+    value = dlq_value(original, key=b"k" * 100_000)
+    assert len(value) < 400_000  # far below the broker's 1 MiB default
+    record = DeadLetterRecord.model_validate_json(value)
+    assert record.truncated
+    assert record.original_length == len(original)
+    assert record.original_sha256 == hashlib.sha256(original).hexdigest()
+    assert record.original_payload is not None
+    assert original.startswith(base64.b64decode(record.original_payload))
+    with pytest.raises(BadEvent, match=r"cut to fit .* cannot be replayed"):
+        decode_dead_letter(value, b"b/k")
+
+
+def test_a_payload_that_fits_is_kept_whole_with_its_digest() -> None:
+    original = b'{"Records": []}' * 1000
+    record = DeadLetterRecord.model_validate_json(dlq_value(original))
+    assert (record.truncated, record.original_length) == (False, len(original))
+    assert decode_dead_letter(dlq_value(original), b"b/k").value == original
+
+
+def test_a_record_sent_without_payload_says_so() -> None:
+    record = without_payload(DeadLetterRecord.model_validate_json(dlq_value(b"x" * 10)))
+    assert (record.original_payload, record.truncated, record.original_length) == (None, True, 10)
+    with pytest.raises(BadEvent, match="cannot be replayed"):
+        decode_dead_letter(record.model_dump_json().encode(), b"b/k")

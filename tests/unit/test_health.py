@@ -1,5 +1,9 @@
 import asyncio
+import logging
 
+import pytest
+
+from enforcer.errors import ConfigError
 from enforcer.health import serve_health
 
 
@@ -26,3 +30,50 @@ async def test_liveness_and_readiness() -> None:
         state["ready"] = True
         assert (await get(port, "/readyz"))[0] == 200
         assert (await get(port, "/nope"))[0] == 404
+
+
+async def raw(port: int, data: bytes) -> bytes:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(data)
+    await writer.drain()
+    try:
+        return await reader.read()
+    except ConnectionError:  # the server may drop a client that sent too much
+        return b""
+    finally:
+        writer.close()
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "status"),
+    [
+        (b"\xff\xfe\x00garbage\r\n\r\n", b"400"),
+        (b"GET /\xff\xfe HTTP/1.1\r\n\r\n", b"404"),
+        (b"POST /readyz HTTP/1.1\r\n\r\n", b"400"),
+        (b"GET\r\n\r\n", b"400"),
+        (b"\r\n", b"400"),
+        (b"GET /healthz SPDY/3\r\n\r\n", b"400"),
+    ],
+)
+async def test_malformed_requests_get_4xx_and_log_nothing(
+    request_bytes: bytes, status: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with serve_health(0, lambda: (True, "ok"), host="127.0.0.1") as port:
+        response = await raw(port, request_bytes)
+        assert response.startswith(b"HTTP/1.1 " + status + b" "), response
+        assert (await get(port, "/healthz"))[0] == 200  # still serving
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING or r.exc_info]
+
+
+async def test_an_endless_request_line_is_dropped(caplog: pytest.LogCaptureFixture) -> None:
+    async with serve_health(0, lambda: (True, "ok"), host="127.0.0.1") as port:
+        assert await raw(port, b"GET /" + b"a" * 100_000) == b""
+        assert (await get(port, "/healthz"))[0] == 200
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING or r.exc_info]
+
+
+async def test_a_port_in_use_is_a_configuration_error() -> None:
+    async with serve_health(0, lambda: (True, "ok"), host="127.0.0.1") as port:
+        with pytest.raises(ConfigError, match="ENFORCER_HEALTH_PORT"):
+            async with serve_health(port, lambda: (True, "ok"), host="127.0.0.1"):
+                pass

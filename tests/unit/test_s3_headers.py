@@ -3,11 +3,17 @@
 import datetime as dt
 
 import pytest
-from botocore.exceptions import ClientError, EndpointConnectionError
+from botocore.exceptions import (
+    ClientError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    ParamValidationError,
+)
 
 from enforcer.core.verdict import Encryption
 from enforcer.errors import (
     AccessDenied,
+    BadEvent,
     CredentialsRejected,
     KeyMissing,
     KmsNotAuthorized,
@@ -16,7 +22,7 @@ from enforcer.errors import (
     StorageRejected,
     StorageUnavailable,
 )
-from enforcer.storage.errors import translate
+from enforcer.storage.errors import error_code, is_sse_c_refusal, translate
 from enforcer.storage.s3 import snapshot_from_head, write_headers
 
 UNTIL = dt.datetime(2030, 1, 1, tzinfo=dt.UTC)
@@ -92,6 +98,37 @@ def test_null_version_is_no_version() -> None:
     assert snapshot_from_head("b", "k", {"VersionId": "null"}).version_id is None
 
 
+SSE_C_MESSAGE = (
+    "The object was stored using a form of Server Side Encryption. The correct parameters must "
+    "be provided to retrieve the object."
+)
+
+
+def head_error(status: int, code: str | None, desc: str | None) -> ClientError:
+    """A HEAD error as botocore builds it: no body, so the code is the status; MinIO's headers."""
+    headers = {"x-minio-error-code": code, "x-minio-error-desc": f'"{desc}"'} if code else {}
+    return ClientError(
+        {
+            "Error": {"Code": str(status), "Message": "Bad Request"},
+            "ResponseMetadata": {"HTTPStatusCode": status, "HTTPHeaders": headers},
+        },
+        "HeadObject",
+    )
+
+
+@pytest.mark.parametrize(
+    ("error", "sse_c"),
+    [
+        (head_error(400, "InvalidRequest", SSE_C_MESSAGE), True),
+        (head_error(400, "InvalidRequest", "Invalid request"), False),
+        (head_error(400, "XMinioInvalidObjectName", SSE_C_MESSAGE), False),
+        (head_error(400, None, None), False),
+    ],
+)
+def test_only_the_stores_own_sse_c_refusal_counts_as_sse_c(error: ClientError, sse_c: bool) -> None:
+    assert is_sse_c_refusal(*error_code(error)) is sse_c
+
+
 def client_error(code: str, status: int, message: str = "") -> ClientError:
     return ClientError(
         {
@@ -119,6 +156,13 @@ def client_error(code: str, status: int, message: str = "") -> ClientError:
         (client_error("InvalidRequest", 400), StorageRejected),
         (client_error("NoSuchBucket", 404), StorageRejected),
         (EndpointConnectionError(endpoint_url="http://x"), StorageUnavailable),
+        (ParamValidationError(report='Invalid bucket name "../etc"'), BadEvent),
+        (NoCredentialsError(), AccessDenied),
+        (client_error("XMinioInvalidObjectName", 400), BadEvent),
+        (head_error(400, "XMinioInvalidObjectName", "Object name contains unsupported"), BadEvent),
+        (head_error(400, "InvalidRequest", SSE_C_MESSAGE), StorageRejected),
+        (head_error(503, "XMinioServerNotInitialized", "not ready"), StorageUnavailable),
+        (head_error(400, None, None), StorageRejected),
     ],
 )
 def test_errors_map_into_the_one_tree(error: Exception, kind: type) -> None:
