@@ -1,13 +1,13 @@
 # Entry points. On a fresh machine `make demo` and `make test` install everything they need:
-# the virtualenv (python3.11), and the local stack's Kafka, MinIO and KES (deploy/local/stack,
-# cached outside the repo). `make check` is the fast gate without servers. CI runs .ci/run,
-# which runs `make test`.
+# the virtualenv (python3.11), the local stack's Kafka, MinIO and KES (deploy/local/stack,
+# cached outside the repo), and the Go-built test tools (deploy/tools/, same cache). `make check`
+# is the fast gate without servers. CI runs .ci/run, which runs `make test`.
 VENV ?= .venv
 BIN := $(VENV)/bin
 STACK := deploy/local/stack
 PYTHON ?= python3.11
 
-.PHONY: check lint types unit test demo install stack-up stack-down
+.PHONY: check lint types unit test demo install stack-up stack-down browser tools
 
 check: lint types unit
 
@@ -33,14 +33,27 @@ types: install
 unit: install
 	$(BIN)/pytest tests/unit --cov=enforcer --cov-report=term-missing:skip-covered --cov-fail-under=65
 
-test: install stack-up
+test: install stack-up browser tools
 	$(BIN)/pytest
+
+# Chromium from the distribution's packages, for the report's browser test (tests/integration/
+# browser.py). Installed once with apt-get (as root, or through sudo). Where that is impossible
+# the test is skipped on a developer machine; under CI (CI=true) a missing browser fails.
+browser:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || { \
+	  sudo=$$( [ "$$(id -u)" = 0 ] || command -v sudo ); \
+	  { $$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq chromium; } \
+	  || { echo "make browser: could not install chromium" >&2; [ "$$CI" != true ]; }; }
 
 demo: install stack-up
 	$(BIN)/python examples/demo.py
 
 stack-up:
 	$(STACK) up
+
+# promtool (alert rule tests): built once from the Prometheus Go module, minutes the first time.
+tools:
+	deploy/tools/promtool --path >/dev/null
 
 stack-down:
 	$(STACK) down

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer
 
+from enforcer import telemetry
 from enforcer.config import Settings
 from enforcer.core.policy import Mode, PolicyFile, RequiredKey, Strategy, load_policy_file
 from enforcer.engine.handler import RecordHandler
@@ -23,7 +24,7 @@ from enforcer.engine.outage import Dependency, OutageGate, Probe
 from enforcer.engine.pipeline import Pipeline, Rewriter
 from enforcer.engine.rules import AliasResolver, KeyCanon, RuleResolver
 from enforcer.errors import ConfigError, EnforcerError
-from enforcer.health import Readiness, serve_health
+from enforcer.health import Readiness, readiness_of, serve_health
 from enforcer.kafka.clients import open_consumer
 from enforcer.kafka.consumer import EventConsumer
 from enforcer.kafka.sink import open_kafka_sink
@@ -157,7 +158,10 @@ async def _consume(
                 if settings.health_port is not None:
                     await probes.enter_async_context(
                         serve_health(
-                            settings.health_port, _readiness(kafka, gate), settings.health_host
+                            settings.health_port,
+                            _readiness(kafka, consumer, gate),
+                            settings.health_host,
+                            metrics=telemetry.render_metrics,
                         )
                     )
                 await consumer.run()
@@ -165,16 +169,13 @@ async def _consume(
             return consumer.handled
 
 
-def _readiness(kafka: AIOKafkaConsumer, gate: OutageGate) -> Readiness:
+def _readiness(kafka: AIOKafkaConsumer, consumer: EventConsumer, gate: OutageGate) -> Readiness:
     def ready() -> tuple[bool, str]:
         if gate.is_open:
             return False, gate.describe()
-        if not kafka.assignment():
-            return (
-                False,
-                "no partitions assigned (joining the group, or more members than partitions)",
-            )
-        return True, "consuming"
+        return readiness_of(
+            paused=False, joined=consumer.joined, partitions=len(kafka.assignment())
+        )
 
     return ready
 

@@ -163,13 +163,27 @@ class Settings(BaseSettings):
     bucket_default_ttl: float = Field(default=60.0, ge=0, description="Seconds")
     shutdown_timeout: float = Field(default=20.0, gt=0, description="Seconds")
     health_port: int | None = Field(
-        default=None, ge=0, le=65535, description="Serve /healthz and /readyz"
+        default=None,
+        ge=0,
+        le=65535,
+        description="Serve /healthz, /readyz and /metrics (Prometheus) on this port",
     )
     health_host: str = Field(
         default="0.0.0.0",  # noqa: S104 - the kubelet probes the pod IP
         min_length=1,
         description="Address the health server binds (127.0.0.1 keeps it off the network)",
     )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
+        default="INFO", description="Overridden by --log-level"
+    )
+    log_format: Literal["json", "text"] = Field(
+        default="json", description="json: one object per line with trace_id/span_id"
+    )
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_level(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
 
     @classmethod
     def settings_customise_sources(

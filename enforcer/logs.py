@@ -1,4 +1,11 @@
-"""Logging set-up, and the rate limit that keeps the Kafka client's reconnect noise bounded.
+"""Log lines on stderr: JSON (one object per line, for log pipelines) or text (for a terminal),
+and the rate limit that keeps the Kafka client's reconnect noise bounded.
+
+``ENFORCER_LOG_FORMAT`` picks the format and ``ENFORCER_LOG_LEVEL`` (or ``--log-level``) the
+level. A JSON line carries ``time``, ``level``, ``logger``, ``message``, the ``trace_id`` and
+``span_id`` of the OpenTelemetry span current when the line was logged (so a log line leads to
+its trace), ``exception`` when there is one, and the fields a call passes with ``extra=``
+(``bucket``, ``key``, ``verdict``, ...). Callers log names and verdicts, never key material.
 
 While a broker restarts, aiokafka logs every failed connection attempt of every client, several
 times a second, mostly at ERROR (hundreds of lines for an 8-second restart). The first line of
@@ -8,12 +15,28 @@ message template) through per window and appends how many similar lines it held 
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal, TextIO
+
+from opentelemetry import trace
+
+LogFormat = Literal["json", "text"]
+
+#: Attributes every LogRecord has; anything else on a record came from ``extra=``.
+_STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
+    "message",
+    "asctime",
+    "taskName",
+}
+
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 
 #: Loggers whose repeated warnings and errors are rate-limited.
 NOISY_LOGGERS = ("aiokafka", "kafka")
@@ -70,9 +93,39 @@ def _kind_of(record: logging.LogRecord) -> tuple[str, str]:
     return record.name, template[:200]
 
 
-def configure_logging(level: str) -> None:
-    """One stderr handler for the process, with the Kafka client's noise rate-limited."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+class JsonFormatter(logging.Formatter):
+    """One JSON object per record, with the current span's trace and span ids."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        context = trace.get_current_span().get_span_context()
+        if context.is_valid:
+            line["trace_id"] = format(context.trace_id, "032x")
+            line["span_id"] = format(context.span_id, "016x")
+        for name, value in vars(record).items():
+            if name not in _STANDARD and not name.startswith("_"):
+                line.setdefault(name, value)
+        if record.exc_info:
+            line["exception"] = self.formatException(record.exc_info)
+        return json.dumps(line, default=str, ensure_ascii=False)
+
+
+def configure_logging(
+    level: str = "INFO", log_format: LogFormat = "json", stream: TextIO | None = None
+) -> None:
+    """One handler for the process on ``stream`` (stderr) in ``log_format``, with the Kafka
+    client's noise rate-limited; replaces earlier setup."""
+    handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
+    text = logging.Formatter(TEXT_FORMAT)
+    handler.setFormatter(JsonFormatter() if log_format == "json" else text)
     handler.addFilter(RateLimit())
-    logging.basicConfig(level=level.upper(), handlers=[handler])
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level.upper())

@@ -15,8 +15,8 @@ from typing import TypeVar
 import tenacity
 from opentelemetry import trace
 
-from enforcer.errors import PreconditionFailed, TransientError
-from enforcer.telemetry import RETRIES
+from enforcer.errors import EnforcerError, PreconditionFailed, TransientError
+from enforcer.telemetry import RETRIES, record_error
 
 T = TypeVar("T")
 
@@ -45,7 +45,7 @@ def _record_retry(state: tenacity.RetryCallState) -> None:
     trace.get_current_span().add_event(
         "retry", {"retry.attempt": state.attempt_number, "retry.error": kind, "retry.call": name}
     )
-    RETRIES.add(1, {"error": kind})
+    RETRIES.add(1, {"error_type": exc.code if isinstance(exc, EnforcerError) else kind})
 
 
 def _should_retry(exc: BaseException) -> bool:
@@ -56,8 +56,33 @@ def _should_retry(exc: BaseException) -> bool:
 async def retry_transient(
     call: Callable[[], Awaitable[T]], policy: RetryPolicy | None = None
 ) -> tuple[T, int]:
-    """Run ``call`` until it succeeds or the policy gives up; return its value and the attempts."""
+    """Run ``call`` until it succeeds or the policy gives up; return its value and the attempts.
+
+    The first attempt runs bare: tenacity's machinery costs more than a cached call or a Kafka
+    send itself, and most calls succeed at once. Its failure, if retryable, becomes tenacity's
+    first attempt, so waits, hooks, limits and the attempt count are the same either way.
+    """
     policy = policy or RetryPolicy()
+
+    async def counted() -> T:
+        try:
+            return await call()
+        except EnforcerError as exc:
+            record_error(exc.code)  # every failed attempt, retried or not
+            raise
+
+    try:
+        return await counted(), 1
+    except TransientError as exc:  # anything else propagates, as tenacity would let it
+        if not _should_retry(exc) or policy.attempts < 2:
+            raise
+        first_failure: list[TransientError] = [exc]
+
+    async def again() -> T:
+        if first_failure:
+            raise first_failure.pop()
+        return await counted()
+
     wait: tenacity.wait.wait_base = (
         tenacity.wait_none()
         if _testing
@@ -75,5 +100,5 @@ async def retry_transient(
     async for attempt in retrying:
         with attempt:
             attempts = attempt.retry_state.attempt_number
-            value = await call()
+            value = await again()
     return value, attempts

@@ -16,6 +16,7 @@ from enforcer.core.events import EventBridgeEvent, S3Notification
 from enforcer.core.policy import PolicyFile
 from enforcer.crypto.envelope import metadata_json_schema
 from enforcer.records import AuditRecord, DeadLetterRecord
+from enforcer.report.lines import ScanLine
 
 
 def _models() -> dict[str, type[BaseModel]]:
@@ -26,6 +27,7 @@ def _models() -> dict[str, type[BaseModel]]:
         "input-eventbridge": EventBridgeEvent,
         "policy-file": PolicyFile,
         "config": Settings,
+        "scan-line": ScanLine,
     }
 
 

@@ -1,13 +1,19 @@
-"""OpenTelemetry wiring: one tracer and the few metrics the enforcer reports.
+"""OpenTelemetry wiring: one tracer and the metrics the enforcer reports.
 
 The SDK is configured once by :func:`configure` from the CLI (standard ``OTEL_*`` variables pick
-the exporter); library code only asks for the tracer and the instruments below, which are no-ops
-until then. Attribute values are names and verdicts, never key material.
+the exporters); library code only asks for the tracer and the instruments below, which are no-ops
+until then. Metrics are always readable in the Prometheus text format (:func:`render_metrics`,
+served on ``/metrics`` of the health port), and also pushed over OTLP when
+``OTEL_METRICS_EXPORTER=otlp``. Prometheus names follow from the OpenTelemetry ones (``.`` becomes
+``_``, the unit and ``_total`` are appended): ``enforcer.events`` is ``enforcer_events_total``,
+``enforcer.step.duration`` (seconds) is ``enforcer_step_duration_seconds``. docs/metrics.md lists
+them all. Attribute values are names, verdicts and error classes, never key material.
 """
 
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
@@ -16,13 +22,17 @@ from opentelemetry import metrics, propagate, trace
 from opentelemetry.context import Context
 
 if TYPE_CHECKING:
+    from opentelemetry.sdk.metrics.export import MetricReader
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace.export import SpanExporter
+    from prometheus_client import CollectorRegistry
 
 TRACER = trace.get_tracer("enforcer")
 _METER = metrics.get_meter("enforcer")
 
-EVENTS = _METER.create_counter("enforcer.events", description="Events handled, by verdict/action")
+EVENTS = _METER.create_counter(
+    "enforcer.events", description="Object events handled, by verdict, action and mode"
+)
 RETRIES = _METER.create_counter("enforcer.retries", description="Retried calls, by error class")
 KEY_ALERTS = _METER.create_counter(
     "enforcer.key_alerts", description="Events that failed because their EK is missing or disabled"
@@ -34,6 +44,72 @@ CREDENTIAL_ALERTS = _METER.create_counter(
     "enforcer.credential_alerts",
     description="Pauses because S3 or the KMS refused the enforcer's identity, by dependency",
 )
+
+#: Seconds: from a few milliseconds (one HEAD) to minutes (a multi-GiB rewrite).
+_STEP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
+#: Seconds: from the object's write to its verified compliance, up to a backlog of hours.
+_LATENCY_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900, 1800, 3600, 14400)
+
+STEP_DURATION = _METER.create_histogram(
+    "enforcer.step.duration",
+    unit="s",
+    description="Duration of each step of an event's path (parse, resolve, head, rewrite, ...)",
+    explicit_bucket_boundaries_advisory=_STEP_BUCKETS,
+)
+EVENT_DURATION = _METER.create_histogram(
+    "enforcer.event.duration",
+    unit="s",
+    description="Duration of handling one object event, by action and mode",
+    explicit_bucket_boundaries_advisory=_STEP_BUCKETS,
+)
+COMPLIANCE_LATENCY = _METER.create_histogram(
+    "enforcer.compliance.latency",
+    unit="s",
+    description="From the event's time (the PUT) to the re-encrypted object verified compliant",
+    explicit_bucket_boundaries_advisory=_LATENCY_BUCKETS,
+)
+ERRORS = _METER.create_counter(
+    "enforcer.errors",
+    description="Failed calls to a dependency (kms, storage, kafka), by error class, "
+    "each attempt counted",
+)
+DLQ_RECORDS = _METER.create_counter(
+    "enforcer.dlq.records", description="Records written to the dead-letter topic, by error class"
+)
+CONSUMER_LAG = _METER.create_gauge(
+    "enforcer.consumer.lag",
+    description="Records on a partition after this member's committed offset (end minus committed)",
+)
+IN_FLIGHT = _METER.create_gauge(
+    "enforcer.records.in_flight", description="Kafka records fetched and not yet finished"
+)
+PAUSED = _METER.create_gauge(
+    "enforcer.paused", description="1 while consumption is paused for a KMS or storage outage"
+)
+KEY_AVAILABLE = _METER.create_gauge(
+    "enforcer.key.available",
+    description="Per EK: 1 after its last use worked, 0 after it was found missing or disabled",
+)
+
+_DEPENDENCY = {
+    "kms_unavailable": "kms",
+    "key_missing": "kms",
+    "key_disabled": "kms",
+    "storage_unavailable": "storage",
+    "storage_rejected": "storage",
+    "precondition_failed": "storage",
+    "object_unreadable": "storage",
+    "integrity": "storage",
+    "kafka_unavailable": "kafka",
+}
+
+
+def record_error(code: str) -> None:
+    """Count one failed dependency call by its error class (``EnforcerError.code``)."""
+    ERRORS.add(1, {"dependency": _DEPENDENCY.get(code, "other"), "error_type": code})
+
+
+_registry: CollectorRegistry | None = None
 
 
 def configure(service_version: str, extra_exporter: SpanExporter | None = None) -> None:
@@ -68,15 +144,26 @@ def configure(service_version: str, extra_exporter: SpanExporter | None = None) 
 
 
 def _configure_metrics(resource: Resource) -> None:
-    """Metrics follow ``OTEL_METRICS_EXPORTER`` (``otlp`` | ``console``; default: none)."""
+    """A Prometheus reader always (for ``/metrics``); a push exporter as well when
+    ``OTEL_METRICS_EXPORTER`` says so (``otlp`` | ``console``; default: none)."""
+    global _registry  # noqa: PLW0603 - the process has one meter provider, set once
+    from opentelemetry.exporter.prometheus import PrometheusMetricReader
     from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.metrics.export import (
         ConsoleMetricExporter,
         MetricExporter,
         PeriodicExportingMetricReader,
     )
+    from prometheus_client import CollectorRegistry, ProcessCollector
 
-    exporter: MetricExporter
+    if _registry is not None:  # already installed: OpenTelemetry keeps the first provider
+        return
+    _registry = CollectorRegistry()
+    ProcessCollector(registry=_registry)  # process_cpu_seconds_total, resident memory, fds
+    readers: list[MetricReader] = [
+        PrometheusMetricReader(scope_info_enabled=False, registry=_registry)
+    ]
+    exporter: MetricExporter | None = None
     name = os.environ.get("OTEL_METRICS_EXPORTER", "none")
     if name == "console":
         exporter = ConsoleMetricExporter()
@@ -84,10 +171,18 @@ def _configure_metrics(resource: Resource) -> None:
         from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
 
         exporter = OTLPMetricExporter()
-    else:
-        return
-    reader = PeriodicExportingMetricReader(exporter)
-    metrics.set_meter_provider(MeterProvider(resource=resource, metric_readers=[reader]))
+    if exporter is not None:
+        readers.append(PeriodicExportingMetricReader(exporter))
+    metrics.set_meter_provider(MeterProvider(resource=resource, metric_readers=readers))
+
+
+def render_metrics() -> tuple[str, bytes]:
+    """The current metrics in the Prometheus text format: (content type, body)."""
+    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+    if _registry is None:
+        return CONTENT_TYPE_LATEST, b""
+    return CONTENT_TYPE_LATEST, generate_latest(_registry)
 
 
 def context_from_headers(headers: Mapping[str, bytes | None] | None) -> Context | None:
@@ -101,9 +196,14 @@ def context_from_headers(headers: Mapping[str, bytes | None] | None) -> Context 
 
 @contextmanager
 def step(name: str, **attributes: str | int | bool) -> Iterator[trace.Span]:
-    """A child span for one step of an event's path (parse, resolve, head, rewrite, ...)."""
-    with TRACER.start_as_current_span(name, attributes=attributes) as span:
-        yield span
+    """A child span for one step of an event's path (parse, resolve, head, rewrite, ...); its
+    duration also goes to ``enforcer.step.duration``."""
+    started = time.perf_counter()
+    try:
+        with TRACER.start_as_current_span(name, attributes=attributes) as span:
+            yield span
+    finally:
+        STEP_DURATION.record(time.perf_counter() - started, {"step": name})
 
 
 def current_trace_id() -> str:

@@ -29,7 +29,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="enforcer", description=__doc__)
     parser.add_argument("--version", action="version", version=f"sse-enforcer {__version__}")
     parser.add_argument("--config", type=Path, help="YAML config file (env ENFORCER_* wins)")
-    parser.add_argument("--log-level", default="INFO", help=f"one of {', '.join(LOG_LEVELS)}")
+    parser.add_argument(
+        "--log-level",
+        help=f"one of {', '.join(LOG_LEVELS)}; overrides ENFORCER_LOG_LEVEL (default info)",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     run = commands.add_parser("run", help="consume bucket notifications and enforce")
@@ -56,11 +59,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.log_level.lower() not in LOG_LEVELS:
+    if args.log_level is not None and args.log_level.lower() not in LOG_LEVELS:
         print(f"enforcer: configuration error: --log-level {args.log_level!r}: expected one of "
               f"{', '.join(LOG_LEVELS)}", file=sys.stderr)  # fmt: skip
         return EXIT_USAGE
-    configure_logging(args.log_level)
+    configure_logging(args.log_level or "INFO")  # until the settings are read
     try:
         return _dispatch(args)
     except ConfigError as exc:
@@ -81,6 +84,7 @@ def _dispatch(args: argparse.Namespace) -> int:
             print(path)
         return EXIT_OK
     settings = load_settings(args.config)
+    configure_logging(args.log_level or settings.log_level, settings.log_format)
     from enforcer import telemetry
 
     telemetry.configure(__version__)

@@ -30,7 +30,8 @@ from pydantic import ValidationError
 
 from enforcer.config import KafkaSettings
 from enforcer.errors import BadEvent, KafkaUnavailable, describe_validation
-from enforcer.kafka.clients import kafka_call, open_consumer, open_producer, open_reader
+from enforcer.kafka.clients import kafka_call, open_consumer, open_producer
+from enforcer.kafka.reader import topic_partitions
 from enforcer.records import DeadLetterRecord
 
 #: Header on every replayed record: ``<dlq topic>/<partition>/<offset>`` it came from.
@@ -227,7 +228,7 @@ async def run_replay(
         consumer = await stack.enter_async_context(
             open_consumer(settings, group_id, "dlq-replay", auto_offset_reset="earliest")
         )
-        partitions = await _partitions(consumer, settings)
+        partitions = await topic_partitions(consumer, settings, settings.dlq_topic)
         if not partitions:
             return summary  # no DLQ topic yet: nothing was ever dead-lettered
         consumer.assign(partitions)
@@ -239,17 +240,3 @@ async def run_replay(
         )
         await DlqReplayer(consumer, producer, summary, limit).run(ends)
     return summary
-
-
-async def _partitions(consumer: AIOKafkaConsumer, settings: KafkaSettings) -> list[TopicPartition]:
-    """The DLQ topic's partitions; none if it does not exist (and it is not created).
-
-    Listing all topics never auto-creates one; only then does a throw-away consumer that names
-    the topic load its partitions (naming a missing topic could create it on the broker).
-    """
-    topic = settings.dlq_topic
-    if topic not in await kafka_call(consumer.topics(), "listing topics"):
-        return []
-    async with open_reader(settings, topic) as reader:
-        found = reader.partitions_for_topic(topic) or set()
-    return [TopicPartition(topic, p) for p in sorted(found)]

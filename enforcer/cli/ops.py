@@ -1,4 +1,4 @@
-"""The operations commands of the CLI : ``scan``, ``dlq replay``, ``keys status``.
+"""The operations commands of the CLI: ``scan``, ``report``, ``dlq replay``, ``keys status``.
 
 :mod:`enforcer.cli` adds these parsers and hands the parsed arguments here; each command prints
 one JSON document on stdout and returns its exit code (0 ok, 1 failure); configuration errors
@@ -10,21 +10,21 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-from enforcer.cli.args import EXIT_FAILURE, EXIT_OK, parse_s3_url, positive_int
+from enforcer.cli.args import EXIT_FAILURE, EXIT_OK, positive_int
 from enforcer.config import Settings
-from enforcer.core.policy import Mode
 
 
 def add_ops_commands(commands: Any) -> None:
     """Add ``scan``, ``dlq replay`` and ``keys status`` to the ``enforcer`` subcommands."""
-    scan = commands.add_parser(
-        "scan", help="backfill: enforce every current object under s3://bucket[/prefix]"
-    )
-    scan.add_argument("url", help="s3://bucket or s3://bucket/prefix")
-    scan.add_argument("--dry-run", action="store_true", help="audit only: write nothing")
+    add_scan_command(commands)
+    from enforcer.cli.report import add_report_command
+
+    add_report_command(commands)
 
     dlq = commands.add_parser("dlq", help="dead-letter topic tools")
     dlq_commands = dlq.add_subparsers(dest="dlq_command", required=True)
@@ -55,11 +55,46 @@ def add_ops_commands(commands: Any) -> None:
     )
 
 
+def add_scan_command(commands: Any) -> None:
+    """``enforcer scan`` (run by :mod:`enforcer.cli.scan`)."""
+    scan = commands.add_parser(
+        "scan", help="backfill: enforce every current object under s3://bucket[/prefix]"
+    )
+    scan.add_argument("url", nargs="?", help="s3://bucket or s3://bucket/prefix")
+    scan.add_argument("--dry-run", action="store_true", help="audit only: write nothing")
+    scan.add_argument(
+        "--versions", action="store_true", help="also check non-current versions (report them)"
+    )
+    scan.add_argument(
+        "--enqueue",
+        action="store_true",
+        help="only list: publish one event per non-compliant object for `enforcer run`",
+    )
+    scan.add_argument(
+        "--inventory", metavar="MANIFEST", help="read an S3 Inventory manifest (path or s3://)"
+    )
+    scan.add_argument("--output", choices=("jsonl", "csv"), help="one line per object")
+    scan.add_argument(
+        "--output-file", type=Path, help="write the lines here (appended on --resume)"
+    )
+    scan.add_argument("--checkpoint", type=Path, help="checkpoint file (default: state dir)")
+    scan.add_argument("--resume", action="store_true", help="continue from the checkpoint")
+    scan.add_argument(
+        "--progress-interval",
+        type=float,
+        default=10.0,
+        metavar="S",
+        help="seconds between progress lines when stderr is not a terminal",
+    )
+    scan.add_argument("--no-progress", action="store_true", help="no progress display")
+
+
 def run_ops_command(settings: Settings, args: argparse.Namespace) -> int:
     commands: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
         "scan": _scan,
         "dlq": _dlq_replay,
         "keys": _keys_status,
+        "report": _report,
     }
     return commands[args.command](settings, args)
 
@@ -69,12 +104,13 @@ def _print(report: dict[str, Any]) -> None:
 
 
 def _scan(settings: Settings, args: argparse.Namespace) -> int:
-    from enforcer.cli.scan import run_scan
+    from enforcer.cli.scan import run_scan, scan_request, summary_table
 
-    bucket, prefix = parse_s3_url(args.url, need_key=False)
-    mode = Mode.AUDIT if args.dry_run else settings.mode
-    summary = asyncio.run(run_scan(settings, bucket, prefix, mode))
-    _print(summary.as_dict())
+    request = scan_request(settings, args)
+    summary = asyncio.run(run_scan(settings, request))
+    print(summary_table(summary), file=sys.stderr)
+    if request.output is None or request.output_file is not None:  # stdout is not the lines
+        _print(summary.as_dict())
     return EXIT_OK if summary.ok else EXIT_FAILURE
 
 
@@ -94,4 +130,10 @@ def _keys_status(settings: Settings, args: argparse.Namespace) -> int:
     return EXIT_OK if report.ok else EXIT_FAILURE
 
 
-OPS_COMMANDS = frozenset({"scan", "dlq", "keys"})
+def _report(settings: Settings, args: argparse.Namespace) -> int:
+    from enforcer.cli.report import run_report
+
+    return run_report(settings, args)
+
+
+OPS_COMMANDS = frozenset({"scan", "dlq", "keys", "report"})

@@ -1,237 +1,297 @@
-"""``enforcer scan s3://bucket[/prefix]``: backfill the objects that exist already.
+"""``enforcer scan``: backfill the objects that exist already (the engine is
+:mod:`enforcer.engine.scanner`).
 
 Notifications only cover writes made after the enforcer was deployed; a scan lists the bucket's
-current objects under a prefix (ListObjectsV2) and runs each through the same
-:meth:`~enforcer.engine.pipeline.Pipeline.handle` as the service, ``concurrency`` at a time,
-publishing one audit record per object to the audit topic. ``--dry-run`` runs it in audit mode.
+current objects under a prefix (all versions with ``--versions``) — on MinIO with the listing's
+``metadata=true`` extension, so compliant objects cost no request — or reads an S3 Inventory
+report (``--inventory``), and handles every object the way the service would, publishing one
+audit record each. ``--dry-run`` runs it in audit mode; ``--enqueue`` only lists and publishes
+one backfill event per non-compliant object for the ``enforcer run`` replicas.
 
-Failures are per object: a permanent error (missing key, access denied, ...) is audited as
-``failed`` and the scan moves on. A dependency outage (KMS or storage unreachable even after the
-pipeline's retries) is not audited — the object was not handled — and after
-``outage.failures_before_pause`` of them in a row the scan stops listing and reports itself aborted:
-rerun it when the dependency is back (every action is idempotent).
+Trust: a progress line on stderr, a checkpoint file that ``--resume`` continues from after an
+interruption (SIGINT/SIGTERM stop the listing and let started objects finish), one line per
+object with ``--output jsonl|csv``, a summary table on stderr and the summary JSON on stdout.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import hashlib
+import os
+import signal
+import sys
 import time
-import uuid
-from collections import Counter
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Iterator
+from contextlib import AsyncExitStack, contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from pathlib import Path
+from typing import IO
 
 from enforcer.app import Runtime, open_runtime
+from enforcer.cli.args import parse_s3_url
+from enforcer.cli.progress import Progress
 from enforcer.config import Settings
-from enforcer.core.events import ObjectEvent
-from enforcer.core.policy import Mode, RequiredKey
-from enforcer.engine.pipeline import Announce, Outcome, Pipeline
-from enforcer.errors import EnforcerError, KeyDisabled, KeyMissing, TransientError
-from enforcer.kafka.sink import open_kafka_sink
-from enforcer.preflight import check_scan
-from enforcer.records import AuditRecord, RecordSink, audit_record, intent_record
-from enforcer.retrying import retry_transient
+from enforcer.core.policy import Mode
+from enforcer.engine.checkpoint import Checkpoint, DoneTracker, load_checkpoint, save_checkpoint
+from enforcer.engine.scanner import Scanner, ScanOptions, ScanSummary
+from enforcer.errors import ConfigError
+from enforcer.kafka.sink import open_event_publisher, open_kafka_sink
+from enforcer.preflight import check_s3_credentials, check_scan, ensure_output_topics
+from enforcer.report.lines import CsvWriter, JsonlWriter, LineWriter, NoWriter, ScanLine
+from enforcer.report.table import counts_table
+from enforcer.storage.inventory import InventoryReader
 from enforcer.storage.listing import S3Listing
-from enforcer.storage.port import ObjectSnapshot
-from enforcer.telemetry import KEY_ALERTS, TRACER
+from enforcer.storage.port import ListedObject
 
-#: How many failures the summary lists one by one (all of them are counted).
-MAX_LISTED_FAILURES = 20
+#: Seconds between checkpoint writes (and at the end, always).
+CHECKPOINT_EVERY = 2.0
 
 
-@dataclass
-class ScanSummary:
-    """What a scan did; printed as JSON on stdout."""
-
+@dataclass(frozen=True)
+class ScanRequest:
     bucket: str
     prefix: str
-    mode: str
-    audit_topic: str
-    objects: int = 0
-    verdicts: Counter[str] = field(default_factory=Counter)
-    actions: Counter[str] = field(default_factory=Counter)
-    failed: int = 0
-    failures: list[dict[str, str]] = field(default_factory=list)
-    aborted: str | None = None
+    mode: Mode
+    versions: bool = False
+    enqueue: bool = False
+    inventory: str | None = None
+    output: str | None = None
+    output_file: Path | None = None
+    checkpoint: Path | None = None
+    resume: bool = False
+    progress: bool = True
+    progress_interval: float = 10.0
 
     @property
-    def ok(self) -> bool:
-        return self.failed == 0 and self.aborted is None
+    def source(self) -> str:
+        return self.inventory or f"s3://{self.bucket}/{self.prefix}"
 
-    def count(self, record: AuditRecord) -> None:
-        self.objects += 1
-        self.verdicts[record.verdict.value if record.verdict else "unknown"] += 1
-        self.actions[record.action.value] += 1
-
-    def fail(self, key: str, exc: EnforcerError) -> None:
-        self.failed += 1
-        if len(self.failures) < MAX_LISTED_FAILURES:
-            self.failures.append({"key": key, "error_class": exc.code, "reason": str(exc)})
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "bucket": self.bucket,
-            "prefix": self.prefix,
-            "mode": self.mode,
-            "audit_topic": self.audit_topic,
-            "objects": self.objects,
-            "verdicts": dict(sorted(self.verdicts.items())),
-            "actions": dict(sorted(self.actions.items())),
-            "failed": self.failed,
-            "failures": self.failures,
-            "aborted": self.aborted,
-            "ok": self.ok,
-        }
+    def checkpoint_path(self) -> Path:
+        if self.checkpoint is not None:
+            return self.checkpoint
+        state = Path(os.environ.get("XDG_STATE_HOME", Path.home() / ".local" / "state"))
+        material = f"{self.source}|{self.versions}|{self.enqueue}".encode()
+        name = f"scan-{self.bucket or 'inventory'}-{hashlib.sha256(material).hexdigest()[:12]}"
+        return state / "sse-enforcer" / f"{name}.json"
 
 
-class Scanner:
-    """Runs listed keys through the pipeline with bounded concurrency and audits each one."""
+def scan_request(settings: Settings, args: argparse.Namespace) -> ScanRequest:
+    if args.url is None and args.inventory is None:
+        raise ConfigError("scan needs s3://bucket[/prefix] or --inventory MANIFEST")
+    bucket, prefix = parse_s3_url(args.url, need_key=False) if args.url else ("", "")
+    if args.output_file is not None and args.output is None:
+        raise ConfigError("--output-file needs --output jsonl|csv")
+    return ScanRequest(
+        bucket=bucket,
+        prefix=prefix,
+        mode=Mode.AUDIT if args.dry_run else settings.mode,
+        versions=args.versions,
+        enqueue=args.enqueue,
+        inventory=args.inventory,
+        output=args.output,
+        output_file=args.output_file,
+        checkpoint=args.checkpoint,
+        resume=args.resume,
+        progress=not args.no_progress,
+        progress_interval=args.progress_interval,
+    )
+
+
+async def run_scan(settings: Settings, request: ScanRequest) -> ScanSummary:
+    """List (or read the inventory), classify every object once, checkpoint as it goes."""
+    path = request.checkpoint_path()
+    checkpoint = _starting_checkpoint(request, path)
+    summary = ScanSummary(
+        request.bucket, request.prefix, request.mode.value, settings.kafka.audit_topic
+    )
+    _restore(summary, checkpoint)
+    if checkpoint.complete:
+        return summary
+    async with AsyncExitStack() as stack:
+        runtime = await stack.enter_async_context(open_runtime(settings, request.mode))
+        await _preflight(settings, runtime, request)
+        sink = await stack.enter_async_context(open_kafka_sink(settings.kafka))
+        events = None
+        if request.enqueue:
+            events = await stack.enter_async_context(open_event_publisher(settings.kafka))
+        writer = stack.enter_context(_line_writer(request))
+        progress = None
+        if request.progress:
+            progress = Progress(sys.stderr, interval=request.progress_interval)
+        options = ScanOptions(
+            concurrency=settings.concurrency,
+            outage_threshold=settings.outage.failures_before_pause,
+            events=events,
+            facts_source="inventory" if request.inventory else "listing",
+        )
+        saver = _CheckpointSaver(path, checkpoint, summary, writer, progress)
+        scanner = Scanner(runtime.pipeline, sink, summary, options, tracker=saver.tracker,
+                          on_line=saver.on_line)  # fmt: skip
+        with _interruptible(scanner):
+            try:
+                await scanner.run(_source(runtime, request, checkpoint))
+            finally:
+                saver.save(complete=summary.aborted is None and not summary.interrupted)
+                if progress is not None:
+                    progress.close()
+    return summary
+
+
+async def _preflight(settings: Settings, runtime: Runtime, request: ScanRequest) -> None:
+    """Fail at start, with one clear line, on what would fail every object."""
+    listing = S3Listing.of(runtime.storage)
+    if request.bucket:
+        await check_scan(settings, listing, request.bucket)
+    else:  # an inventory names its buckets row by row
+        await check_s3_credentials(listing)
+        await ensure_output_topics(settings.kafka)
+
+
+def _starting_checkpoint(request: ScanRequest, path: Path) -> Checkpoint:
+    fresh = Checkpoint(source=request.source, versions=request.versions, enqueue=request.enqueue)
+    if not request.resume:
+        return fresh
+    previous = load_checkpoint(path)
+    if previous is None:
+        raise ConfigError(f"--resume: no checkpoint at {path}")
+    if not previous.matches(request.source, request.versions, request.enqueue):
+        raise ConfigError(
+            f"--resume: checkpoint {path} is for {previous.source} "
+            f"(versions={previous.versions}, enqueue={previous.enqueue}), not this scan"
+        )
+    return previous
+
+
+def _restore(summary: ScanSummary, checkpoint: Checkpoint) -> None:
+    summary.objects = checkpoint.objects
+    summary.failed = checkpoint.failed
+    summary.verdicts.update(checkpoint.verdicts)
+    summary.actions.update(checkpoint.actions)
+
+
+def _source(
+    runtime: Runtime, request: ScanRequest, checkpoint: Checkpoint
+) -> AsyncIterator[ListedObject]:
+    listing = S3Listing.of(runtime.storage)
+    if request.inventory is not None:
+        reader = InventoryReader(request.inventory, listing._client)
+        return _matching(reader.objects(skip=checkpoint.consumed), request)
+    listing.ask_for_metadata()
+    if request.versions:
+        return listing.list_versions(
+            request.bucket,
+            request.prefix,
+            key_marker=checkpoint.after_key,
+            version_id_marker=checkpoint.after_version_id,
+        )
+    return listing.list_objects(request.bucket, request.prefix, start_after=checkpoint.after_key)
+
+
+async def _matching(
+    objects: AsyncIterator[ListedObject], request: ScanRequest
+) -> AsyncIterator[ListedObject]:
+    """Inventory rows under the requested bucket/prefix (all of them without a URL); current
+    versions only unless ``--versions``."""
+    async for listed in objects:
+        wanted = not request.bucket or (
+            listed.bucket == request.bucket and listed.key.startswith(request.prefix)
+        )
+        if wanted and (request.versions or listed.is_latest):
+            yield listed
+
+
+@contextmanager
+def _line_writer(request: ScanRequest) -> Iterator[LineWriter]:
+    if request.output is None:
+        yield NoWriter()
+        return
+    stream: IO[str]
+    if request.output_file is None:
+        stream, close = sys.stdout, False
+    else:
+        appending = request.resume and request.output_file.exists()
+        stream = request.output_file.open("a" if appending else "w", encoding="utf-8")
+        close = True
+    header = not (request.resume and request.output_file is not None and stream.tell() > 0)
+    try:
+        yield CsvWriter(stream, header=header) if request.output == "csv" else JsonlWriter(stream)
+    finally:
+        stream.flush()
+        if close:
+            stream.close()
+
+
+class _CheckpointSaver:
+    """Writes each finished object's line, shows progress, and saves the checkpoint every few
+    seconds (output flushed first, so lines on disk cover at least the checkpoint)."""
 
     def __init__(
         self,
-        pipeline: Pipeline,
-        sink: RecordSink,
+        path: Path,
+        base: Checkpoint,
         summary: ScanSummary,
-        *,
-        concurrency: int,
-        outage_threshold: int,
-        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        writer: LineWriter,
+        progress: Progress | None,
     ) -> None:
-        self._pipeline = pipeline
-        self._sink = sink
-        self._summary = summary
-        self._mode = Mode(summary.mode)
-        self._concurrency = concurrency
-        self._outage_threshold = outage_threshold
-        self._outages_in_a_row = 0
-        self._stop = asyncio.Event()
-        self._run_id = uuid.uuid4().hex
-        self._now = now
+        self._path, self._base, self._summary = path, base, summary
+        self._writer, self._progress = writer, progress
+        self._last = time.monotonic()
+        self.tracker = DoneTracker(base.consumed)
 
-    async def run(self, keys: AsyncIterator[str]) -> ScanSummary:
-        """Feed ``keys`` to ``concurrency`` workers through a bounded queue (no task per key)."""
-        queue: asyncio.Queue[str | None] = asyncio.Queue(maxsize=self._concurrency * 2)
+    def on_line(self, line: ScanLine) -> None:
+        self._writer.write(line)
+        if self._progress is not None:
+            self._progress.update(self._summary.objects)
+        if time.monotonic() - self._last >= CHECKPOINT_EVERY:
+            self.save(complete=False)
+
+    def save(self, *, complete: bool) -> None:
+        self._last = time.monotonic()
+        self._writer.flush()
+        done = self.tracker.done_through
+        checkpoint = self._base.model_copy(
+            update={
+                "consumed": self.tracker.consumed,
+                "after_key": done.key if done else self._base.after_key,
+                "after_version_id": done.version_id if done else self._base.after_version_id,
+                "objects": self._summary.objects,
+                "failed": self._summary.failed,
+                "verdicts": dict(self._summary.verdicts),
+                "actions": dict(self._summary.actions),
+                "complete": complete,
+                "updated": datetime.now(UTC),
+            }
+        )
+        save_checkpoint(self._path, checkpoint)
+
+
+@contextmanager
+def _interruptible(scanner: Scanner) -> Iterator[None]:
+    """SIGINT/SIGTERM stop the listing; started objects finish and the checkpoint is saved."""
+    loop = asyncio.get_running_loop()
+    installed = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
         try:
-            async with asyncio.TaskGroup() as group:
-                for _ in range(self._concurrency):
-                    group.create_task(self._work(queue))
-                async for key in keys:  # a listing error cancels the workers
-                    if self._stop.is_set():
-                        break
-                    await queue.put(key)
-                for _ in range(self._concurrency):
-                    await queue.put(None)
-        except BaseExceptionGroup as group_error:
-            raise _first_error(group_error) from None
-        return self._summary
-
-    async def _work(self, queue: asyncio.Queue[str | None]) -> None:
-        while (key := await queue.get()) is not None:
-            if not self._stop.is_set():
-                await self._scan_one(key)
-
-    async def _scan_one(self, key: str) -> None:
-        bucket = self._summary.bucket
-        event = ObjectEvent(
-            event_id=self._event_id(bucket, key),
-            event_name="scan",
-            bucket=bucket,
-            key=key,
-            source_format="s3",
-        )
-        with TRACER.start_as_current_span("scan.object", attributes={"bucket": bucket}):
-            started = time.monotonic()
-            outcome = Outcome()
-            try:
-                outcome = await self._pipeline.handle(
-                    event, outcome, self._announcer(event, outcome)
-                )
-            except TransientError as exc:
-                self._outage(key, exc)
-                return
-            except EnforcerError as exc:
-                record = self._failed(event, outcome, exc, started)
-            else:
-                record = self._audit(event, outcome, started)
-            self._outages_in_a_row = 0
-            await retry_transient(lambda: self._sink.publish_audit(record))
-            self._summary.count(record)
-
-    def _announcer(self, event: ObjectEvent, outcome: Outcome) -> Announce:
-        """Publishes the intent record before each rewrite, as the service does."""
-
-        async def announce(snapshot: ObjectSnapshot, required: RequiredKey) -> None:
-            record = intent_record(event, snapshot, required, outcome.verdict,
-                                   default_mode=self._mode, now=self._now())  # fmt: skip
-            await retry_transient(lambda: self._sink.publish_audit(record))
-
-        return announce
-
-    def _failed(
-        self, event: ObjectEvent, outcome: Outcome, exc: EnforcerError, started: float
-    ) -> AuditRecord:
-        if isinstance(exc, KeyMissing | KeyDisabled):
-            KEY_ALERTS.add(1, {"key": exc.key_name, "error": exc.code})
-        self._summary.fail(event.key, exc)
-        return self._audit(event, outcome, started, reason=f"{exc.code}: {exc}")
-
-    def _outage(self, key: str, exc: TransientError) -> None:
-        self._summary.fail(key, exc)
-        self._outages_in_a_row += 1
-        if self._outages_in_a_row >= self._outage_threshold and not self._stop.is_set():
-            self._stop.set()
-            self._summary.aborted = (
-                f"{exc.code} on {self._outages_in_a_row} objects in a row: stopped listing; "
-                "rerun the scan once the dependency is back (it is idempotent)"
-            )
-
-    def _audit(
-        self, event: ObjectEvent, outcome: Outcome, started: float, reason: str | None = None
-    ) -> AuditRecord:
-        """The audit record the service would write for this outcome."""
-        return audit_record(event, outcome, default_mode=self._mode, started=started,
-                            now=self._now(), failure=reason)  # fmt: skip
-
-    def _event_id(self, bucket: str, key: str) -> str:
-        """Unique per scan run and object, stable within the run."""
-        material = "\x00".join(("scan", self._run_id, bucket, key))
-        return hashlib.sha256(material.encode()).hexdigest()[:32]
+            loop.add_signal_handler(sig, scanner.interrupt)
+            installed.append(sig)
+        except (NotImplementedError, RuntimeError):  # not the main thread (tests)
+            break
+    try:
+        yield
+    finally:
+        for sig in installed:
+            loop.remove_signal_handler(sig)
 
 
-def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
-    """The error a worker or the lister raised (EnforcerError first), out of its task group."""
-    leaves: list[BaseException] = []
-    stack: list[BaseException] = [group]
-    while stack:
-        error = stack.pop()
-        if isinstance(error, BaseExceptionGroup):
-            stack.extend(error.exceptions)
-        else:
-            leaves.append(error)
-    enforcer_errors = [e for e in leaves if isinstance(e, EnforcerError)]
-    return (enforcer_errors or leaves)[0]
-
-
-async def run_scan(settings: Settings, bucket: str, prefix: str, mode: Mode) -> ScanSummary:
-    """``enforcer scan``: list ``bucket/prefix``, handle and audit every current object."""
-    summary = ScanSummary(bucket, prefix, mode.value, settings.kafka.audit_topic)
-    async with open_runtime(settings, mode) as runtime:
-        await check_scan(settings, S3Listing.of(runtime.storage), bucket)
-        return await _scan(settings, runtime, summary, bucket, prefix)
-
-
-async def _scan(
-    settings: Settings, runtime: Runtime, summary: ScanSummary, bucket: str, prefix: str
-) -> ScanSummary:
-    async with open_kafka_sink(settings.kafka) as sink:
-        scanner = Scanner(
-            runtime.pipeline,
-            sink,
-            summary,
-            concurrency=settings.concurrency,
-            outage_threshold=settings.outage.failures_before_pause,
-        )
-        return await scanner.run(S3Listing.of(runtime.storage).list_keys(bucket, prefix))
+def summary_table(summary: ScanSummary) -> str:
+    """The closing tables on stderr: verdicts and actions."""
+    parts = [counts_table("verdict", summary.verdicts), counts_table("action", summary.actions)]
+    state = "interrupted: continue with --resume" if summary.interrupted else (
+        summary.aborted or ("ok" if summary.ok else f"{summary.failed} failed"))  # fmt: skip
+    header = (
+        f"scan of {summary.bucket or 'inventory'}/{summary.prefix}: {summary.objects:,} objects "
+        f"({summary.from_listing:,} classified from the listing), mode {summary.mode}: {state}"
+    )
+    return "\n\n".join([header, *parts])

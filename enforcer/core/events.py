@@ -16,7 +16,7 @@ import json
 import re
 from datetime import datetime
 from typing import Any, Literal
-from urllib.parse import unquote_plus
+from urllib.parse import quote_plus, unquote_plus
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -29,6 +29,10 @@ SourceFormat = Literal["minio", "s3", "eventbridge"]
 BUCKET_NAME = re.compile(r"[A-Za-z0-9._-]{1,255}")
 #: S3 object keys are at most 1024 bytes of UTF-8.
 MAX_KEY_BYTES = 1024
+#: ``eventSource`` and ``eventName`` of the events ``enforcer scan --enqueue`` publishes: MinIO's
+#: Kafka message shape, so the service reads them like any other object-created event.
+BACKFILL_EVENT_SOURCE = "enforcer:backfill"
+BACKFILL_EVENT_NAME = "s3:ObjectCreated:Backfill"
 
 
 class _Tolerant(BaseModel):
@@ -301,3 +305,29 @@ def _event_id(bucket: str, key: str, version: str | None, marker: str | None, na
     """A stable id for events that carry none, so re-deliveries audit under the same id."""
     material = "\x00".join((bucket, key, version or "", marker or "", name))
     return hashlib.sha256(material.encode()).hexdigest()[:32]
+
+
+def backfill_message(
+    bucket: str, key: str, *, etag: str, size: int, run_id: str, when: datetime
+) -> tuple[bytes, bytes]:
+    """The (Kafka key, value) of a backfill event for one object, shaped like MinIO's own
+    messages: keyed ``bucket/key``, the record's object key URL-query-escaped, and ``run_id`` as
+    the sequencer so each scan run's events get their own ids."""
+    record = {
+        "eventVersion": "2.0",
+        "eventSource": BACKFILL_EVENT_SOURCE,
+        "eventName": BACKFILL_EVENT_NAME,
+        "eventTime": when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z",
+        "s3": {
+            "s3SchemaVersion": "1.0",
+            "bucket": {"name": bucket, "arn": f"arn:aws:s3:::{bucket}"},
+            "object": {
+                "key": quote_plus(key, safe=""),
+                "size": size,
+                "eTag": etag.strip('"'),
+                "sequencer": run_id,
+            },
+        },
+    }
+    value = {"EventName": BACKFILL_EVENT_NAME, "Key": f"{bucket}/{key}", "Records": [record]}
+    return f"{bucket}/{key}".encode(), json.dumps(value).encode()

@@ -37,6 +37,8 @@ class Action(StrEnum):
     WOULD_REENCRYPT = "would_reencrypt"
     FAILED = "failed"
     SKIPPED = "skipped"
+    PURGED = "purged"  # a non-compliant non-current version deleted (versions: purge-noncompliant)
+    WOULD_PURGE = "would_purge"
     REWRITING = "rewriting"  # intent: published (and acknowledged) before a write starts
 
 

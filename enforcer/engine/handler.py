@@ -19,6 +19,7 @@ from opentelemetry import trace
 
 from enforcer.core.events import IgnoredRecord, ObjectEvent, parse_message
 from enforcer.core.policy import Mode, RequiredKey
+from enforcer.core.verdict import Action
 from enforcer.engine.fanout import run_per_object
 from enforcer.engine.outage import Dependency, OutageGate, dependency_of
 from enforcer.engine.pipeline import Announce, Outcome, Pipeline
@@ -48,8 +49,12 @@ from enforcer.records import (
 from enforcer.retrying import retry_transient
 from enforcer.storage.port import ObjectSnapshot
 from enforcer.telemetry import (
+    COMPLIANCE_LATENCY,
+    DLQ_RECORDS,
+    EVENT_DURATION,
     EVENTS,
     KEY_ALERTS,
+    KEY_AVAILABLE,
     TRACER,
     context_from_headers,
     current_trace_id,
@@ -161,7 +166,7 @@ class RecordHandler:
         span = trace.get_current_span()
         span.set_attribute("verdict", str(record.verdict))
         span.set_attribute("action", record.action.value)
-        EVENTS.add(1, {"verdict": str(record.verdict), "action": record.action.value})
+        _observe(event, record)
         await self._publish_audit(record)
         return None
 
@@ -196,14 +201,15 @@ class RecordHandler:
         first_seen: datetime,
     ) -> None:
         if isinstance(exc, KeyMissing | KeyDisabled):
-            KEY_ALERTS.add(1, {"key": exc.key_name, "error": exc.code})
+            KEY_ALERTS.add(1, {"key": exc.key_name, "error_type": exc.code})
+            KEY_AVAILABLE.set(0, {"key": exc.key_name})
         elif isinstance(exc, KmsNotAuthorized) and outcome.required is not None:
-            KEY_ALERTS.add(1, {"key": outcome.required.key, "error": "not_authorized"})
+            KEY_ALERTS.add(1, {"key": outcome.required.key, "error_type": "not_authorized"})
         log.warning("event %s for %s/%s failed: %s", event.event_id, event.bucket, event.key, exc)
         reason = f"{exc.code}: {exc}"
         record = audit_record(event, outcome, default_mode=self._mode, started=started,
                               now=self._now(), failure=reason)  # fmt: skip
-        EVENTS.add(1, {"verdict": str(record.verdict), "action": record.action.value})
+        _observe(event, record)
         await self._publish_audit(record)
         await self._dead_letter(
             message, exc, attempts=outcome.attempts, first_seen=first_seen, event_id=event.event_id
@@ -241,3 +247,30 @@ class RecordHandler:
             except KafkaUnavailable:
                 log.exception("could not dead-letter %s@%s", message.topic, message.offset)
                 raise
+        DLQ_RECORDS.add(1, {"error_type": exc.code})
+
+
+def _observe(event: ObjectEvent, record: AuditRecord) -> None:
+    """The metrics of one handled object event, and in audit mode its one INFO log line."""
+    action = record.action
+    EVENTS.add(1, {"verdict": str(record.verdict), "action": action.value, "mode": record.mode})
+    EVENT_DURATION.record(record.duration_ms / 1000, {"action": action.value, "mode": record.mode})
+    if action is Action.REENCRYPTED and record.required_key:
+        KEY_AVAILABLE.set(1, {"key": record.required_key})
+        if event.event_time is not None:  # the object's write → its new version verified
+            latency = (record.timestamp - event.event_time).total_seconds()
+            COMPLIANCE_LATENCY.record(max(latency, 0.0))
+    if record.mode == Mode.AUDIT.value:
+        log.info(
+            "dry run: %s/%s is %s, action %s",
+            record.bucket,
+            record.key,
+            record.verdict,
+            action.value,
+            extra={
+                "bucket": record.bucket,
+                "key": record.key,
+                "verdict": str(record.verdict),
+                "action": action.value,
+            },
+        )

@@ -100,6 +100,47 @@ class Pipeline:
         outcome.reason = "object kept changing; each newer write is checked by its own event"
         return outcome
 
+    async def judge(self, snapshot: ObjectSnapshot, outcome: Outcome) -> Decision:
+        """The decision for facts already known (from a listing): resolve and decide, with no
+        request to the object. The caller acts on :attr:`Plan.NOTHING` only; anything else goes
+        through :meth:`handle`, which inspects the object again before it writes."""
+        outcome.required = await self._call(
+            outcome, self.rules.resolve, snapshot.bucket, snapshot.key
+        )
+        outcome.observed = snapshot
+        required = outcome.required
+        accepted = await self.keys.canonical_set(required.all_keys()) if required else frozenset()
+        decision = decide(await self._facts(snapshot), required, accepted, self.mode)
+        outcome.verdict, outcome.action = decision.verdict, decision.action
+        return decision  # no span per listed object: a listing has millions
+
+    async def handle_noncurrent(self, event: ObjectEvent, outcome: Outcome) -> Outcome:
+        """A non-current version (``event.version_id``): it cannot be rewritten in place (a
+        rewrite makes a new current version), so it is reported, and purged only where the rule
+        says ``versions: purge-noncompliant`` — never while object lock protects it."""
+        assert event.version_id is not None
+        outcome.required = await self._call(outcome, self.rules.resolve, event.bucket, event.key)
+        with step("head", bucket=event.bucket):
+            snapshot = await self._call(
+                outcome, self.storage.head, event.bucket, event.key, event.version_id
+            )
+        outcome.observed = snapshot
+        decision = await self._decide(snapshot, outcome.required)
+        outcome.verdict, outcome.action = decision.verdict, decision.action
+        if decision.plan is Plan.NOTHING:
+            return outcome
+        assert snapshot is not None
+        assert outcome.required is not None
+        if outcome.required.versions is not VersionsPolicy.PURGE_NONCOMPLIANT:
+            outcome.action = Action.SKIPPED
+            outcome.reason = "non-current version: reported only (the rule keeps versions)"
+        elif decision.plan is Plan.REPORT:
+            outcome.action = Action.WOULD_PURGE
+        else:
+            await self._purge(snapshot, outcome)
+            outcome.action = Action.PURGED if outcome.purged_version_id else Action.SKIPPED
+        return outcome
+
     async def _decide(
         self, snapshot: ObjectSnapshot | None, required: RequiredKey | None
     ) -> Decision:

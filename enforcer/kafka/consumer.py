@@ -10,6 +10,10 @@ Only the mechanics live here; what happens to a record is the handler's business
 * while the outage gate is open (KMS or storage down) all partitions are paused, but the loop
   keeps polling so the member stays in its group;
 * ``stop()`` (SIGTERM) stops fetching, lets in-flight work finish within a bound, commits, returns.
+
+Each turn of the loop also sets the gauges ``enforcer.paused`` and ``enforcer.records.in_flight``,
+and every few seconds ``enforcer.consumer.lag`` per assigned partition (end offset minus committed
+offset, read from the broker, so it grows during a pause too).
 """
 
 from __future__ import annotations
@@ -22,12 +26,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import KafkaError
+from aiokafka.errors import IllegalStateError, KafkaError
 from aiokafka.structs import ConsumerRecord
 
 from enforcer.engine.outage import OutageGate
+from enforcer.telemetry import CONSUMER_LAG, IN_FLIGHT, PAUSED
 
 log = logging.getLogger(__name__)
+
+#: Seconds between two readings of the partitions' end offsets for the lag gauge.
+LAG_INTERVAL = 5.0
 
 
 @dataclass(frozen=True)
@@ -70,6 +78,10 @@ class OffsetTracker:
                 offsets[tp] = offset
         return offsets
 
+    def committed(self, tp: TopicPartition) -> int | None:
+        """The offset last committed (or found committed) for ``tp``, if known."""
+        return self._committed.get(tp)
+
     def mark_committed(self, offsets: dict[TopicPartition, int]) -> None:
         self._committed.update(offsets)
 
@@ -108,7 +120,11 @@ class EventConsumer:
         self._tails: dict[bytes, asyncio.Task[None]] = {}
         self._stopping = asyncio.Event()
         self._fatal: BaseException | None = None
+        self._lag_due = 0.0
         self.handled = 0
+        #: True once the group has given this member an assignment (possibly empty: more
+        #: members than partitions). Readiness waits for it.
+        self.joined = False
 
     def stop(self) -> None:
         self._stopping.set()
@@ -123,6 +139,7 @@ class EventConsumer:
                 self._apply_gate()
                 fetched = await self._fetch()
                 await self._commit()
+                await self._observe()
                 if self._drain_idle is None:
                     continue
                 idle_since = await self._drain_check(fetched, idle_since)
@@ -212,6 +229,22 @@ class EventConsumer:
             return
         self._offsets.mark_committed(offsets)
 
+    async def _observe(self) -> None:
+        PAUSED.set(1 if self._gate.is_open else 0)
+        IN_FLIGHT.set(len(self._tasks))
+        if time.monotonic() < self._lag_due or not (assignment := self._consumer.assignment()):
+            return
+        self._lag_due = time.monotonic() + LAG_INTERVAL
+        try:
+            ends = await self._consumer.end_offsets(list(assignment))
+            for tp in assignment:
+                done = self._offsets.committed(tp)
+                if done is None:  # nothing fetched yet: where this member will start
+                    done = await self._consumer.position(tp)
+                CONSUMER_LAG.set(max(ends[tp] - done, 0), _partition_labels(tp))
+        except KafkaError as exc:  # e.g. mid-rebalance: the next reading will do
+            log.debug("lag reading failed: %s", exc)
+
     async def _drain_check(self, fetched: int, idle_since: float | None) -> float | None:
         """Drain mode: the moment since which we have been caught up and idle, if we are."""
         if fetched or self._tasks or self._gate.is_open:
@@ -219,10 +252,13 @@ class EventConsumer:
         assignment = self._consumer.assignment()
         if not assignment:
             return None
-        ends = await self._consumer.end_offsets(list(assignment))
-        for tp in assignment:
-            if await self._consumer.position(tp) < ends[tp]:
-                return None
+        try:
+            ends = await self._consumer.end_offsets(list(assignment))
+            for tp in assignment:
+                if await self._consumer.position(tp) < ends[tp]:
+                    return None
+        except IllegalStateError:  # a rebalance took a partition meanwhile: not idle yet
+            return None
         return idle_since if idle_since is not None else time.monotonic()
 
     async def finish_partitions(self, partitions: set[TopicPartition]) -> None:
@@ -231,6 +267,8 @@ class EventConsumer:
             await asyncio.wait(self._tasks, timeout=self._shutdown_timeout)
         await self._commit(partitions)
         self._offsets.forget(partitions)
+        for tp in partitions:  # its new owner reports it from now on
+            CONSUMER_LAG.set(0, _partition_labels(tp))
 
     async def _shutdown(self) -> None:
         if self._tasks:
@@ -250,4 +288,8 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         await self._owner.finish_partitions(set(revoked))
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        return None
+        self._owner.joined = True
+
+
+def _partition_labels(tp: TopicPartition) -> dict[str, str | int]:
+    return {"topic": tp.topic, "partition": tp.partition}

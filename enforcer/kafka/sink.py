@@ -50,3 +50,23 @@ class KafkaRecordSink:
 async def open_kafka_sink(settings: KafkaSettings) -> AsyncIterator[KafkaRecordSink]:
     async with open_producer(settings, "audit") as producer:
         yield KafkaRecordSink(producer, settings)
+
+
+class KafkaEventPublisher:
+    """Publishes backfill events to the notification topic (``enforcer scan --enqueue``), where
+    the ``enforcer run`` replicas read them like MinIO's own."""
+
+    def __init__(self, producer: AIOKafkaProducer, topic: str) -> None:
+        self._producer = producer
+        self.topic = topic
+
+    async def publish_event(self, key: bytes, value: bytes) -> None:
+        await kafka_call(self._producer.send_and_wait(self.topic, value=value, key=key),
+                         f"publishing to {self.topic}")  # fmt: skip
+
+
+@asynccontextmanager
+async def open_event_publisher(settings: KafkaSettings) -> AsyncIterator[KafkaEventPublisher]:
+    """A publisher to the first configured notification topic."""
+    async with open_producer(settings, "backfill") as producer:
+        yield KafkaEventPublisher(producer, settings.topics[0])

@@ -70,6 +70,30 @@ class WriteResult:
     version_id: str | None = None
 
 
+@dataclass(frozen=True)
+class ListedFacts:
+    """What a listing with metadata told about one entry (no request of its own)."""
+
+    encryption: Encryption
+    kms_key: str | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ListedObject:
+    """One listed object (version). ``facts`` is None when the listing did not say."""
+
+    bucket: str
+    key: str
+    etag: str = ""
+    size: int = 0
+    version_id: str | None = None
+    is_latest: bool = True
+    last_modified: datetime | None = None
+    facts: ListedFacts | None = None
+
+
 class Storage(Protocol):
     async def head(
         self, bucket: str, key: str, version_id: str | None = None

@@ -341,7 +341,7 @@ class S3Storage:
 def snapshot_from_head(bucket: str, key: str, head: dict[str, Any]) -> ObjectSnapshot:
     """HEAD response → snapshot (pure; unit-tested with recorded responses)."""
     metadata = {k.lower(): v for k, v in head.get("Metadata", {}).items()}
-    encryption, kms_key = _encryption_of(head, metadata)
+    encryption, kms_key = encryption_of(head, metadata)
     attributes = PreservedAttributes(
         metadata=metadata,
         content_type=head.get("ContentType"),
@@ -368,7 +368,7 @@ def snapshot_from_head(bucket: str, key: str, head: dict[str, Any]) -> ObjectSna
     )
 
 
-def _encryption_of(head: dict[str, Any], metadata: dict[str, str]) -> tuple[Encryption, str | None]:
+def encryption_of(head: dict[str, Any], metadata: dict[str, str]) -> tuple[Encryption, str | None]:
     if head.get("SSECustomerAlgorithm"):
         return Encryption.SSE_C, None
     if is_envelope(metadata):  # our own chain, whatever the store adds

@@ -28,6 +28,7 @@ class MemoryStorage:
         self.bucket_keys: dict[str, str | None] = {}
         self.bucket_lookups = 0
         self.writes = 0
+        self.heads = 0
         self._ids = itertools.count(1)
         #: Called between our read and our write, to simulate a concurrent user write.
         self.before_write: list[Callable[[], object]] = []
@@ -66,6 +67,7 @@ class MemoryStorage:
     async def head(
         self, bucket: str, key: str, version_id: str | None = None
     ) -> ObjectSnapshot | None:
+        self.heads += 1
         for stored in reversed(self.objects.get((bucket, key), [])):
             if version_id is None or stored.snapshot.version_id == version_id:
                 return stored.snapshot

@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,7 +36,9 @@ class Cli(EnforcerRun):
     """``enforcer`` as a subprocess with the stack's settings and this run's group and topics."""
 
     def env(self, **overrides: str) -> dict[str, str]:
-        return {**os.environ, **self.stack.enforcer_env, **self.overrides(), **overrides}
+        # scan checkpoints without --checkpoint go below XDG_STATE_HOME: not the runner's home
+        state = {"XDG_STATE_HOME": str(Path(tempfile.gettempdir()) / "sse-enforcer-test-state")}
+        return {**os.environ, **state, **self.stack.enforcer_env, **self.overrides(), **overrides}
 
     def __call__(self, *args: str, timeout: float = 90.0, **overrides: str) -> CliResult:
         proc = subprocess.run(  # noqa: S603 - our own entry point, fixed arguments

@@ -14,8 +14,12 @@ from harness import write_policy
 from service_process import ServiceProcess
 from support import MakeBucket, MakeKey, StackEnv, restart_component
 
-#: A log line of the Kafka client (the service runs at --log-level WARNING).
-KAFKA_CLIENT_LINE = re.compile(r"^\S+ \S+ (WARNING|ERROR|CRITICAL) aiokafka", re.MULTILINE)
+#: A log line of the Kafka client (the service runs at --log-level WARNING), as text or JSON.
+KAFKA_CLIENT_LINE = re.compile(
+    r"^(?:\S+ \S+ (?:WARNING|ERROR|CRITICAL) aiokafka"
+    r'|\{.*"level": "(?:WARNING|ERROR|CRITICAL)", "logger": "aiokafka)',
+    re.MULTILINE,
+)
 
 
 async def raw_request(port: int, data: bytes) -> bytes:

@@ -6,6 +6,7 @@ import asyncio
 from dataclasses import dataclass, field
 
 from aiokafka import TopicPartition
+from scrape import value
 
 from enforcer.engine.outage import Dependency, OutageGate
 from enforcer.errors import KmsUnavailable
@@ -222,3 +223,28 @@ async def test_a_long_outage_with_every_slot_taken_keeps_polling_to_stay_in_the_
     consumer.stop()
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_gauges_show_pause_and_lag_while_paused_then_clear() -> None:
+    kafka = MemoryKafka()
+    for _ in range(3):
+        kafka.produce(0, b"k")
+    gate = OutageGate(threshold=1, probe_interval=60)
+    gate.record_failure(Dependency.KMS, KmsUnavailable("down"))
+
+    async def handler(message: KafkaMessage) -> None:
+        async with gate.admitted():
+            pass
+
+    consumer = consumer_for(kafka, handler, gate=gate)
+    task = asyncio.create_task(consumer.run())
+
+    async def observed() -> None:
+        lag = {"topic": TOPIC, "partition": "0"}
+        while value("enforcer_paused") != 1 or value("enforcer_consumer_lag", **lag) != 3:  # noqa: ASYNC110 - polling the rendered metrics is the point
+            await asyncio.sleep(0.01)
+
+    await asyncio.wait_for(observed(), timeout=2)  # all three records wait behind the pause
+    gate.record_success({Dependency.KMS})
+    await asyncio.wait_for(task, timeout=2)
+    assert value("enforcer_paused") == 0 and value("enforcer_records_in_flight") == 0

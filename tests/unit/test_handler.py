@@ -1,8 +1,10 @@
 import json
+import logging
 
 import pytest
 from doubles.sink import MemorySink
 from doubles.storage import MemoryStorage
+from scrape import value
 
 from enforcer.core.policy import Mode, PolicyFile, Rule, Strategy, VersionsPolicy
 from enforcer.core.verdict import Action, Verdict
@@ -13,6 +15,7 @@ from enforcer.engine.rules import KeyCanon, RuleResolver
 from enforcer.errors import (
     AccessDenied,
     CredentialsRejected,
+    KeyMissing,
     KmsNotAuthorized,
     KmsUnavailable,
     StorageUnavailable,
@@ -303,3 +306,50 @@ async def test_passing_probes_of_another_dependency_never_make_an_outage_look_li
     await h.handler(message(minio()))
     assert h.sink.dead_letters == [] and storage_down == 0
     assert h.sink.final[0].action is Action.REENCRYPTED
+
+
+async def test_dry_run_logs_one_info_line_per_object_with_its_verdict(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    h = Harness(Mode.AUDIT)
+    h.storage.put("b", "k", b"x")
+    caplog.set_level(logging.INFO, logger="enforcer.engine.handler")
+    await h.handler(message(minio()))
+    [line] = [r for r in caplog.records if r.name == "enforcer.engine.handler"]
+    assert line.levelno == logging.INFO
+    fields = {k: getattr(line, k) for k in ("bucket", "key", "verdict", "action")}
+    wanted = {"bucket": "b", "key": "k", "verdict": "plaintext", "action": "would_reencrypt"}
+    assert fields == wanted
+
+
+async def test_enforce_mode_logs_nothing_per_object(caplog: pytest.LogCaptureFixture) -> None:
+    h = Harness()
+    h.storage.put("b", "k", b"x")
+    caplog.set_level(logging.INFO, logger="enforcer")
+    await h.handler(message(minio()))
+    assert caplog.records == []
+
+
+async def test_handled_events_are_counted_by_verdict_action_and_mode() -> None:
+    labels = {"verdict": "plaintext", "action": "would_reencrypt", "mode": "audit"}
+    before = value("enforcer_events_total", **labels)
+    latency = value("enforcer_compliance_latency_seconds_count")
+    h = Harness(Mode.AUDIT)
+    h.storage.put("b", "k", b"x")
+    await h.handler(message(minio()))
+    assert value("enforcer_events_total", **labels) == before + 1
+    assert value("enforcer_compliance_latency_seconds_count") == latency  # nothing was written
+
+
+async def test_a_missing_key_marks_it_unavailable_until_it_works_again() -> None:
+    h = Harness()
+    h.storage.bucket_keys["b"] = "ek-gone"
+    h.storage.put("b", "k", b"x")
+    dlq = value("enforcer_dlq_records_total", error_type="key_missing")
+    h.failures.append(KeyMissing("no such key", key_name="ek-gone"))
+    await h.handler(message(minio()))
+    assert value("enforcer_key_available", key="ek-gone") == 0
+    assert value("enforcer_key_alerts_total", key="ek-gone", error_type="key_missing") >= 1
+    assert value("enforcer_dlq_records_total", error_type="key_missing") == dlq + 1
+    await h.handler(message(minio()))  # the key is back
+    assert value("enforcer_key_available", key="ek-gone") == 1

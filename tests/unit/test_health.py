@@ -4,7 +4,7 @@ import logging
 import pytest
 
 from enforcer.errors import ConfigError
-from enforcer.health import serve_health
+from enforcer.health import readiness_of, serve_health
 
 
 async def get(port: int, path: str) -> tuple[int, bytes]:
@@ -30,6 +30,36 @@ async def test_liveness_and_readiness() -> None:
         state["ready"] = True
         assert (await get(port, "/readyz"))[0] == 200
         assert (await get(port, "/nope"))[0] == 404
+
+
+async def test_metrics_are_served_as_prometheus_text() -> None:
+    def metrics() -> tuple[str, bytes]:
+        return "text/plain; version=0.0.4; charset=utf-8", b"enforcer_paused 0.0\n"
+
+    async with serve_health(0, lambda: (True, "ok"), host="127.0.0.1", metrics=metrics) as port:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        await writer.drain()
+        response = await reader.read()
+        writer.close()
+    head, _, body = response.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200") and b"Content-Type: text/plain; version=0.0.4" in head
+    assert body == b"enforcer_paused 0.0\n"
+
+
+@pytest.mark.parametrize(
+    ("paused", "joined", "partitions", "ready", "reason"),
+    [
+        (False, False, 0, False, "joining"),
+        (False, True, 0, True, "idle"),  # more replicas than partitions: ready, not failing
+        (False, True, 3, True, "consuming 3"),
+        (True, True, 3, False, "paused"),
+        (True, True, 0, False, "paused"),
+    ],
+)
+def test_readiness(paused: bool, joined: bool, partitions: int, ready: bool, reason: str) -> None:
+    answer = readiness_of(paused=paused, joined=joined, partitions=partitions)
+    assert answer[0] is ready and reason in answer[1]
 
 
 async def raw(port: int, data: bytes) -> bytes:

@@ -54,6 +54,8 @@ def test_audit_schema_is_flat_with_the_contract_fields_on_top() -> None:
         "would_reencrypt",
         "failed",
         "skipped",
+        "purged",
+        "would_purge",
         "rewriting",
     ]
 

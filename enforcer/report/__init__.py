@@ -1,0 +1,1 @@
+"""Scan output lines and the compliance report (``enforcer report``)."""

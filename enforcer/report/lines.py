@@ -1,0 +1,159 @@
+"""One line per scanned object: the JSONL and CSV that ``enforcer scan --output`` writes.
+
+A :class:`ScanLine` carries the fields of an audit record that say where an object stands —
+so ``enforcer report`` reads scan output and audit records alike (an audit record parses as a
+line; its extra fields are ignored). The CSV is shaped like an S3 Inventory report: bucket, key,
+version id, encryption status (``NOT-SSE``, ``SSE-S3``, ``SSE-KMS``, ``SSE-C``, plus
+``ENVELOPE`` for the enforcer's own chain), KMS key, then the verdict and the action.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import IO, Protocol
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from enforcer.errors import ConfigError
+from enforcer.records import AuditRecord
+
+#: Action of an object ``enforcer scan --enqueue`` handed to the service instead of handling.
+ENQUEUED = "enqueued"
+
+CSV_COLUMNS = (
+    "Bucket",
+    "Key",
+    "VersionId",
+    "IsLatest",
+    "EncryptionStatus",
+    "KMSKeyArn",
+    "RequiredKey",
+    "Verdict",
+    "Action",
+    "Reason",
+)
+_ENCRYPTION_STATUS = {
+    "none": "NOT-SSE",
+    "AES256": "SSE-S3",
+    "aws:kms": "SSE-KMS",
+    "sse-c": "SSE-C",
+    "envelope": "ENVELOPE",
+}
+
+
+class ScanLine(BaseModel):
+    """Where one object (version) stands after a scan looked at it."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    bucket: str
+    key: str
+    version_id: str | None = None
+    is_latest: bool = True
+    observed_sse: str | None = None
+    observed_kms_key: str | None = None
+    required_key: str | None = None
+    verdict: str | None = None
+    action: str
+    reason: str | None = None
+    mode: str | None = None
+    event_name: str | None = None
+    source: str | None = None  # listing | inventory | head (scan lines only)
+    timestamp: datetime
+
+    @classmethod
+    def from_audit(cls, record: AuditRecord, *, source: str, is_latest: bool = True) -> ScanLine:
+        return cls.model_construct(  # the record is validated already: no second pass
+            bucket=record.bucket,
+            key=record.key,
+            version_id=record.version_id,
+            is_latest=is_latest,
+            observed_sse=record.observed_sse,
+            observed_kms_key=record.observed_kms_key,
+            required_key=record.required_key,
+            verdict=record.verdict.value if record.verdict else None,
+            action=record.action.value,
+            reason=record.reason,
+            mode=record.mode,
+            event_name=record.event_name,
+            source=source,
+            timestamp=record.timestamp,
+        )
+
+    def csv_row(self) -> list[str]:
+        return [
+            self.bucket,
+            self.key,
+            self.version_id or "",
+            "true" if self.is_latest else "false",
+            _ENCRYPTION_STATUS.get(self.observed_sse or "", ""),
+            self.observed_kms_key or "",
+            self.required_key or "",
+            self.verdict or "",
+            self.action,
+            self.reason or "",
+        ]
+
+
+class LineWriter(Protocol):
+    def write(self, line: ScanLine) -> None: ...
+
+    def flush(self) -> None: ...
+
+
+class JsonlWriter:
+    def __init__(self, stream: IO[str]) -> None:
+        self._stream = stream
+
+    def write(self, line: ScanLine) -> None:
+        self._stream.write(line.model_dump_json(exclude_none=True) + "\n")
+
+    def flush(self) -> None:
+        self._stream.flush()
+
+
+class CsvWriter:
+    """CSV with a header row (written only at the start of an empty file: resumed scans
+    append)."""
+
+    def __init__(self, stream: IO[str], *, header: bool = True) -> None:
+        self._stream = stream
+        self._csv = csv.writer(stream, lineterminator="\n")
+        if header:
+            self._csv.writerow(CSV_COLUMNS)
+
+    def write(self, line: ScanLine) -> None:
+        self._csv.writerow(line.csv_row())
+
+    def flush(self) -> None:
+        self._stream.flush()
+
+
+class NoWriter:
+    def write(self, line: ScanLine) -> None:
+        pass
+
+    def flush(self) -> None:
+        pass
+
+
+def read_lines(path: Path) -> Iterator[ScanLine]:
+    """Scan lines or audit records from a JSONL file (blank lines skipped)."""
+    try:
+        with path.open(encoding="utf-8") as file:
+            for number, text in enumerate(file, start=1):
+                if text.strip():
+                    yield parse_line(text, f"{path}:{number}")
+    except OSError as exc:
+        raise ConfigError(f"{path}: {exc.strerror}") from exc
+
+
+def parse_line(text: str | bytes, where: str) -> ScanLine:
+    try:
+        return ScanLine.model_validate(json.loads(text))
+    except (ValueError, ValidationError) as exc:
+        raise ConfigError(f"{where}: not a scan line or audit record: {exc}") from exc

@@ -1,0 +1,202 @@
+"""Operating the real service: ``/metrics`` and ``/readyz`` of a running ``enforcer run``, through
+a KES outage; JSON log lines with trace ids; readiness of a member without partitions."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import re
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from cli_runner import Cli
+from harness import EnforcerRun, write_policy
+from prometheus_client.parser import text_string_to_metric_families
+from service_process import ServiceProcess
+from support import MakeBucket, MakeKey, Notifications, StackEnv, component_stopped
+
+TRACE_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    """Poll ``predicate`` (a scrape or a probe) until it holds; fail naming ``what``."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.2)
+
+
+@dataclass
+class Probe:
+    """The health port and log file of a running service, read synchronously (in a thread)."""
+
+    port: int
+    log: Path
+
+    def get(self, path: str) -> httpx.Response:
+        return httpx.get(f"http://127.0.0.1:{self.port}{path}", timeout=5)
+
+    def ready(self) -> tuple[int, str]:
+        try:
+            response = self.get("/readyz")
+        except httpx.TransportError:
+            return 0, "not listening"
+        return response.status_code, str(response.json()["reason"])
+
+    def metrics(self, name: str, **labels: str) -> float:
+        """The sum of the samples of ``name`` whose labels include ``labels``."""
+        wanted = set(labels.items())
+        return sum(
+            s.value
+            for family in text_string_to_metric_families(self.get("/metrics").text)
+            for s in family.samples
+            if s.name == name and wanted <= set(s.labels.items())
+        )
+
+    def log_lines(self) -> list[str]:
+        return [line for line in self.log.read_text().splitlines() if line.strip()]
+
+
+@contextlib.asynccontextmanager
+async def service(env: dict[str, str], log: Path) -> AsyncIterator[Probe]:
+    """``enforcer run`` with JSON logs; stopped with SIGTERM, and it must exit 0."""
+    running = await ServiceProcess.start({**env, "ENFORCER_LOG_FORMAT": "json"}, log)
+    try:
+        yield Probe(running.health_port, log)
+    finally:
+        code = await running.stop(timeout=40)
+    assert code == 0, running.log_text()[-3000:]
+
+
+def cli_env(run: EnforcerRun, **extra: str) -> dict[str, str]:
+    return Cli(run.stack, run.policy_file, run.extra_env, run.tag).env(**extra)
+
+
+async def test_metrics_move_during_a_run_and_readiness_flips_during_a_kes_outage(
+    stack: StackEnv,
+    s3_admin: Any,
+    make_key: MakeKey,
+    make_bucket: MakeBucket,
+    notifications: Notifications,
+    tmp_path: Path,
+) -> None:
+    ek = make_key()
+    bucket = make_bucket()
+    run = EnforcerRun(stack, write_policy(tmp_path / "policy.yaml", {"bucket": bucket, "key": ek}))
+    await run.start_at_end()
+    env = cli_env(run, ENFORCER_RETRY__ATTEMPTS="2")
+    done = {"action": "reencrypted", "mode": "enforce"}
+    lag = {"topic": stack.notify_topic}
+
+    async with service(env, tmp_path / "service.log") as svc:
+        await asyncio.to_thread(wait_until, lambda: svc.ready()[0] == 200, 60, "/readyz 200")
+        for i in range(3):
+            s3_admin.put_object(Bucket=bucket, Key=f"before-{i}", Body=b"x")
+        await asyncio.to_thread(
+            wait_until, lambda: svc.metrics("enforcer_events_total", **done) >= 3, 60, "3 events"
+        )
+        assert svc.metrics("enforcer_compliance_latency_seconds_count") >= 3
+        assert svc.metrics("enforcer_step_duration_seconds_count", step="rewrite") >= 3
+        assert svc.metrics("enforcer_key_available", key=ek) == 1
+        assert svc.metrics("enforcer_paused") == 0
+
+        with component_stopped("kes"):  # MinIO cannot reach its KMS: rewrites fail
+            for i in range(3):
+                s3_admin.put_object(Bucket=bucket, Key=f"during-{i}", Body=b"y")
+
+            def paused() -> bool:  # the gauge follows within one turn of the consumer loop
+                return svc.ready()[0] == 503 and svc.metrics("enforcer_paused") == 1
+
+            await asyncio.to_thread(wait_until, paused, 60, "/readyz 503 and enforcer_paused 1")
+            assert "paused" in svc.ready()[1]
+            assert svc.metrics("enforcer_errors_total", dependency="kms") > 0
+            await asyncio.to_thread(  # read from the broker every 5 s, also while paused
+                wait_until, lambda: svc.metrics("enforcer_consumer_lag", **lag) >= 3, 30, "lag"
+            )
+        await asyncio.to_thread(wait_until, lambda: svc.ready()[0] == 200, 60, "/readyz 200 again")
+        await asyncio.to_thread(
+            wait_until, lambda: svc.metrics("enforcer_events_total", **done) >= 6, 60, "6 events"
+        )
+        assert svc.metrics("enforcer_paused") == 0
+        assert svc.metrics("enforcer_dlq_records_total") == 0
+        await asyncio.to_thread(
+            wait_until, lambda: svc.metrics("enforcer_consumer_lag", **lag) == 0, 30, "lag 0"
+        )
+        body = svc.get("/metrics").text
+
+    kes_key = await asyncio.to_thread(Path(env["ENFORCER_KMS__CLIENT_KEY"]).read_text)
+    secrets = [env["ENFORCER_S3__SECRET_ACCESS_KEY"], stack.admin_secret_key]
+    secrets += [kes_key.strip().splitlines()[1]]
+    assert not [s for s in secrets if s in body], "key material or a secret in /metrics"
+    lines = [json.loads(line) for line in svc.log_lines()]  # every line is one JSON object
+    pauses = [line for line in lines if "pausing consumption" in line["message"]]
+    assert len(pauses) == 1 and TRACE_ID.match(pauses[0]["trace_id"]) and pauses[0]["span_id"]
+
+
+async def test_dry_run_logs_one_json_line_per_object_with_its_trace(
+    stack: StackEnv,
+    s3_admin: Any,
+    make_key: MakeKey,
+    make_bucket: MakeBucket,
+    notifications: Notifications,
+    tmp_path: Path,
+) -> None:
+    ek = make_key()
+    bucket = make_bucket()
+    cli = Cli(stack, write_policy(tmp_path / "policy.yaml", {"bucket": bucket, "key": ek}))
+    await cli.start_at_end()
+    for name in ("a", "b"):
+        s3_admin.put_object(Bucket=bucket, Key=name, Body=b"x")
+    await notifications(bucket, 2)
+
+    result = await asyncio.to_thread(
+        cli, "--log-level", "INFO", "run", "--dry-run", "--drain", "--idle", "1.5",
+        ENFORCER_LOG_FORMAT="json",
+    )  # fmt: skip
+
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = [json.loads(line) for line in result.stderr.splitlines() if line.strip()]
+    objects = [line for line in lines if line.get("bucket") == bucket]
+    assert sorted((o["key"], o["verdict"], o["action"], o["level"]) for o in objects) == [
+        ("a", "plaintext", "would_reencrypt", "INFO"),
+        ("b", "plaintext", "would_reencrypt", "INFO"),
+    ]
+    audit = {r["key"]: r["trace_id"] for r in await cli.audit(bucket)}
+    assert {o["key"]: o["trace_id"] for o in objects} == audit  # the log line leads to the trace
+
+
+async def test_a_member_without_partitions_is_ready_and_idle(
+    stack: StackEnv, tmp_path: Path
+) -> None:
+    topic = f"test-one-partition-{uuid.uuid4().hex[:8]}"
+    admin = AIOKafkaAdminClient(bootstrap_servers=stack.kafka_bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)])
+    finally:
+        await admin.close()
+    run = EnforcerRun(stack, extra_env={"ENFORCER_KAFKA__TOPICS": json.dumps([topic])})
+    env = cli_env(run)
+
+    async with (
+        service(env, tmp_path / "first.log") as first,
+        service(env, tmp_path / "second.log") as second,
+    ):
+
+        def settled() -> bool:  # one consumes the partition, the other is idle: both ready
+            answers = sorted([first.ready(), second.ready()], key=lambda a: a[1])
+            return [(code, reason.split(" ")[0]) for code, reason in answers] == [
+                (200, "consuming"),
+                (200, "idle:"),
+            ]
+
+        await asyncio.to_thread(wait_until, settled, 60, "one member consuming, one idle")
