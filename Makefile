@@ -1,13 +1,14 @@
 # Entry points. On a fresh machine `make demo` and `make test` install everything they need:
 # the virtualenv (python3.11), the local stack's Kafka, MinIO and KES (deploy/local/stack,
 # cached outside the repo), and the Go-built test tools (deploy/tools/, same cache). `make check`
-# is the fast gate without servers. CI runs .ci/run, which runs `make test`.
+# is the fast gate without servers. CI runs .ci/run, which runs `make test`; its image test
+# builds the container image (deploy/image/build: podman, cached).
 VENV ?= .venv
 BIN := $(VENV)/bin
 STACK := deploy/local/stack
 PYTHON ?= python3.11
 
-.PHONY: check lint types unit test demo install stack-up stack-down browser tools
+.PHONY: check lint types unit test demo install stack-up stack-down lock browser tools image bench
 
 check: lint types unit
 
@@ -28,6 +29,7 @@ types: install
 	$(BIN)/mypy
 	MYPYPATH=tests:examples $(BIN)/mypy tests/unit tests/doubles tests/conftest.py
 	MYPYPATH=tests:tests/integration:examples $(BIN)/mypy tests/integration
+	MYPYPATH=tests/deploy $(BIN)/mypy tests/deploy
 
 # Unit tests with a coverage report; the floor guards against untested code landing in the core.
 unit: install
@@ -45,15 +47,33 @@ browser:
 	  { $$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq chromium; } \
 	  || { echo "make browser: could not install chromium" >&2; [ "$$CI" != true ]; }; }
 
+# Go-built tools the tests run, cached in ~/.cache/sse-enforcer/bin (minutes the first time):
+# Helm (chart tests) and promtool (alert rule tests).
+tools:
+	deploy/tools/helm --path >/dev/null
+	deploy/tools/promtool --path >/dev/null
+
+# The container image localhost/sse-enforcer:<version>, then its smoke test on the local stack.
+image: stack-up
+	deploy/image/build
+	deploy/image/smoke
+
 demo: install stack-up
 	$(BIN)/python examples/demo.py
 
+# The enforcer against a native minio-go client on the same local stack (benchmarks/README.md).
+bench: install stack-up
+	$(BIN)/python benchmarks/vs_native.py $(BENCH_ARGS)
+# The pinned, hashed dependency set the container image installs (pip install --require-hashes
+# -r requirements.lock, then the project with --no-deps). The ranges in pyproject.toml stay open
+# for library users; tests/unit/test_packaging.py fails when the lock no longer satisfies them.
+lock: install
+	$(BIN)/python -m pip install --quiet 'uv>=0.5'
+	$(BIN)/uv pip compile pyproject.toml --extra msk --generate-hashes --universal \
+	  --python-version 3.11 --quiet -o requirements.lock
+
 stack-up:
 	$(STACK) up
-
-# promtool (alert rule tests): built once from the Prometheus Go module, minutes the first time.
-tools:
-	deploy/tools/promtool --path >/dev/null
 
 stack-down:
 	$(STACK) down

@@ -58,6 +58,10 @@ def _http_url(value: str | None) -> str | None:
 HttpUrl = Annotated[str, AfterValidator(_http_url)]
 
 
+SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"]
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -77,6 +81,23 @@ class KafkaSettings(_Section):
         default="earliest", description="Where a group with no committed offset starts"
     )
     max_poll_records: int = Field(default=200, ge=1)
+    security_protocol: SecurityProtocol = Field(
+        default="PLAINTEXT", description="PLAINTEXT, SSL (TLS, mTLS), SASL_PLAINTEXT or SASL_SSL"
+    )
+    sasl_mechanism: SaslMechanism | None = Field(
+        default=None, description="Required with SASL_*; OAUTHBEARER means Amazon MSK IAM"
+    )
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    sasl_aws_region: str | None = Field(
+        default=None, description="OAUTHBEARER (MSK IAM): the cluster's AWS region"
+    )
+    ssl_cafile: Path | None = Field(
+        default=None, description="PEM CA bundle the brokers' certificates chain to"
+    )
+    ssl_certfile: Path | None = Field(default=None, description="PEM client certificate (mTLS)")
+    ssl_keyfile: Path | None = Field(default=None, description="PEM client key (mTLS)")
+    ssl_key_password: SecretStr | None = Field(default=None, description="If the key is encrypted")
 
     @field_validator("topics", mode="before")
     @classmethod
@@ -88,6 +109,54 @@ class KafkaSettings(_Section):
             return json.loads(text)  # a JSONDecodeError is a ValueError: reported as invalid
         return [name.strip() for name in text.split(",") if name.strip()]
 
+    @model_validator(mode="after")
+    def _security_is_complete(self) -> KafkaSettings:
+        problem = kafka_security_problem(self)
+        if problem:
+            raise ValueError(problem)
+        return self
+
+
+def kafka_security_problem(kafka: KafkaSettings) -> str | None:
+    """The first inconsistency in ``kafka``'s security settings, named by its variable."""
+    return _sasl_problem(kafka) or _tls_problem(kafka)
+
+
+def _sasl_problem(kafka: KafkaSettings) -> str | None:
+    protocol, mechanism = kafka.security_protocol, kafka.sasl_mechanism
+    sasl = protocol.startswith("SASL_")
+    if sasl and mechanism is None:
+        return f"{_var('sasl_mechanism')} is required with security_protocol {protocol}"
+    if not sasl and mechanism is not None:
+        return f"{_var('sasl_mechanism')} needs security_protocol SASL_SSL or SASL_PLAINTEXT"
+    if mechanism in {"PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"}:
+        missing = [n for n in ("sasl_username", "sasl_password") if not getattr(kafka, n)]
+        if missing:
+            return f"{_var(missing[0])} is required with sasl_mechanism {mechanism}"
+    if mechanism == "OAUTHBEARER" and not kafka.sasl_aws_region:
+        return f"{_var('sasl_aws_region')} is required with sasl_mechanism OAUTHBEARER (MSK IAM)"
+    return None
+
+
+def _tls_problem(kafka: KafkaSettings) -> str | None:
+    files = ("ssl_cafile", "ssl_certfile", "ssl_keyfile")
+    protocol = kafka.security_protocol
+    if not protocol.endswith("SSL") and any(
+        getattr(kafka, n) for n in (*files, "ssl_key_password")
+    ):
+        return f"{_var('security_protocol')} {protocol} does not use TLS: drop the ssl_* settings"
+    if kafka.ssl_keyfile and not kafka.ssl_certfile:
+        return f"{_var('ssl_certfile')} is required with ssl_keyfile"
+    for name in files:
+        path: Path | None = getattr(kafka, name)
+        if path is not None and not path.is_file():
+            return f"{_var(name)}: no such file {path}"
+    return None
+
+
+def _var(field: str) -> str:
+    return f"ENFORCER_KAFKA__{field.upper()}"
+
 
 class S3Settings(_Section):
     endpoint_url: HttpUrl | None = None
@@ -98,6 +167,12 @@ class S3Settings(_Section):
     multipart_threshold: int = Field(default=5 * GiB, ge=5 * MiB, description="Bytes")
     part_size: int = Field(default=64 * MiB, ge=5 * MiB, description="Bytes")
     max_pool_connections: int = Field(default=32, ge=1)
+    copy_if_match: Literal["auto", "true", "false"] = Field(
+        default="auto",
+        description="Rewrite with an in-place CopyObject under If-Match (server-side, no bytes "
+        "through the enforcer) where the store checks If-Match on CopyObject: auto = AWS "
+        "endpoints only. MinIO ignores it there: never true for MinIO.",
+    )
 
 
 class KmsSettings(_Section):
@@ -250,6 +325,9 @@ def _warn_once(message: str) -> None:
 def describe_setting_error(exc: ValidationError) -> str:
     """One line naming the setting (dotted and as its ``ENFORCER_*`` variable) and the problem."""
     where, message = describe_validation(exc)
+    message = message.removeprefix("Value error, ")
+    if message.startswith("ENFORCER_"):  # a section's own check names its variables
+        return f"invalid configuration: {message}"
     env = "ENFORCER_" + where.replace(".", "__").upper()
     return f"invalid configuration {where or '(top level)'} ({env}): {message}"
 

@@ -24,6 +24,7 @@ from opentelemetry.context import Context
 if TYPE_CHECKING:
     from opentelemetry.sdk.metrics.export import MetricReader
     from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import SpanExporter
     from prometheus_client import CollectorRegistry
 
@@ -116,12 +117,6 @@ def configure(service_version: str, extra_exporter: SpanExporter | None = None) 
     """Install the SDK providers. Exporters follow ``OTEL_TRACES_EXPORTER`` (default: none);
     ``extra_exporter`` (tests: an in-memory one) receives every span as well."""
     from opentelemetry.sdk.resources import Resource
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import (
-        BatchSpanProcessor,
-        ConsoleSpanExporter,
-        SimpleSpanProcessor,
-    )
 
     resource = Resource.create(
         {
@@ -129,8 +124,32 @@ def configure(service_version: str, extra_exporter: SpanExporter | None = None) 
             "service.version": service_version,
         }
     )
-    provider = TracerProvider(resource=resource)
+    trace.set_tracer_provider(tracer_provider(resource, extra_exporter))
+    _configure_metrics(resource)
+
+
+def tracer_provider(
+    resource: Resource, extra_exporter: SpanExporter | None = None
+) -> TracerProvider:
+    """The SDK tracer provider with the exporters the environment names.
+
+    Sampling follows the standard ``OTEL_TRACES_SAMPLER`` and ``OTEL_TRACES_SAMPLER_ARG``. When
+    nothing exports spans and no sampler is named, spans are not recorded at all: each still
+    carries a trace id (audit records name it, and it propagates), but costs almost nothing.
+    """
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import (
+        BatchSpanProcessor,
+        ConsoleSpanExporter,
+        SimpleSpanProcessor,
+    )
+    from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
+
     exporter_name = os.environ.get("OTEL_TRACES_EXPORTER", "none")
+    exporting = exporter_name in ("console", "otlp") or extra_exporter is not None
+    named = bool(os.environ.get("OTEL_TRACES_SAMPLER"))
+    # sampler=None: the SDK reads OTEL_TRACES_SAMPLER(_ARG) itself (default parentbased_always_on)
+    provider = TracerProvider(resource=resource, sampler=None if exporting or named else ALWAYS_OFF)
     if exporter_name == "console":
         provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter()))
     elif exporter_name == "otlp":
@@ -139,8 +158,7 @@ def configure(service_version: str, extra_exporter: SpanExporter | None = None) 
         provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
     if extra_exporter is not None:
         provider.add_span_processor(SimpleSpanProcessor(extra_exporter))
-    trace.set_tracer_provider(provider)
-    _configure_metrics(resource)
+    return provider
 
 
 def _configure_metrics(resource: Resource) -> None:

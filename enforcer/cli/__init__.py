@@ -45,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     check = commands.add_parser("check", help="print one object's verdict as JSON (writes nothing)")
     check.add_argument("url", help="s3://bucket/key")
 
-    add_ops_commands(commands)  # scan, dlq replay, keys status
+    add_ops_commands(commands)  # scan, dlq replay, keys status, status
 
     decrypt = commands.add_parser("decrypt", help="read an envelope object back as plaintext")
     decrypt.add_argument("url", help="s3://bucket/key")
@@ -53,6 +53,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     schemas = commands.add_parser("schemas", help="write the JSON Schemas into schemas/")
     schemas.add_argument("--out", type=Path, default=Path("schemas"))
+
+    completion = commands.add_parser(
+        "completion", help="print a shell completion script: source <(enforcer completion bash)"
+    )
+    completion.add_argument("shell", choices=["bash", "zsh"])
     return parser
 
 
@@ -77,6 +82,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "completion":
+        from enforcer.cli.completion import completion_script
+
+        print(completion_script(build_parser(), args.shell), end="")
+        return EXIT_OK
     if args.command == "schemas":
         from enforcer.schemas import write_schemas
 

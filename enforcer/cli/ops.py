@@ -1,4 +1,5 @@
-"""The operations commands of the CLI: ``scan``, ``report``, ``dlq replay``, ``keys status``.
+"""The operations commands of the CLI: ``scan``, ``report``, ``dlq replay``, ``keys status``,
+``status``.
 
 :mod:`enforcer.cli` adds these parsers and hands the parsed arguments here; each command prints
 one JSON document on stdout and returns its exit code (0 ok, 1 failure); configuration errors
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from enforcer.cli.args import EXIT_FAILURE, EXIT_OK, positive_int
+from enforcer.cli.status import add_status_command, run_status
 from enforcer.config import Settings
 
 
@@ -53,6 +55,7 @@ def add_ops_commands(commands: Any) -> None:
     status.add_argument(
         "--all-buckets", action="store_true", help="check every bucket the S3 user can list"
     )
+    add_status_command(commands)
 
 
 def add_scan_command(commands: Any) -> None:
@@ -95,6 +98,7 @@ def run_ops_command(settings: Settings, args: argparse.Namespace) -> int:
         "dlq": _dlq_replay,
         "keys": _keys_status,
         "report": _report,
+        "status": run_status,
     }
     return commands[args.command](settings, args)
 
@@ -136,4 +140,4 @@ def _report(settings: Settings, args: argparse.Namespace) -> int:
     return run_report(settings, args)
 
 
-OPS_COMMANDS = frozenset({"scan", "dlq", "keys", "report"})
+OPS_COMMANDS = frozenset({"scan", "dlq", "keys", "report", "status"})

@@ -9,7 +9,7 @@ decide again — the user's write always wins.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import ParamSpec, TypeVar
 
@@ -17,6 +17,7 @@ from enforcer.core.events import ObjectEvent
 from enforcer.core.policy import Mode, RequiredKey, Strategy, VersionsPolicy
 from enforcer.core.verdict import Action, Decision, Encryption, ObjectFacts, Plan, Verdict, decide
 from enforcer.engine.outage import Dependency
+from enforcer.engine.own_writes import OwnWrites
 from enforcer.engine.rules import KeyCanon, RuleResolver
 from enforcer.errors import EnforcerError, KeyMissing, PreconditionFailed, StorageRejected
 from enforcer.retrying import RetryPolicy, retry_transient
@@ -62,6 +63,7 @@ class Pipeline:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     max_inspections: int = 4
     now: Callable[[], datetime] = lambda: datetime.now(UTC)
+    own_writes: OwnWrites = field(default_factory=OwnWrites)
 
     async def handle(
         self, event: ObjectEvent, outcome: Outcome | None = None, announce: Announce | None = None
@@ -73,6 +75,8 @@ class Pipeline:
             outcome.required = await self._call(
                 outcome, self.rules.resolve, event.bucket, event.key
             )
+        if await self._own_write(event, outcome):
+            return outcome
         for _ in range(self.max_inspections):
             with step("head", bucket=event.bucket):
                 snapshot = await self._call(outcome, self.storage.head, event.bucket, event.key)
@@ -99,6 +103,21 @@ class Pipeline:
         outcome.action = Action.SKIPPED
         outcome.reason = "object kept changing; each newer write is checked by its own event"
         return outcome
+
+    async def _own_write(self, event: ObjectEvent, outcome: Outcome) -> bool:
+        """The notification of the enforcer's own verified write: compliant, no request made."""
+        written = self.own_writes.claim(event)
+        if written is None:
+            return False
+        decision = await self._decide(written, outcome.required)
+        if decision.verdict is not Verdict.COMPLIANT:
+            return False  # the requirement changed since: inspect as usual
+        outcome.observed, outcome.verdict, outcome.action = (
+            written,
+            decision.verdict,
+            decision.action,
+        )
+        return True
 
     async def judge(self, snapshot: ObjectSnapshot, outcome: Outcome) -> Decision:
         """The decision for facts already known (from a listing): resolve and decide, with no
@@ -170,7 +189,9 @@ class Pipeline:
         announce: Announce | None,
     ) -> None:
         rewrite = self.rewriters[required.strategy]
-        tags = await self._call(outcome, self.storage.read_tags, snapshot)
+        tags = {}
+        if snapshot.tag_count != 0:  # the HEAD counts them (x-amz-tagging-count); None: unknown
+            tags = await self._call(outcome, self.storage.read_tags, snapshot)
         if announce is not None:
             await announce(snapshot, required)
         with step(
@@ -185,7 +206,8 @@ class Pipeline:
         outcome.written = written  # from here on, every record names the new version
         outcome.used.add(Dependency.KMS)  # the store (or we) built a chain under the EK
         with step("verify", bucket=snapshot.bucket):
-            await self._verify(snapshot, required, written, outcome)
+            after = await self._verify(snapshot, required, written, outcome)
+        self.own_writes.remember(after)
         if required.versions is VersionsPolicy.PURGE_NONCOMPLIANT and snapshot.version_id:
             try:
                 await self._purge(snapshot, outcome)
@@ -194,12 +216,9 @@ class Pipeline:
 
     async def _verify(
         self, before: ObjectSnapshot, required: RequiredKey, written: WriteResult, outcome: Outcome
-    ) -> None:
-        after = await self._call(
-            outcome, self.storage.head, before.bucket, before.key, written.version_id
-        )
-        if after is None or after.etag != written.etag:
-            raise PreconditionFailed("object replaced right after our rewrite")
+    ) -> ObjectSnapshot:
+        """The new version must be under an accepted key; return it as verified."""
+        after = await self._read_back(before, required, written, outcome)
         facts = await self._facts(after)
         accepted = await self.keys.canonical_set(required.all_keys())
         wanted = (
@@ -210,8 +229,24 @@ class Pipeline:
                 f"verification failed: {before.bucket}/{before.key} reads back as "
                 f"{after.encryption.value} {after.kms_key or ''}, not {required.key}"
             )
+        return after
+
+    async def _read_back(
+        self, before: ObjectSnapshot, required: RequiredKey, written: WriteResult, outcome: Outcome
+    ) -> ObjectSnapshot:
+        """The new version: from the write's response when it names the encryption the store
+        applied (SSE-KMS on MinIO and AWS), else with a HEAD of exactly that version."""
+        if written.encryption is not None and required.strategy is Strategy.SSE_KMS:
+            return replace(before, etag=written.etag, version_id=written.version_id,
+                           encryption=written.encryption, kms_key=written.kms_key)  # fmt: skip
+        after = await self._call(
+            outcome, self.storage.head, before.bucket, before.key, written.version_id
+        )
+        if after is None or after.etag != written.etag:
+            raise PreconditionFailed("object replaced right after our rewrite")
         if after.size != before.size and required.strategy is Strategy.SSE_KMS:
             raise StorageRejected(f"verification failed: size {after.size} != {before.size}")
+        return after
 
     async def _purge(self, old: ObjectSnapshot, outcome: Outcome) -> None:
         assert old.version_id is not None

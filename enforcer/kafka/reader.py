@@ -15,7 +15,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from enforcer.config import KafkaSettings
 from enforcer.errors import KafkaUnavailable
-from enforcer.kafka.clients import kafka_call, open_reader
+from enforcer.kafka.clients import kafka_call, open_consumer, open_reader
 
 #: Give up when the topic yields nothing for this long while records are still expected.
 STALL_SECONDS = 30.0
@@ -24,16 +24,9 @@ STALL_SECONDS = 30.0
 async def read_to_end(settings: KafkaSettings, topic: str) -> AsyncIterator[bytes | None]:
     """The values of ``topic``'s records, partition by partition batches, up to the start-time
     end. A topic that does not exist yields nothing (and is not created)."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.bootstrap_servers,
-        group_id=None,
-        client_id=f"{settings.client_id}-report",
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        max_poll_records=5000,
-    )
-    await kafka_call(consumer.start(), f"connecting to Kafka at {settings.bootstrap_servers}")
-    try:
+    async with open_consumer(
+        settings, None, "report", auto_offset_reset="earliest", max_poll_records=5000
+    ) as consumer:
         partitions = await topic_partitions(consumer, settings, topic)
         if not partitions:
             return
@@ -42,8 +35,6 @@ async def read_to_end(settings: KafkaSettings, topic: str) -> AsyncIterator[byte
         ends = await kafka_call(consumer.end_offsets(partitions), f"end offsets of {topic}")
         async for value in _until(consumer, ends):
             yield value
-    finally:
-        await consumer.stop()
 
 
 async def topic_partitions(

@@ -30,7 +30,8 @@ from enforcer.engine.pipeline import Rewriter
 from enforcer.errors import IntegrityError, ObjectUnreadable
 from enforcer.kms.base import Kms
 from enforcer.storage.port import ObjectSnapshot, WriteResult
-from enforcer.storage.s3 import SPOOL_IN_MEMORY, S3Storage, check_read_size, write_headers
+from enforcer.storage.responses import write_headers
+from enforcer.storage.s3 import SPOOL_IN_MEMORY, S3Storage, check_read_size
 from enforcer.telemetry import step
 
 

@@ -32,7 +32,8 @@ from enforcer.errors import AccessDenied, CredentialsRejected, EnforcerError
 from enforcer.retrying import RetryPolicy, retry_transient
 from enforcer.storage.errors import translate
 from enforcer.storage.port import ListedFacts, ListedObject
-from enforcer.storage.s3 import S3Storage, encryption_of
+from enforcer.storage.responses import encryption_of
+from enforcer.storage.s3 import S3Storage
 
 #: ListObjectsV2's own maximum page size.
 PAGE_SIZE = 1000

@@ -55,6 +55,8 @@ class ObjectSnapshot:
     kms_key: str | None = None  # as the server reported it (see keyref for the canonical form)
     version_id: str | None = None
     attributes: PreservedAttributes = field(default_factory=PreservedAttributes)
+    #: Tags on the object as the store counted them (``x-amz-tagging-count``); None: unknown.
+    tag_count: int | None = None
 
 
 @dataclass(frozen=True)
@@ -66,8 +68,13 @@ class SseKmsTarget:
 
 @dataclass(frozen=True)
 class WriteResult:
+    """The new version, and the encryption the store reported for it in the write's response
+    (``encryption`` is None when the response said nothing: read the object back to verify)."""
+
     etag: str
     version_id: str | None = None
+    encryption: Encryption | None = None
+    kms_key: str | None = None
 
 
 @dataclass(frozen=True)

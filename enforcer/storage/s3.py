@@ -15,27 +15,26 @@ import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import IO, Any
-from urllib.parse import urlencode
 
-from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 from botocore.exceptions import BotoCoreError, ClientError
 
 from enforcer.config import S3Settings
 from enforcer.core.verdict import Encryption
-from enforcer.crypto.envelope import PREFIX as ENVELOPE_PREFIX
-from enforcer.crypto.envelope import is_envelope
 from enforcer.errors import AccessDenied, CredentialsRejected, StorageRejected
+from enforcer.storage.client import client_config, copy_checks_if_match, use_fast_timestamps
 from enforcer.storage.errors import error_code, is_sse_c_refusal, translate
 from enforcer.storage.port import (
     ObjectSnapshot,
-    PreservedAttributes,
     SseKmsTarget,
     WriteResult,
 )
+from enforcer.storage.responses import snapshot_from_head, write_headers, write_result
 
 #: Rewrites spool at most this much in memory (per object or part), the rest on disk.
 SPOOL_IN_MEMORY = 8 * 1024 * 1024
+#: Objects up to this size are rewritten from one bytes object, without a spool.
+SMALL_BODY = 1024 * 1024
 _READ_CHUNK = 1024 * 1024
 # No default encryption; or no bucket at all (deleted since the event): its objects are gone.
 _NO_ENCRYPTION_CONFIG = {"ServerSideEncryptionConfigurationNotFoundError", "NoSuchBucket"}
@@ -44,14 +43,8 @@ _NO_ENCRYPTION_CONFIG = {"ServerSideEncryptionConfigurationNotFoundError", "NoSu
 @asynccontextmanager
 async def open_s3_storage(settings: S3Settings) -> AsyncIterator[S3Storage]:
     """Create the aiobotocore client; it is closed when the context exits."""
-    config = AioConfig(
-        s3={"addressing_style": "path"},
-        retries={"max_attempts": 1, "mode": "standard"},  # retries are ours (retrying.py)
-        max_pool_connections=settings.max_pool_connections,
-        connect_timeout=5,
-        read_timeout=60,
-    )
     session = get_session()
+    use_fast_timestamps(session)
     async with session.create_client(
         "s3",
         endpoint_url=settings.endpoint_url,
@@ -59,7 +52,7 @@ async def open_s3_storage(settings: S3Settings) -> AsyncIterator[S3Storage]:
         aws_access_key_id=_secret(settings.access_key_id),
         aws_secret_access_key=_secret(settings.secret_access_key),
         verify=str(settings.ca_bundle) if settings.ca_bundle else None,
-        config=config,
+        config=client_config(settings),
     ) as client:
         yield S3Storage(client, settings)
 
@@ -74,6 +67,7 @@ class S3Storage:
         self._identity_confirmed = False
         self.multipart_threshold = settings.multipart_threshold
         self.part_size = settings.part_size
+        self.copy_if_match = copy_checks_if_match(settings)
 
     # ------------------------------------------------------------ health
 
@@ -183,6 +177,8 @@ class S3Storage:
         try:
             if snapshot.size > self.multipart_threshold:
                 return await self._rewrite_multipart(snapshot, headers)
+            if self.copy_if_match:
+                return await self._rewrite_copy(snapshot, headers)
             return await self._rewrite_single(snapshot, headers)
         except (ClientError, BotoCoreError) as exc:
             raise translate(exc, where, target.key_name) from exc
@@ -191,6 +187,12 @@ class S3Storage:
         self, snapshot: ObjectSnapshot, headers: dict[str, Any]
     ) -> WriteResult:
         """Copy the bytes through a spool (memory up to 8 MiB, then disk) into an If-Match PUT."""
+        if snapshot.size <= SMALL_BODY:  # bytes: aiohttp sends a file body via a worker thread
+            body = b"".join([chunk async for chunk in self.read_chunks(snapshot)])
+            check_read_size(snapshot, len(body))
+            digest = hashlib.md5(body, usedforsecurity=False).digest()
+            md5_header = {"ContentMD5": base64.b64encode(digest).decode()}
+            return await self.put_if_match(snapshot, body, len(body), headers | md5_header)
         with tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY) as spool:
             md5 = hashlib.md5(usedforsecurity=False)
             size = 0
@@ -204,6 +206,24 @@ class S3Storage:
             return await self.put_if_match(
                 snapshot, spool, size, headers | {"ContentMD5": content_md5}
             )
+
+    async def _rewrite_copy(self, snapshot: ObjectSnapshot, headers: dict[str, Any]) -> WriteResult:
+        """In-place CopyObject, for stores that check If-Match on it (AWS): the copy reads
+        exactly the inspected version and replaces it only if it is still current, server-side.
+        Tags are copied by the store from that same version."""
+        headers = {k: v for k, v in headers.items() if k != "Tagging"}
+        response = await self._client.copy_object(
+            Bucket=snapshot.bucket,
+            Key=snapshot.key,
+            CopySource=_object_params(snapshot),
+            CopySourceIfMatch=snapshot.etag,
+            IfMatch=snapshot.etag,
+            MetadataDirective="REPLACE",
+            TaggingDirective="COPY",
+            **headers,
+        )
+        result = response.get("CopyObjectResult", {})
+        return write_result(response | {"ETag": result.get("ETag", "")})
 
     # ------------------------------------------------------------ body primitives (envelope)
 
@@ -221,7 +241,11 @@ class S3Storage:
             raise translate(exc, where, _bare_key(snapshot.kms_key)) from exc
 
     async def put_if_match(
-        self, snapshot: ObjectSnapshot, body: IO[bytes], length: int, headers: dict[str, Any]
+        self,
+        snapshot: ObjectSnapshot,
+        body: bytes | IO[bytes],
+        length: int,
+        headers: dict[str, Any],
     ) -> WriteResult:
         """PutObject replacing exactly the inspected object, atomically (If-Match)."""
         try:
@@ -236,7 +260,7 @@ class S3Storage:
         except (ClientError, BotoCoreError) as exc:
             where = f"PUT {snapshot.bucket}/{snapshot.key}"
             raise translate(exc, where, headers.get("SSEKMSKeyId", "")) from exc
-        return WriteResult(etag=response["ETag"], version_id=response.get("VersionId"))
+        return write_result(response)
 
     async def multipart_if_match(
         self,
@@ -304,7 +328,7 @@ class S3Storage:
         except BaseException:
             await self._abort(snapshot, upload_id)
             raise
-        return WriteResult(etag=response["ETag"], version_id=response.get("VersionId"))
+        return write_result(response)
 
     async def _copy_parts(self, snapshot: ObjectSnapshot, upload_id: str) -> list[dict[str, Any]]:
         source = _object_params(snapshot)
@@ -336,81 +360,6 @@ class S3Storage:
 
 
 # ---------------------------------------------------------------- pure helpers
-
-
-def snapshot_from_head(bucket: str, key: str, head: dict[str, Any]) -> ObjectSnapshot:
-    """HEAD response → snapshot (pure; unit-tested with recorded responses)."""
-    metadata = {k.lower(): v for k, v in head.get("Metadata", {}).items()}
-    encryption, kms_key = encryption_of(head, metadata)
-    attributes = PreservedAttributes(
-        metadata=metadata,
-        content_type=head.get("ContentType"),
-        content_encoding=head.get("ContentEncoding"),
-        content_disposition=head.get("ContentDisposition"),
-        content_language=head.get("ContentLanguage"),
-        cache_control=head.get("CacheControl"),
-        expires=head.get("ExpiresString") or _http_date(head.get("Expires")),
-        website_redirect=head.get("WebsiteRedirectLocation"),
-        storage_class=head.get("StorageClass"),
-        lock_mode=head.get("ObjectLockMode"),
-        lock_retain_until=head.get("ObjectLockRetainUntilDate"),
-        legal_hold=head.get("ObjectLockLegalHoldStatus"),
-    )
-    return ObjectSnapshot(
-        bucket=bucket,
-        key=key,
-        etag=head.get("ETag", ""),
-        size=int(head.get("ContentLength", 0)),
-        encryption=encryption,
-        kms_key=kms_key,
-        version_id=head.get("VersionId") if head.get("VersionId") not in (None, "null") else None,
-        attributes=attributes,
-    )
-
-
-def encryption_of(head: dict[str, Any], metadata: dict[str, str]) -> tuple[Encryption, str | None]:
-    if head.get("SSECustomerAlgorithm"):
-        return Encryption.SSE_C, None
-    if is_envelope(metadata):  # our own chain, whatever the store adds
-        return Encryption.ENVELOPE, metadata.get(f"{ENVELOPE_PREFIX}key")
-    sse = head.get("ServerSideEncryption")
-    if sse in ("aws:kms", "aws:kms:dsse"):
-        return Encryption.SSE_KMS, head.get("SSEKMSKeyId")
-    if sse == "AES256":
-        return Encryption.SSE_S3, None
-    return Encryption.NONE, None
-
-
-def _http_date(value: Any) -> str | None:
-    if value is None:
-        return None
-    from email.utils import format_datetime
-
-    return format_datetime(value, usegmt=True)
-
-
-def write_headers(attributes: PreservedAttributes, tags: dict[str, str]) -> dict[str, Any]:
-    """PutObject/CreateMultipartUpload parameters that recreate ``attributes`` (pure)."""
-    optional = {
-        "ContentType": attributes.content_type,
-        "ContentEncoding": attributes.content_encoding,
-        "ContentDisposition": attributes.content_disposition,
-        "ContentLanguage": attributes.content_language,
-        "CacheControl": attributes.cache_control,
-        "WebsiteRedirectLocation": attributes.website_redirect,
-        "StorageClass": attributes.storage_class,
-        "ObjectLockMode": attributes.lock_mode,
-        "ObjectLockRetainUntilDate": attributes.lock_retain_until,
-        "ObjectLockLegalHoldStatus": attributes.legal_hold,
-        "Tagging": urlencode(tags) if tags else None,
-    }
-    headers: dict[str, Any] = {k: v for k, v in optional.items() if v is not None}
-    headers["Metadata"] = attributes.user_metadata()
-    if attributes.expires:
-        from email.utils import parsedate_to_datetime
-
-        headers["Expires"] = parsedate_to_datetime(attributes.expires)
-    return headers
 
 
 def _object_params(snapshot: ObjectSnapshot) -> dict[str, str]:

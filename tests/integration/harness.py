@@ -173,3 +173,27 @@ class EnforcerRun:
 
     async def dead_letters(self) -> list[dict[str, Any]]:
         return [v for _, v in await read_topic(self.stack.kafka_bootstrap, self.dlq_topic)]
+
+
+# ---------------------------------------------------------------- the secured listeners
+
+
+def sasl_ssl(stack: StackEnv, password: str | None = None) -> dict[str, str]:
+    return {
+        "ENFORCER_KAFKA__BOOTSTRAP_SERVERS": stack.kafka_sasl_bootstrap,
+        "ENFORCER_KAFKA__SECURITY_PROTOCOL": "SASL_SSL",
+        "ENFORCER_KAFKA__SASL_MECHANISM": "SCRAM-SHA-512",
+        "ENFORCER_KAFKA__SASL_USERNAME": stack.kafka_scram_user,
+        "ENFORCER_KAFKA__SASL_PASSWORD": password or stack.kafka_scram_password,
+        "ENFORCER_KAFKA__SSL_CAFILE": stack.kafka_ca,
+    }
+
+
+def mtls(stack: StackEnv, ca: str | None = None) -> dict[str, str]:
+    return {
+        "ENFORCER_KAFKA__BOOTSTRAP_SERVERS": stack.kafka_ssl_bootstrap,
+        "ENFORCER_KAFKA__SECURITY_PROTOCOL": "SSL",
+        "ENFORCER_KAFKA__SSL_CAFILE": ca or stack.kafka_ca,
+        "ENFORCER_KAFKA__SSL_CERTFILE": stack.kafka_client_cert,
+        "ENFORCER_KAFKA__SSL_KEYFILE": stack.kafka_client_key,
+    }

@@ -63,6 +63,14 @@ class StackEnv:
     kes_ca: str
     #: Every ``ENFORCER_*`` setting (least-privilege S3 user, KES identity, Kafka, ...).
     enforcer_env: dict[str, str] = field(default_factory=dict)
+    #: The secured Kafka listeners: SASL_SSL (SCRAM-SHA-512) and SSL with client certificates.
+    kafka_sasl_bootstrap: str = ""
+    kafka_ssl_bootstrap: str = ""
+    kafka_ca: str = ""
+    kafka_scram_user: str = ""
+    kafka_scram_password: str = ""
+    kafka_client_cert: str = ""
+    kafka_client_key: str = ""
 
 
 class MakeKey(Protocol):
@@ -204,6 +212,13 @@ def load_stack_env(env: dict[str, str]) -> StackEnv:
         kes_admin_key=env["KES_CLIENT_KEY"],
         kes_ca=env["LOCAL_KES_CA"],
         enforcer_env={k: v for k, v in env.items() if k.startswith("ENFORCER_")},
+        kafka_sasl_bootstrap=env["LOCAL_KAFKA_SASL_BOOTSTRAP"],
+        kafka_ssl_bootstrap=env["LOCAL_KAFKA_SSL_BOOTSTRAP"],
+        kafka_ca=env["LOCAL_KAFKA_CA"],
+        kafka_scram_user=env["LOCAL_KAFKA_SCRAM_USER"],
+        kafka_scram_password=env["LOCAL_KAFKA_SCRAM_PASSWORD"],
+        kafka_client_cert=env["LOCAL_KAFKA_CLIENT_CERT"],
+        kafka_client_key=env["LOCAL_KAFKA_CLIENT_KEY"],
     )
 
 

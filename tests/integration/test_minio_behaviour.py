@@ -192,6 +192,21 @@ def test_in_place_copy_changes_the_key_keeps_metadata_and_drops_object_lock(
     assert old["SSEKMSKeyId"] == f"arn:aws:kms:{old_ek}"
 
 
+def test_copy_ignores_a_wrong_if_match(make_bucket: MakeBucket, s3_admin: Any) -> None:
+    """Why ENFORCER_S3__COPY_IF_MATCH=auto keeps GET + PUT(If-Match) on MinIO: a CopyObject
+    whose If-Match names another ETag still replaces the object (PutObject would answer 412)."""
+    bucket = make_bucket(notify=False)
+    s3_admin.put_object(Bucket=bucket, Key="o", Body=BODY)
+
+    s3_admin.copy_object(
+        Bucket=bucket, Key="o", CopySource={"Bucket": bucket, "Key": "o"},
+        IfMatch='"0123456789abcdef0123456789abcdef"', MetadataDirective="REPLACE",
+        Metadata={"copied": "anyway"},
+    )  # fmt: skip
+
+    assert s3_admin.head_object(Bucket=bucket, Key="o")["Metadata"] == {"copied": "anyway"}
+
+
 def test_unchanged_self_copy_without_bucket_encryption_is_refused(
     make_bucket: MakeBucket, s3_admin: Any
 ) -> None:

@@ -1,5 +1,10 @@
-"""The runbooks' commands work: every ```bash block marked ``<!-- tested -->`` runs, in order,
-against the local stack, and does what its marker promises.
+"""The runbooks' and the production guide's commands work: every ```bash block marked
+``<!-- tested -->`` runs, in order, against the local stack, and does what its marker promises.
+
+Beside a local-stack block, a ```kubectl block gives the same ``enforcer`` commands as a
+Kubernetes operator runs them (``kubectl -n sse-enforcer exec deploy/sse-enforcer -- enforcer …``).
+Those are not run: they must name exactly the ``enforcer`` commands of the bash block before them,
+and those commands must parse with the real command line parser.
 
 A marker may carry ``exit=N`` (default 0) and any number of ``expect="text"`` / ``expect='text'``
 (each must appear in the block's stdout or stderr). Each block runs in its own
@@ -35,7 +40,16 @@ from support import (
 
 RUNBOOKS = REPO_ROOT / "runbooks"
 RUNBOOK_FILES = sorted(RUNBOOKS.glob("*.md"))
+PRODUCTION_GUIDE = REPO_ROOT / "docs" / "production.md"
+TESTED_FILES = [*RUNBOOK_FILES, PRODUCTION_GUIDE]
 BASH_FENCE = re.compile(r"^[ \t]*```bash[ \t]*$", re.M)
+KUBECTL_BLOCK = re.compile(
+    r"^(?P<indent>[ \t]*)```kubectl[ \t]*\n(?P<body>.*?)^(?P=indent)```[ \t]*$", re.M | re.S
+)
+KUBECTL_EXEC = "kubectl -n sse-enforcer exec deploy/sse-enforcer -- "
+#: An ``enforcer`` command at the start of a shell line (after an optional ``VAR=value``).
+ENFORCER_LINE = re.compile(r"^\s*(?:[A-Z_]+=\S+\s+)*(enforcer\s[^|\n]*)", re.M)
+REHEARSAL = re.compile(r"^## Rehearsal", re.M)
 TESTED_BLOCK = re.compile(
     r"^(?P<indent>[ \t]*)<!--\s*tested\b(?P<attrs>[^>]*?)-->[ \t]*\n"
     r"(?P=indent)```bash[ \t]*\n(?P<body>.*?)^(?P=indent)```[ \t]*$",
@@ -78,7 +92,7 @@ def marked_blocks(path: Path) -> list[Block]:
 
 def test_every_bash_block_in_the_runbooks_is_tested() -> None:
     assert RUNBOOK_FILES, "no runbooks found"
-    for path in RUNBOOK_FILES:
+    for path in TESTED_FILES:
         fences = len(BASH_FENCE.findall(path.read_text(encoding="utf-8")))
         assert fences == len(marked_blocks(path)), f"{path.name}: a bash block is not marked"
 
@@ -88,6 +102,62 @@ def test_the_index_links_every_runbook() -> None:
     for path in RUNBOOK_FILES:
         if path.name != "README.md":
             assert f"]({path.name})" in index, f"README.md does not link {path.name}"
+
+
+def enforcer_commands(body: str) -> list[str]:
+    """The ``enforcer …`` invocations of a shell block, up to any pipe, whitespace-normalised."""
+    return [" ".join(m.split()) for m in ENFORCER_LINE.findall(body)]
+
+
+def kubectl_blocks(path: Path) -> list[tuple[int, str]]:
+    """(offset, body) of every ```kubectl block."""
+    text = path.read_text(encoding="utf-8")
+    return [(m.start(), m["body"]) for m in KUBECTL_BLOCK.finditer(text)]
+
+
+@pytest.mark.parametrize("path", TESTED_FILES, ids=lambda p: p.name)
+def test_kubectl_forms_are_the_tested_commands_and_parse(path: Path) -> None:
+    from enforcer.cli import build_parser
+
+    text = path.read_text(encoding="utf-8")
+    tested = list(TESTED_BLOCK.finditer(text))
+    for offset, body in kubectl_blocks(path):
+        lines = [line.strip() for line in body.splitlines()]
+        lines = [line for line in lines if line and not line.startswith("#")]
+        assert lines and all(line.startswith(KUBECTL_EXEC) for line in lines), body
+        commands = [
+            " ".join(line.removeprefix(KUBECTL_EXEC).split("|")[0].split()) for line in lines
+        ]
+        before = [m for m in tested if m.end() <= offset]
+        assert before, f"{path.name}: a kubectl block with no tested block before it"
+        assert commands == enforcer_commands(before[-1]["body"]), (
+            f"{path.name}: the kubectl block does not match the bash block before it"
+        )
+        for command in commands:
+            words = [w.strip("\"'") for w in command.split()[1:]]
+            code: int | str | None = 0
+            try:
+                build_parser().parse_args(words)
+            except SystemExit as exc:  # --help/--version exit 0; a usage error exits 2
+                code = exc.code
+            assert code == 0, f"{path.name}: enforcer rejects {command!r}"
+
+
+@pytest.mark.parametrize("path", TESTED_FILES, ids=lambda p: p.name)
+def test_every_operator_command_has_a_kubectl_form(path: Path) -> None:
+    """Outside the local-stack rehearsals, each tested block that runs ``enforcer`` is followed
+    by its kubectl form."""
+    text = path.read_text(encoding="utf-8")
+    rehearsal = REHEARSAL.search(text)
+    end = rehearsal.start() if rehearsal else len(text)
+    kubectl = [offset for offset, _ in kubectl_blocks(path)]
+    for match in TESTED_BLOCK.finditer(text, 0, end):
+        if not enforcer_commands(match["body"]):
+            continue
+        following = text[match.end() :].lstrip()
+        assert following.startswith("```kubectl") and any(o > match.end() for o in kubectl), (
+            f"{path.name}:{text.count(chr(10), 0, match.start()) + 1}: no kubectl form follows"
+        )
 
 
 @pytest.fixture
@@ -147,7 +217,7 @@ def run_block(block: Block, env: dict[str, str]) -> None:
 
 
 @pytest.mark.timeout(900)
-@pytest.mark.parametrize("path", RUNBOOK_FILES, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", TESTED_FILES, ids=lambda p: p.name)
 def test_runbook_commands_work(path: Path, runbook_env: dict[str, str]) -> None:
     blocks = marked_blocks(path)
     assert blocks, f"{path.name} has no tested commands"

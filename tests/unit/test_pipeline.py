@@ -231,3 +231,71 @@ async def test_missing_source_key_keeps_its_own_name(storage: MemoryStorage) -> 
     with pytest.raises(KeyMissing) as info:
         await pipeline.handle(event())
     assert info.value.key_name == "deleted-ek"
+
+
+# ---------------------------------------------------------------- requests per object
+
+
+def announced(written: ObjectSnapshot, **changes: str | None) -> ObjectEvent:
+    """The store's notification of ``written`` (etags come unquoted in events)."""
+    fields = {"etag": written.etag.strip('"'), "version_id": written.version_id} | changes
+    return event().model_copy(update=fields)
+
+
+async def test_rewrite_is_head_then_write_with_no_verify_head(storage: MemoryStorage) -> None:
+    storage.put("b", "k", b"data")
+    outcome = await make_pipeline(storage).handle(event())
+    assert outcome.action is Action.REENCRYPTED
+    # Verified from the write's response; no tags counted, so none read.
+    assert (storage.heads, storage.tag_reads, storage.writes) == (1, 0, 1)
+
+
+async def test_tags_are_read_only_when_the_head_counts_some(storage: MemoryStorage) -> None:
+    storage.put("b", "k", b"data")
+    stored = storage.latest("b", "k")
+    assert stored is not None
+    stored.tags["team"] = "fin"
+    await make_pipeline(storage).handle(event())
+    assert storage.tag_reads == 1
+
+
+async def test_notification_of_own_write_is_audited_without_a_request(
+    storage: MemoryStorage,
+) -> None:
+    storage.put("b", "k", b"data")
+    pipeline = make_pipeline(storage)
+    first = await pipeline.handle(event())
+    assert first.written is not None
+    heads = storage.heads
+    written = storage.latest("b", "k")
+    assert written is not None
+    again = await pipeline.handle(announced(written.snapshot))
+    assert (again.verdict, again.action) == (Verdict.COMPLIANT, Action.NONE)
+    assert again.observed is not None and again.observed.etag == first.written.etag
+    assert storage.heads == heads  # no request
+    assert len(pipeline.own_writes) == 0  # used once: a redelivery is inspected as usual
+    await pipeline.handle(announced(written.snapshot))
+    assert storage.heads == heads + 1
+
+
+async def test_a_user_write_after_ours_is_inspected(storage: MemoryStorage) -> None:
+    storage.put("b", "k", b"data")
+    pipeline = make_pipeline(storage)
+    await pipeline.handle(event())
+    user = storage.put("b", "k", b"users")  # plaintext again, a different ETag
+    outcome = await pipeline.handle(announced(user))
+    assert (outcome.verdict, outcome.action) == (Verdict.PLAINTEXT, Action.REENCRYPTED)
+
+
+async def test_own_write_under_a_key_no_longer_required_is_inspected(
+    storage: MemoryStorage,
+) -> None:
+    storage.put("b", "k", b"data")
+    pipeline = make_pipeline(storage)
+    await pipeline.handle(event())
+    written = storage.latest("b", "k")
+    assert written is not None
+    storage.bucket_keys["b"] = "ek-2"
+    pipeline.rules = RuleResolver(PolicyFile(), storage, ttl=60)  # the new default, uncached
+    outcome = await pipeline.handle(announced(written.snapshot))
+    assert (outcome.verdict, outcome.action) == (Verdict.WRONG_KEY, Action.REENCRYPTED)

@@ -23,7 +23,7 @@ from enforcer.errors import (
     StorageUnavailable,
 )
 from enforcer.storage.errors import error_code, is_sse_c_refusal, translate
-from enforcer.storage.s3 import snapshot_from_head, write_headers
+from enforcer.storage.responses import snapshot_from_head, write_headers
 
 UNTIL = dt.datetime(2030, 1, 1, tzinfo=dt.UTC)
 HEAD = {

@@ -1,0 +1,466 @@
+"""The enforcer against a native S3 client on the same MinIO, in one run.
+
+The native client is ``benchmarks/native`` (Go, minio-go, 32 requests in flight), built into the
+install cache by ``benchmarks/native/build``. The enforcer is the real ``enforcer run --drain``
+as a child process configured like production (the stack's least-privilege identities, strategy
+sse-kms, no span exporter), so its CPU time and RSS are read from ``/proc/<pid>``.
+
+Phases (each on fresh buckets whose notifications go to Kafka, objects of ``--object-size``):
+
+1. **compliant backlog**: N objects written under the required EK; once their N notifications are
+   in Kafka the enforcer drains them. Native: HEAD over the same objects.
+2. **non-compliant backlog**: N plaintext objects, a policy rule requiring the EK; the enforcer
+   rewrites each and handles the notification of its own write as well. Native: GET +
+   PutObject(If-Match, SSE-KMS) over N other plaintext objects (the least a lost-update-free
+   rewrite needs on MinIO), then in-place CopyObject over them (reference only: MinIO does not
+   check If-Match on a copy).
+3. **latency**: the enforcer runs and is ready; plaintext objects are written at ``--rate`` per
+   second for ``--seconds``; latency is from each PUT's response to the enforcer's audit record
+   of the rewritten object (``reencrypted``, i.e. verified compliant).
+
+Enforcer rates are ``active`` rates: objects / (last audit record - first event's start), from
+the audit records. CPU per object is the enforcer process's user+system time over that window
+(sampled from ``/proc/<pid>/stat`` every 50 ms) ÷ objects; the follow-up notification of each
+rewrite is included. RSS is ``VmRSS`` at the first event, at its peak and at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # _stack; it adds tests/integration
+
+from _stack import REPO_ROOT, admin_s3, delete_bucket, new_bucket, stack_env
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from harness import EnforcerRun, write_policy
+from pipeline_throughput import create_key, notify
+from support import StackEnv
+
+TICK = os.sysconf("SC_CLK_TCK")
+TMP = Path(tempfile.gettempdir())
+NATIVE_BUILD = REPO_ROOT / "benchmarks" / "native" / "build"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("-n", "--objects", type=int, default=2000, help="backlog size (2000)")
+    parser.add_argument("--object-size", type=int, default=4096, help="bytes (4096)")
+    parser.add_argument("--rate", type=float, default=100.0, help="latency: PUTs/s (100)")
+    parser.add_argument("--seconds", type=float, default=20.0, help="latency: duration (20)")
+    parser.add_argument(
+        "--phases", default="compliant,rewrite,latency", help="comma-separated subset"
+    )
+    parser.add_argument("--profile", type=Path, help="py-spy raw profiles of the enforcer here")
+    parser.add_argument("--json", type=Path, help="also write the results as JSON")
+    parser.add_argument(
+        "--enforcer-src",
+        type=Path,
+        help="run the enforcer package from this checkout (e.g. a worktree of an older commit)",
+    )
+    return parser.parse_args(argv)
+
+
+# ---------------------------------------------------------------- the enforcer process
+
+
+@dataclass
+class Sample:
+    at: float  # time.time()
+    cpu: float  # seconds, user + system
+    rss: int  # bytes
+
+
+@dataclass
+class Watched:
+    """A child process and its CPU/RSS samples."""
+
+    proc: subprocess.Popen[bytes]
+    samples: list[Sample] = field(default_factory=list)
+
+    def cpu_at(self, when: float) -> float:
+        """CPU seconds at ``when``, interpolated between samples."""
+        before = [s for s in self.samples if s.at <= when]
+        after = [s for s in self.samples if s.at >= when]
+        if not before:
+            return self.samples[0].cpu
+        if not after:
+            return self.samples[-1].cpu
+        a, b = before[-1], after[0]
+        if b.at == a.at:
+            return a.cpu
+        return a.cpu + (b.cpu - a.cpu) * (when - a.at) / (b.at - a.at)
+
+    def rss_between(self, start: float, end: float) -> list[int]:
+        return [s.rss for s in self.samples if start <= s.at <= end] or [self.samples[-1].rss]
+
+
+def _sample(pid: int) -> Sample | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    rss = [int(line.split()[1]) * 1024 for line in status.splitlines() if line[:6] == "VmRSS:"]
+    if not rss:  # exiting
+        return None
+    return Sample(time.time(), (int(stat[11]) + int(stat[12])) / TICK, rss[0])
+
+
+def start_enforcer(
+    run: EnforcerRun, stack: StackEnv, args: argparse.Namespace, idle: float
+) -> Watched:
+    env = dict(os.environ) | stack.enforcer_env | run.overrides()
+    if args.enforcer_src is not None:
+        env["PYTHONPATH"] = str(args.enforcer_src.resolve())
+    binary = Path(sys.executable).with_name("enforcer")
+    log = open(TMP / f"enforcer-{run.tag}.log", "wb")  # noqa: SIM115
+    proc = subprocess.Popen(  # noqa: S603 - our venv's own command
+        [str(binary), "run", "--drain", "--idle", str(idle)], env=env, stdout=log, stderr=log
+    )
+    watched = Watched(proc)
+
+    def watch() -> None:
+        while proc.poll() is None:
+            if (sample := _sample(proc.pid)) is not None:
+                watched.samples.append(sample)
+            time.sleep(0.05)
+        log.close()
+
+    threading.Thread(target=watch, daemon=True).start()
+    return watched
+
+
+def profile(watched: Watched, out: Path | None, name: str) -> subprocess.Popen[bytes] | None:
+    """Attach py-spy (a dev tool: ``pip install py-spy``) to the enforcer, if asked to."""
+    if out is None:
+        return None
+    out.mkdir(parents=True, exist_ok=True)
+    spy = Path(sys.executable).with_name("py-spy")
+    return subprocess.Popen(  # noqa: S603 - a dev tool from our venv
+        [
+            str(spy),
+            "record",
+            "--pid",
+            str(watched.proc.pid),
+            "--rate",
+            "200",
+            "--format",
+            "raw",
+            "--output",
+            str(out / f"{name}.txt"),
+            "--nonblocking",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+async def wait_exit(watched: Watched, limit: float = 3600) -> None:
+    code = await asyncio.to_thread(watched.proc.wait, limit)
+    if code != 0:
+        raise SystemExit(f"enforcer exited with {code}")
+
+
+# ---------------------------------------------------------------- Kafka and the native client
+
+
+async def topic_size(stack: StackEnv) -> int:
+    """Records ever published to the notification topic (sum of its partitions' end offsets)."""
+    consumer = AIOKafkaConsumer(stack.notify_topic, bootstrap_servers=stack.kafka_bootstrap)
+    await consumer.start()
+    try:
+        partitions = consumer.partitions_for_topic(stack.notify_topic) or set()
+        topic = [TopicPartition(stack.notify_topic, p) for p in partitions]
+        return sum((await consumer.end_offsets(topic)).values()) if topic else 0
+    finally:
+        await consumer.stop()
+
+
+async def wait_topic(stack: StackEnv, at_least: int, limit: float = 600) -> None:
+    deadline = time.monotonic() + limit
+    while (size := await topic_size(stack)) < at_least:
+        if time.monotonic() > deadline:
+            raise SystemExit(f"notifications: {size} < {at_least} after {limit}s")
+        await asyncio.sleep(0.5)
+
+
+def native_binary() -> str:
+    return subprocess.run(  # noqa: S603 - our build script
+        [str(NATIVE_BUILD)], check=True, capture_output=True, text=True
+    ).stdout.strip()
+
+
+def native(
+    stack: StackEnv, mode: str, bucket: str, n: int, key: str = "", size: int = 0
+) -> dict[str, Any]:
+    env = dict(os.environ) | {
+        "AWS_ACCESS_KEY_ID": stack.admin_access_key,
+        "AWS_SECRET_ACCESS_KEY": stack.admin_secret_key,
+    }
+    argv = [
+        native_binary(),
+        "-mode",
+        mode,
+        "-endpoint",
+        stack.s3_endpoint.split("://")[1],
+        "-bucket",
+        bucket,
+        "-n",
+        str(n),
+        "-key",
+        key,
+        "-size",
+        str(size),
+    ]
+    done = subprocess.run(argv, env=env, check=True, capture_output=True, text=True)  # noqa: S603
+    return dict(json.loads(done.stdout))
+
+
+# ---------------------------------------------------------------- phases
+
+
+@dataclass
+class Backlog:
+    objects: int
+    follow_ups: int
+    seconds: float
+    cpu_ms_per_object: float
+    rss_mib: tuple[float, float, float]  # first event, peak, end
+    outcomes: dict[str, int]
+
+    @property
+    def rate(self) -> float:
+        return self.objects / self.seconds
+
+
+def _window(records: list[dict[str, Any]]) -> tuple[float, float]:
+    ends = [datetime.fromisoformat(r["timestamp"]).timestamp() for r in records]
+    starts = [e - r["duration_ms"] / 1000 for e, r in zip(ends, records, strict=True)]
+    return min(starts), max(ends)
+
+
+async def backlog(
+    stack: StackEnv, s3: Any, args: argparse.Namespace, ek: str, *, compliant: bool
+) -> tuple[Backlog, str]:
+    """Queue N notifications, drain them with the enforcer; return its figures and the bucket."""
+    bucket = new_bucket(s3, "bench-ok" if compliant else "bench-fix")
+    notify(stack, s3, bucket)
+    policy = write_policy(TMP / f"{bucket}.yaml", {"bucket": bucket, "key": ek})
+    run = EnforcerRun(stack, policy_file=policy)
+    await run.start_at_end()
+    before = await topic_size(stack)
+    native(stack, "put", bucket, args.objects, key=ek if compliant else "", size=args.object_size)
+    await wait_topic(stack, before + args.objects)
+    watched = start_enforcer(run, stack, args, idle=2.0)
+    spy = profile(watched, args.profile, "compliant" if compliant else "rewrite")
+    await wait_exit(watched)
+    if spy is not None:
+        spy.wait(60)
+    records = await run.audit(bucket)
+    first: dict[str, dict[str, Any]] = {}
+    for record in records:
+        first.setdefault(record["key"], record)
+    outcomes: dict[str, int] = {}
+    for record in first.values():
+        name = f"{record['verdict']}/{record['action']}"
+        outcomes[name] = outcomes.get(name, 0) + 1
+    start, end = _window(records)
+    rss = watched.rss_between(start, end)
+    mib = 1024 * 1024
+    result = Backlog(
+        objects=len(first),
+        follow_ups=len(records) - len(first),
+        seconds=end - start,
+        cpu_ms_per_object=(watched.cpu_at(end) - watched.cpu_at(start)) * 1000 / len(first),
+        rss_mib=(rss[0] / mib, max(rss) / mib, rss[-1] / mib),
+        outcomes=outcomes,
+    )
+    return result, bucket
+
+
+@dataclass
+class Latency:
+    offered: float
+    written: int
+    rewritten: int
+    p50_ms: float
+    p99_ms: float
+    max_ms: float
+    cpu_ms_per_object: float
+
+
+async def wait_ready(run: EnforcerRun, s3: Any, bucket: str, limit: float = 120) -> None:
+    """Write one object and wait for its audit record: the enforcer has joined and is warm."""
+    s3.put_object(Bucket=bucket, Key="warm-up", Body=b"warm-up")
+    deadline = time.monotonic() + limit
+    while not await run.audit(bucket):
+        if time.monotonic() > deadline:
+            raise SystemExit("the enforcer did not handle the warm-up object")
+
+
+def paced_puts(s3: Any, bucket: str, rate: float, seconds: float, size: int) -> dict[str, float]:
+    """PUT plaintext objects at ``rate``/s; return each key's PUT response time."""
+    done: dict[str, float] = {}
+    body = os.urandom(size)
+
+    def put(key: str) -> None:
+        s3.put_object(Bucket=bucket, Key=key, Body=body)
+        done[key] = time.time()
+
+    count = int(rate * seconds)
+    started = time.monotonic()
+    with ThreadPoolExecutor(16) as pool:
+        for i in range(count):
+            delay = started + i / rate - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            pool.submit(put, f"lat-{i:06d}")
+    return done
+
+
+async def latency(stack: StackEnv, s3: Any, args: argparse.Namespace, ek: str) -> Latency:
+    bucket = new_bucket(s3, "bench-lat")
+    try:
+        notify(stack, s3, bucket)
+        policy = write_policy(TMP / f"{bucket}.yaml", {"bucket": bucket, "key": ek})
+        run = EnforcerRun(stack, policy_file=policy)
+        await run.start_at_end()
+        watched = start_enforcer(run, stack, args, idle=15.0)  # outlasts the warm-up check
+        await wait_ready(run, s3, bucket)
+        puts = await asyncio.to_thread(
+            paced_puts, s3, bucket, args.rate, args.seconds, args.object_size
+        )
+        await wait_exit(watched)
+        records = [r for r in await run.audit(bucket) if r["action"] == "reencrypted"]
+        compliant_at = {
+            r["key"]: datetime.fromisoformat(r["timestamp"]).timestamp() for r in records
+        }
+        if not compliant_at:
+            raise SystemExit("latency: no rewrite was audited (did the enforcer stop early?)")
+        waits = sorted((compliant_at[k] - t) * 1000 for k, t in puts.items() if k in compliant_at)
+        start, end = min(puts.values()), max(compliant_at.values())
+        cpu = (watched.cpu_at(end) - watched.cpu_at(start)) * 1000
+        return Latency(
+            offered=args.rate,
+            written=len(puts),
+            rewritten=len(waits),
+            p50_ms=statistics.median(waits),
+            p99_ms=waits[min(len(waits) - 1, int(len(waits) * 0.99))],
+            max_ms=waits[-1],
+            cpu_ms_per_object=cpu / max(1, len(waits)),
+        )
+    finally:
+        delete_bucket(s3, bucket)
+
+
+# ---------------------------------------------------------------- report
+
+
+def uptime() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"load average {one:.2f}, {five:.2f}, {fifteen:.2f} on {os.cpu_count()} CPUs"
+
+
+def report(args: argparse.Namespace, results: dict[str, Any]) -> None:
+    print(
+        f"\n{args.objects} objects of {args.object_size} B per backlog; native: minio-go, "
+        f"32 in flight; {results['load_before']} before, {results['load_after']} after"
+    )
+    print(
+        "| path | enforcer objects/s | enforcer CPU ms/object | native | native objects/s | "
+        "native CPU ms/object | ratio |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    pairs = [
+        ("non-compliant (rewrite)", "rewrite", "native_rewrite", "GET + PUT(If-Match, SSE-KMS)"),
+        ("compliant", "compliant", "native_head", "HEAD"),
+    ]
+    for label, ours, theirs, what in pairs:
+        if ours in results and theirs in results:
+            e, n = results[ours], results[theirs]
+            print(
+                f"| {label} | {e['rate']:.0f} | {e['cpu_ms_per_object']:.2f} | {what} | "
+                f"{n['per_second']:.0f} | {n['cpu_ms_per_object']:.2f} | "
+                f"{e['rate'] / n['per_second']:.2f} |"
+            )
+    if "native_copy" in results:
+        n = results["native_copy"]
+        print(
+            f"| (reference) | | | in-place CopyObject | {n['per_second']:.0f} | "
+            f"{n['cpu_ms_per_object']:.2f} | |"
+        )
+    for name in ("rewrite", "compliant"):
+        if name in results:
+            r = results[name]
+            first, peak, end = r["rss_mib"]
+            print(
+                f"{name}: outcomes {r['outcomes']}, follow-ups {r['follow_ups']}, RSS MiB "
+                f"first event {first:.0f} / peak {peak:.0f} / end {end:.0f}"
+            )
+    if "latency" in results:
+        lat = results["latency"]
+        print(
+            f"latency at {lat['offered']:.0f} PUT/s: {lat['rewritten']}/{lat['written']} "
+            f"rewritten, PUT→compliant p50 {lat['p50_ms']:.0f} ms, p99 {lat['p99_ms']:.0f} ms, "
+            f"max {lat['max_ms']:.0f} ms; enforcer CPU {lat['cpu_ms_per_object']:.2f} ms/object"
+        )
+
+
+async def main_async(args: argparse.Namespace) -> int:
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+    phases = set(args.phases.split(","))
+    stack = stack_env()
+    s3 = admin_s3(stack, read_timeout=60)
+    ek = create_key(stack)
+    native_binary()  # build before measuring
+    results: dict[str, Any] = {"load_before": uptime()}
+    buckets: list[str] = []
+    try:
+        if "compliant" in phases:
+            result, bucket = await backlog(stack, s3, args, ek, compliant=True)
+            buckets.append(bucket)
+            results["compliant"] = result.__dict__ | {"rate": result.rate}
+            results["native_head"] = native(stack, "head", bucket, args.objects)
+        if "rewrite" in phases:
+            result, bucket = await backlog(stack, s3, args, ek, compliant=False)
+            buckets.append(bucket)
+            results["rewrite"] = result.__dict__ | {"rate": result.rate}
+            theirs = new_bucket(s3, "bench-native")
+            buckets.append(theirs)
+            notify(stack, s3, theirs)  # MinIO publishes for these writes too
+            native(stack, "put", theirs, args.objects, size=args.object_size)
+            results["native_rewrite"] = native(stack, "rewrite", theirs, args.objects, key=ek)
+            results["native_copy"] = native(stack, "copy", theirs, args.objects, key=ek)
+        if "latency" in phases:
+            results["latency"] = (await latency(stack, s3, args, ek)).__dict__
+    finally:
+        for bucket in buckets:
+            delete_bucket(s3, bucket)
+    results["load_after"] = uptime()
+    report(args, results)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2, default=str))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return asyncio.run(main_async(parse_args(argv)))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,66 @@
+"""``enforcer status``: where the enforcer's consumer group stands — lag per partition, members,
+and whether the service is paused (asked from its readiness endpoint: ``--health-url``, or the
+local ``ENFORCER_HEALTH_PORT`` when run inside the service's pod).
+
+Prints a table (or ``--json``); exits 1 when ``--max-lag N`` is given and the total lag is above
+it, so a probe or a runbook can use it as a check.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+from dataclasses import replace
+from typing import Any
+
+import httpx
+
+from enforcer.cli.args import EXIT_FAILURE, EXIT_OK
+from enforcer.config import Settings
+from enforcer.kafka.lag import read_group_status, render_table
+
+
+def add_status_command(commands: Any) -> None:
+    status = commands.add_parser(
+        "status", help="consumer group lag per partition, members, paused (exit 1 over --max-lag)"
+    )
+    status.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    status.add_argument(
+        "--max-lag", type=int, metavar="N", help="exit 1 when the total lag is above N"
+    )
+    status.add_argument(
+        "--health-url",
+        metavar="URL",
+        help="the enforcer's health endpoint, to tell whether it is paused (default: "
+        "http://127.0.0.1:$ENFORCER_HEALTH_PORT when that is set, as inside its pod)",
+    )
+    status.add_argument("--group", help="the consumer group (default: ENFORCER_KAFKA__GROUP_ID)")
+
+
+def run_status(settings: Settings, args: argparse.Namespace) -> int:
+    status = asyncio.run(read_group_status(settings.kafka, args.group or settings.kafka.group_id))
+    health_url = args.health_url or (
+        f"http://127.0.0.1:{settings.health_port}" if settings.health_port else None
+    )
+    if health_url:
+        paused, health = asyncio.run(ask_readiness(health_url))
+        status = replace(status, paused=paused, health=health)
+    print(json.dumps(status.as_dict(), indent=2) if args.json else render_table(status))
+    if args.max_lag is not None and status.total_lag > args.max_lag:
+        return EXIT_FAILURE
+    return EXIT_OK
+
+
+async def ask_readiness(base_url: str) -> tuple[bool | None, str]:
+    """``/readyz`` of a running enforcer: (paused?, its reason); (None, why) if unreachable."""
+    url = base_url.rstrip("/") + "/readyz"
+    try:
+        async with httpx.AsyncClient(timeout=3.0) as client:
+            answer = (await client.get(url)).json()
+    except (httpx.HTTPError, ValueError) as exc:
+        return None, f"unknown: {url}: {type(exc).__name__}"
+    reason = str(answer.get("reason", ""))
+    if isinstance(answer.get("paused"), bool):  # an explicit flag wins over the wording
+        return bool(answer["paused"]), reason
+    return reason.startswith("paused"), reason
