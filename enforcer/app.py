@@ -7,6 +7,7 @@ sure every client is closed on the way out.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 from collections.abc import AsyncIterator
@@ -19,10 +20,10 @@ from enforcer import telemetry
 from enforcer.config import Settings
 from enforcer.core.policy import Mode, PolicyFile, RequiredKey, Strategy, load_policy_file
 from enforcer.engine.handler import RecordHandler
-from enforcer.engine.outage import OutageGate, Probe
+from enforcer.engine.outage import Dependency, OutageGate, Probe
 from enforcer.engine.pipeline import Pipeline, Rewriter
 from enforcer.engine.rules import AliasResolver, KeyCanon, RuleResolver
-from enforcer.errors import ConfigError
+from enforcer.errors import ConfigError, EnforcerError
 from enforcer.health import Readiness, readiness_of, serve_health
 from enforcer.kafka.clients import open_consumer
 from enforcer.kafka.consumer import EventConsumer
@@ -101,21 +102,27 @@ def _rewriters(storage: S3Storage, kms: Kms | None, settings: Settings) -> dict[
     return rewriters
 
 
-def _probe(kms: Kms | None) -> Probe | None:
-    if kms is None:
-        return None  # MinIO holds the KMS connection: the next event is the probe
+def _probes(storage: S3Storage, kms: Kms | None) -> dict[Dependency, Probe]:
+    """Each dependency's own probe. Without a KMS client MinIO holds the KMS connection: the
+    gate's trial event is the only test of it."""
+    probes: dict[Dependency, Probe] = {Dependency.STORAGE: storage.check_identity}
+    if kms is not None:
+        probes[Dependency.KMS] = kms.check_ready
+    return probes
 
-    async def probe() -> bool:
-        await kms.check_ready()
-        return True
 
-    return probe
+async def _first_identity_check(storage: S3Storage) -> None:
+    """Arms the storage probe's revoked-credentials rule; a failure here is the preflight's
+    business (or the gate's, once events fail), never fatal."""
+    with contextlib.suppress(EnforcerError):
+        await storage.check_identity()
 
 
 async def run_service(settings: Settings, mode: Mode, drain_idle: float | None = None) -> int:
     """``enforcer run``: consume until SIGTERM (or, with ``drain_idle``, until caught up)."""
     async with open_runtime(settings, mode) as runtime:
         await check_run(settings, S3Listing.of(runtime.storage), runtime.kms, runtime.policy)
+        await _first_identity_check(runtime.storage)
         return await _consume(settings, mode, runtime, drain_idle)
 
 
@@ -124,9 +131,10 @@ async def _consume(
 ) -> int:
     async with open_kafka_sink(settings.kafka) as sink:
         gate = OutageGate(
-            threshold=settings.kms_failures_before_pause,
-            probe_interval=settings.kms_probe_interval,
-            probe=_probe(runtime.kms),
+            threshold=settings.outage.failures_before_pause,
+            probe_interval=settings.outage.probe_interval,
+            probes=_probes(runtime.storage, runtime.kms),
+            log_interval=settings.outage.log_interval,
         )
         handler = RecordHandler(runtime.pipeline, sink, gate, mode, fanout=settings.concurrency)
         async with open_consumer(settings.kafka, settings.kafka.group_id, "events") as kafka:
@@ -163,8 +171,10 @@ async def _consume(
 
 def _readiness(kafka: AIOKafkaConsumer, consumer: EventConsumer, gate: OutageGate) -> Readiness:
     def ready() -> tuple[bool, str]:
+        if gate.is_open:
+            return False, gate.describe()
         return readiness_of(
-            paused=gate.is_open, joined=consumer.joined, partitions=len(kafka.assignment())
+            paused=False, joined=consumer.joined, partitions=len(kafka.assignment())
         )
 
     return ready

@@ -8,6 +8,7 @@ YAML config file (``--config``), which overrides the defaults. A bad value fails
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -195,6 +196,27 @@ class KmsSettings(_Section):
         return self
 
 
+class OutageSettings(_Section):
+    """The outage gate: when to pause consumption, how often to probe, how often to log."""
+
+    failures_before_pause: int = Field(
+        default=3, ge=1, description="Failures of one dependency in a row that pause consumption"
+    )
+    probe_interval: float = Field(
+        default=5.0, gt=0, description="Seconds between probes of a dependency that is down"
+    )
+    log_interval: float = Field(
+        default=60.0, gt=0, description="Seconds between 'still down' log lines while paused"
+    )
+
+
+#: Old top-level names of outage settings (they govern storage outages too) → new field.
+LEGACY_OUTAGE_SETTINGS = {
+    "kms_failures_before_pause": "failures_before_pause",
+    "kms_probe_interval": "probe_interval",
+}
+
+
 class RetrySettings(_Section):
     attempts: int = Field(default=5, ge=1)
     timeout: float = Field(default=30.0, gt=0, description="Seconds, all attempts together")
@@ -209,12 +231,11 @@ class Settings(BaseSettings):
     s3: S3Settings = Field(default_factory=S3Settings)
     kms: KmsSettings = Field(default_factory=KmsSettings)
     retry: RetrySettings = Field(default_factory=RetrySettings)
+    outage: OutageSettings = Field(default_factory=OutageSettings)
     policy_file: FilePath | None = None
     mode: Mode = Mode.ENFORCE
     concurrency: int = Field(default=16, ge=1, description="Objects handled at once")
     bucket_default_ttl: float = Field(default=60.0, ge=0, description="Seconds")
-    kms_failures_before_pause: int = Field(default=3, ge=1)
-    kms_probe_interval: float = Field(default=5.0, gt=0, description="Seconds")
     shutdown_timeout: float = Field(default=20.0, gt=0, description="Seconds")
     health_port: int | None = Field(
         default=None,
@@ -259,6 +280,7 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
     if config_file is not None:
         data = _read_yaml(config_file)
     data.update(overrides)
+    _apply_legacy_outage_names(data)
     try:
         settings = Settings(**data)
         if overrides:  # explicit overrides (CLI flags) beat the environment too
@@ -268,6 +290,36 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
     except SettingsError as exc:  # a value the environment source could not even decode
         raise ConfigError(f"invalid configuration: {exc}") from None
     return settings
+
+
+def _apply_legacy_outage_names(data: dict[str, Any]) -> None:
+    """``ENFORCER_KMS_FAILURES_BEFORE_PAUSE`` / ``ENFORCER_KMS_PROBE_INTERVAL`` (and the same
+    config-file keys) still work, as ``outage.*``, with one deprecation warning each; the new
+    ``ENFORCER_OUTAGE__*`` name wins when both are set."""
+    for old, new in LEGACY_OUTAGE_SETTINGS.items():
+        env_name = f"ENFORCER_{old.upper()}"
+        value, given_as = data.pop(old, None), old
+        if env_name in os.environ:
+            value, given_as = os.environ[env_name], env_name
+        if value is None:
+            continue
+        _warn_once(
+            f"setting {given_as} is deprecated: use ENFORCER_OUTAGE__{new.upper()} "
+            f"(outage.{new} in a config file)"
+        )
+        if f"ENFORCER_OUTAGE__{new.upper()}" not in os.environ:
+            section = data.setdefault("outage", {})
+            if isinstance(section, dict):
+                section.setdefault(new, value)
+
+
+_warned: set[str] = set()
+
+
+def _warn_once(message: str) -> None:
+    if message not in _warned:
+        _warned.add(message)
+        logging.getLogger(__name__).warning("%s", message)
 
 
 def describe_setting_error(exc: ValidationError) -> str:
@@ -287,7 +339,7 @@ def _reject_unknown_variables() -> None:
     for name in os.environ:
         if name.startswith("ENFORCER_"):
             field = name.removeprefix("ENFORCER_").split("__")[0].lower()
-            if field not in known:
+            if field not in known and field not in LEGACY_OUTAGE_SETTINGS:
                 names = "|".join(sorted(known)).upper()
                 raise ConfigError(f"unknown setting {name}: known are ENFORCER_<{names}>")
 

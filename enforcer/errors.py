@@ -5,13 +5,16 @@
     │   ├── BadEvent              the Kafka record is not an event we can read
     │   ├── ConfigError           the configuration or policy file is invalid (exit code 2)
     │   ├── AccessDenied          S3 or the KMS refused us
-    │   │   └── CredentialsRejected   ... because it does not know or believe our credentials
+    │   │   ├── CredentialsRejected   ... because it does not know or believe our credentials
+    │   │   │                             (at start: exit 2; at run time: the outage gate pauses)
+    │   │   └── KmsNotAuthorized  the KMS refused the key (per key, or every key: see outage)
     │   ├── KeyMissing            the required External Key does not exist (alerts per key)
     │   ├── KeyDisabled           the key exists but may not be used (AWS Disabled/PendingDeletion)
     │   ├── ObjectUnreadable      SSE-C object, or one we cannot decrypt
     │   ├── IntegrityError        an envelope object failed authentication (tampered or corrupt)
     │   ├── StorageRejected       S3 refused the request for a reason retrying cannot change
-    │   └── RecordTooLarge        the broker (or producer) refuses a record for its size
+    │   ├── RecordTooLarge        the broker (or producer) refuses a record for its size
+    │   └── PoisonEvent           one event kept failing "transiently" while others succeeded
     └── TransientError            retry with backoff; the event is not failed
         ├── KmsUnavailable        the KMS (KES / AWS KMS) is unreachable or failing
         ├── StorageUnavailable    S3 5xx, throttling, timeouts, connection errors
@@ -54,7 +57,9 @@ class AccessDenied(PermanentError):
 
 
 class CredentialsRejected(AccessDenied):
-    """Unknown access key, bad signature, expired token: the credentials, not a permission."""
+    """Unknown access key, bad signature, expired token: the credentials, not a permission.
+    At start the preflight turns it into a ConfigError; at run time (credentials revoked) the
+    outage gate pauses consumption instead of dead-lettering every event."""
 
 
 class KeyMissing(PermanentError):
@@ -73,6 +78,11 @@ class KeyDisabled(PermanentError):
         self.key_name = key_name
 
 
+class KmsNotAuthorized(AccessDenied):
+    """The KMS (or MinIO's KMS) refused a key. For one key among working ones it is permanent;
+    when every key is refused, the outage gate treats it as a credentials outage."""
+
+
 class ObjectUnreadable(PermanentError):
     code = "object_unreadable"
 
@@ -87,6 +97,13 @@ class StorageRejected(PermanentError):
 
 class RecordTooLarge(PermanentError):
     code = "record_too_large"
+
+
+class PoisonEvent(PermanentError):
+    """Failed with an outage-class error round after round while the same dependency served
+    other events: not an outage, so it is dead-lettered instead of stalling its partition."""
+
+    code = "poison_event"
 
 
 class TransientError(EnforcerError):

@@ -11,6 +11,7 @@ import base64
 import hashlib
 import json
 import time
+from dataclasses import replace
 from datetime import datetime
 from typing import Protocol
 
@@ -18,17 +19,30 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from enforcer import __version__
 from enforcer.core.events import IgnoredRecord, ObjectEvent
-from enforcer.core.policy import Mode, effective_mode
+from enforcer.core.policy import Mode, RequiredKey, effective_mode
 from enforcer.core.verdict import Action, Verdict
 from enforcer.engine.pipeline import Outcome
+from enforcer.storage.port import ObjectSnapshot
 from enforcer.telemetry import current_trace_id
 
-AUDIT_SCHEMA_VERSION = 1
+AUDIT_SCHEMA_VERSION = 2
 DLQ_SCHEMA_VERSION = 2
 
 
 class AuditRecord(BaseModel):
-    """One per handled event (and per ignored record), keyed ``bucket/object`` on Kafka."""
+    """One per handled event (and per ignored record), keyed ``bucket/object`` on Kafka.
+
+    No write without an audit trail: before every rewrite the enforcer publishes, and waits for
+    the broker to acknowledge, an *intent* record — action ``rewriting``, same ``event_id``, the
+    source ``version_id``/``observed_etag`` it is about to replace. The event's final record
+    follows. If the process dies between the write and the final record, the event is handled
+    again and finds the object compliant (action ``none``); the intent record before it says the
+    enforcer wrote it. So an object was re-encrypted by the enforcer if it has a ``reencrypted``
+    record, or a ``rewriting`` record followed by a ``compliant`` one for the same event.
+
+    A failure after a successful rewrite (the purge of the old version) keeps action
+    ``reencrypted`` with the new version and says what failed in ``post_rewrite_error``.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -42,6 +56,7 @@ class AuditRecord(BaseModel):
         default=None, description="none | AES256 | aws:kms | sse-c | envelope"
     )
     observed_kms_key: str | None = None
+    observed_etag: str | None = Field(default=None, description="ETag of the inspected version")
     required_key: str | None = None
     rule_source: str | None = None
     verdict: Verdict | None = Field(default=None, description="Absent for ignored records")
@@ -51,6 +66,11 @@ class AuditRecord(BaseModel):
     new_etag: str | None = None
     key_used: str | None = Field(default=None, description="EK the object was re-encrypted under")
     purged_version_id: str | None = None
+    post_rewrite_error: str | None = Field(
+        default=None,
+        description="The rewrite succeeded, then this step failed (e.g. 'purge: access_denied: "
+        "...'); action stays reencrypted",
+    )
     strategy: str | None = None
     attempts: int = 1
     duration_ms: float
@@ -114,15 +134,8 @@ def audit_record(
     ``started`` is the ``time.monotonic()`` the handling began; ``failure`` turns the record
     into action ``failed`` with that reason. The trace id is the current span's.
     """
-    if failure is not None:
-        outcome = Outcome(
-            verdict=outcome.verdict,
-            action=Action.FAILED,
-            required=outcome.required,
-            observed=outcome.observed,
-            reason=failure,
-            attempts=outcome.attempts,
-        )
+    if failure is not None:  # keeps ``written``: a failure after the write names the new version
+        outcome = replace(outcome, action=Action.FAILED, reason=failure, notes=[])
     observed, required, written = outcome.observed, outcome.required, outcome.written
     mode = effective_mode(default_mode, required.mode if required else None)
     reason = outcome.reason or ("; ".join(outcome.notes) if outcome.notes else None)
@@ -134,6 +147,7 @@ def audit_record(
         version_id=(observed.version_id if observed else None) or event.version_id,
         observed_sse=observed.encryption.value if observed else None,
         observed_kms_key=observed.kms_key if observed else None,
+        observed_etag=observed.etag or None if observed else None,
         required_key=required.key if required else None,
         rule_source=required.source if required else None,
         verdict=outcome.verdict,
@@ -143,6 +157,7 @@ def audit_record(
         new_etag=written.etag if written else None,
         key_used=required.key if written and required else None,
         purged_version_id=outcome.purged_version_id,
+        post_rewrite_error=outcome.post_rewrite_error,
         strategy=required.strategy.value if required else None,
         attempts=outcome.attempts,
         duration_ms=round((time.monotonic() - started) * 1000, 3),
@@ -151,6 +166,24 @@ def audit_record(
         timestamp=now,
         enforcer_version=__version__,
     )
+
+
+def intent_record(
+    event: ObjectEvent,
+    snapshot: ObjectSnapshot,
+    required: RequiredKey,
+    verdict: Verdict | None,
+    *,
+    default_mode: Mode,
+    now: datetime,
+) -> AuditRecord:
+    """The intent record published before a rewrite of ``snapshot`` under ``required``."""
+    outcome = Outcome(
+        verdict=verdict, action=Action.REWRITING, required=required, observed=snapshot
+    )
+    record = audit_record(event, outcome, default_mode=default_mode, started=time.monotonic(),
+                          now=now)  # fmt: skip
+    return record.model_copy(update={"duration_ms": 0.0})
 
 
 def audit_for_ignored(

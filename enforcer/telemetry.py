@@ -38,7 +38,13 @@ RETRIES = _METER.create_counter("enforcer.retries", description="Retried calls, 
 KEY_ALERTS = _METER.create_counter(
     "enforcer.key_alerts", description="Events that failed because their EK is missing or disabled"
 )
-KMS_PAUSES = _METER.create_counter("enforcer.kms_pauses", description="Consumption pauses")
+OUTAGE_PAUSES = _METER.create_counter(
+    "enforcer.outage_pauses", description="Consumption pauses, by dependency (storage, kms)"
+)
+CREDENTIAL_ALERTS = _METER.create_counter(
+    "enforcer.credential_alerts",
+    description="Pauses because S3 or the KMS refused the enforcer's identity, by dependency",
+)
 
 #: Seconds: from a few milliseconds (one HEAD) to minutes (a multi-GiB rewrite).
 _STEP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)

@@ -122,7 +122,7 @@ async def run_scan(settings: Settings, request: ScanRequest) -> ScanSummary:
             progress = Progress(sys.stderr, interval=request.progress_interval)
         options = ScanOptions(
             concurrency=settings.concurrency,
-            outage_threshold=settings.kms_failures_before_pause,
+            outage_threshold=settings.outage.failures_before_pause,
             events=events,
             facts_source="inventory" if request.inventory else "listing",
         )

@@ -39,6 +39,7 @@ class Action(StrEnum):
     SKIPPED = "skipped"
     PURGED = "purged"  # a non-compliant non-current version deleted (versions: purge-noncompliant)
     WOULD_PURGE = "would_purge"
+    REWRITING = "rewriting"  # intent: published (and acknowledged) before a write starts
 
 
 class Plan(StrEnum):

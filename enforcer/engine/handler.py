@@ -2,34 +2,39 @@
 
 This is the per-event guard (docs/architecture.md, failure model): permanent errors become an audit
 record with the reason plus a dead-letter record, and the offset may be committed; outages (KMS,
-storage) go to the outage gate and the same event is tried again once the dependency is back —
-nothing reaches the DLQ because a dependency was down.
+storage, refused credentials) go to the outage gate and the same event is tried again once the
+dependency is back — nothing reaches the DLQ because a dependency was down. Only an event that
+keeps failing while the same dependency serves other events is dead-lettered (``poison_event``).
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime
 
 from opentelemetry import trace
 
 from enforcer.core.events import IgnoredRecord, ObjectEvent, parse_message
-from enforcer.core.policy import Mode
+from enforcer.core.policy import Mode, RequiredKey
 from enforcer.core.verdict import Action
 from enforcer.engine.fanout import run_per_object
-from enforcer.engine.outage import OutageGate
-from enforcer.engine.pipeline import Outcome, Pipeline
+from enforcer.engine.outage import Dependency, OutageGate, dependency_of
+from enforcer.engine.pipeline import Announce, Outcome, Pipeline
 from enforcer.errors import (
+    AccessDenied,
     BadEvent,
+    CredentialsRejected,
     EnforcerError,
     KafkaUnavailable,
     KeyDisabled,
     KeyMissing,
+    KmsNotAuthorized,
     KmsUnavailable,
     PermanentError,
-    StorageRejected,
+    PoisonEvent,
     StorageUnavailable,
 )
 from enforcer.kafka.consumer import KafkaMessage
@@ -39,8 +44,10 @@ from enforcer.records import (
     audit_for_ignored,
     audit_record,
     dead_letter,
+    intent_record,
 )
 from enforcer.retrying import retry_transient
+from enforcer.storage.port import ObjectSnapshot
 from enforcer.telemetry import (
     COMPLIANCE_LATENCY,
     DLQ_RECORDS,
@@ -56,8 +63,11 @@ from enforcer.telemetry import (
 
 log = logging.getLogger(__name__)
 
-_OUTAGES = (KmsUnavailable, StorageUnavailable)
+_OUTAGES = (KmsUnavailable, StorageUnavailable, CredentialsRejected)
+#: An event failing with an outage-class error this many rounds while its dependency served
+#: this many other events is not in an outage: it is dead-lettered as ``poison_event``.
 _POISON_ROUNDS = 5
+_POISON_OTHERS = 5
 
 
 class RecordHandler:
@@ -108,44 +118,78 @@ class RecordHandler:
     async def _handle_event(
         self, message: KafkaMessage, event: ObjectEvent, first_seen: datetime
     ) -> None:
-        span = trace.get_current_span()
-        span.set_attribute("bucket", event.bucket)
-        rounds, others_ok_before = 0, self._gate.successes
+        trace.get_current_span().set_attribute("bucket", event.bucket)
+        rounds, others_before = 0, Counter(self._gate.successes)
         while True:
-            await self._gate.wait_until_closed()
-            started = time.monotonic()
-            outcome = Outcome()
-            try:
-                outcome = await self._pipeline.handle(event, outcome)
-            except _OUTAGES as exc:
-                self._gate.record_failure(type(exc).__name__)
-                rounds += 1
-                if not self._is_poison(rounds, others_ok_before):
-                    continue  # same event again once the dependency is back
-                poison = StorageRejected(f"still failing after {rounds} rounds while other "
-                                         f"objects succeed: {exc}")  # fmt: skip
-                await self._fail(message, event, outcome, poison, started, first_seen)
+            async with self._gate.admitted():
+                outage = await self._attempt(message, event, first_seen, others_before)
+                if outage is None:
+                    return
+                dependency = dependency_of(outage)
+                assert dependency is not None
+                confirmed = not self._gate.is_open and (
+                    await self._gate.diagnose(dependency) is not None
+                )
+                self._gate.record_failure(dependency, outage, confirmed=confirmed)
+            rounds += 1
+            others_ok = self._gate.successes[dependency] - others_before[dependency]
+            if rounds >= _POISON_ROUNDS and others_ok >= _POISON_OTHERS:
+                poison = PoisonEvent(f"still failing after {rounds} rounds while {others_ok} "
+                                     f"other events used {dependency.value}: {outage}")  # fmt: skip
+                await self._fail(message, event, Outcome(), poison, time.monotonic(), first_seen)
                 return
-            except PermanentError as exc:
-                self._gate.record_success()  # the dependency answered, it just said no
-                await self._fail(message, event, outcome, exc, started, first_seen)
-                return
-            self._gate.record_success()
-            record = audit_record(
-                event, outcome, default_mode=self._mode, started=started, now=self._now()
-            )
-            span.set_attribute("verdict", str(record.verdict))
-            span.set_attribute("action", record.action.value)
-            _observe(event, record)
-            await self._publish_audit(record)
-            return
 
-    def _is_poison(self, rounds: int, others_ok_before: int) -> bool:
-        """One object failing "transiently" round after round while others succeed is not an
-        outage: dead-letter it rather than stall its partition. During a real outage nothing
-        succeeds, so nothing is dead-lettered."""
-        others_ok = self._gate.successes - others_ok_before
-        return rounds >= _POISON_ROUNDS and others_ok >= _POISON_ROUNDS
+    async def _attempt(
+        self,
+        message: KafkaMessage,
+        event: ObjectEvent,
+        first_seen: datetime,
+        others_before: Counter[Dependency],
+    ) -> EnforcerError | None:
+        """One round: audit the result (or the permanent failure) and return None, or return
+        the outage-class error that keeps the event waiting for its dependency."""
+        started, outcome = time.monotonic(), Outcome()
+        try:
+            outcome = await self._pipeline.handle(event, outcome, self._announcer(event, outcome))
+        except _OUTAGES as exc:
+            return exc
+        except PermanentError as exc:
+            if (outage := await self._outage_behind(exc, others_before)) is not None:
+                return outage
+            self._gate.record_success(outcome.used)  # the dependency answered; it said no
+            await self._fail(message, event, outcome, exc, started, first_seen)
+            return None
+        self._gate.record_success(outcome.used)
+        record = audit_record(
+            event, outcome, default_mode=self._mode, started=started, now=self._now()
+        )
+        span = trace.get_current_span()
+        span.set_attribute("verdict", str(record.verdict))
+        span.set_attribute("action", record.action.value)
+        _observe(event, record)
+        await self._publish_audit(record)
+        return None
+
+    async def _outage_behind(
+        self, exc: PermanentError, others_before: Counter[Dependency]
+    ) -> EnforcerError | None:
+        """Is a refusal about this object, or about us? S3's AccessDenied: ask the storage probe
+        (a signed request that must work for a valid identity). The KMS refusing a key: about
+        the key if the KMS served any other event since, else about our access to the KMS."""
+        if isinstance(exc, KmsNotAuthorized):
+            served = self._gate.successes[Dependency.KMS] > others_before[Dependency.KMS]
+            return None if served else exc
+        if isinstance(exc, AccessDenied):
+            return await self._gate.diagnose(Dependency.STORAGE)
+        return None
+
+    def _announcer(self, event: ObjectEvent, outcome: Outcome) -> Announce:
+        async def announce(snapshot: ObjectSnapshot, required: RequiredKey) -> None:
+            record = intent_record(event, snapshot, required, outcome.verdict,
+                                   default_mode=self._mode, now=self._now())  # fmt: skip
+            await self._publish_audit(record)
+
+        return announce
 
     async def _fail(
         self,
@@ -159,6 +203,8 @@ class RecordHandler:
         if isinstance(exc, KeyMissing | KeyDisabled):
             KEY_ALERTS.add(1, {"key": exc.key_name, "error_type": exc.code})
             KEY_AVAILABLE.set(0, {"key": exc.key_name})
+        elif isinstance(exc, KmsNotAuthorized) and outcome.required is not None:
+            KEY_ALERTS.add(1, {"key": outcome.required.key, "error_type": "not_authorized"})
         log.warning("event %s for %s/%s failed: %s", event.event_id, event.bucket, event.key, exc)
         reason = f"{exc.code}: {exc}"
         record = audit_record(event, outcome, default_mode=self._mode, started=started,

@@ -1,10 +1,21 @@
-"""Riding out KMS and storage outages without failing events (docs/architecture.md).
+"""Riding out storage, KMS and credential outages without failing events.
 
-A circuit breaker: after ``threshold`` consecutive dependency failures the gate opens, the
-consumer pauses its partitions, and handlers wait. Every ``probe_interval`` the gate probes: with
-a probe function (e.g. KES ``/v1/status``) it asks that; without one, it lets exactly one waiting
-event through as the probe (half-open). Success closes the gate. Opening and closing are logged
-once each, so an outage of an hour is two log lines, not thousands.
+A circuit breaker that knows *which* dependency failed (docs/architecture.md, failure model).
+After ``threshold`` failures of one dependency in a row — or at once when that dependency's probe
+fails too, or when it refuses the enforcer's identity — the gate opens: the consumer pauses its
+partitions, readiness turns 503, and handlers wait. While open, every
+``probe_interval`` the gate probes each dependency that is down with that dependency's own
+probe (storage: a signed S3 request; KMS: the KMS's status call); a dependency without a probe
+passes at once. When every probe passes the gate is half-open: exactly one waiting event runs as
+the trial. The gate closes only when an event *succeeds at using* every dependency that was
+down — a probe alone never closes it, so a KMS that answers the enforcer but not MinIO keeps the
+gate open instead of letting it flap — and a failed trial opens it again without a new log line.
+
+Logging is bounded: one line when the gate opens, one when it closes, and at most one "still
+paused" line per ``log_interval`` in between.
+
+``successes`` counts real handling successes per dependency — never probes — so the poison rule
+("this event keeps failing while others succeed") can tell one bad object from an outage.
 """
 
 from __future__ import annotations
@@ -12,71 +23,197 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from contextlib import asynccontextmanager, suppress
+from enum import StrEnum
 
-from enforcer.telemetry import KMS_PAUSES
+from enforcer.errors import (
+    CredentialsRejected,
+    EnforcerError,
+    KmsNotAuthorized,
+    KmsUnavailable,
+    StorageUnavailable,
+)
+from enforcer.telemetry import CREDENTIAL_ALERTS, OUTAGE_PAUSES
 
 log = logging.getLogger(__name__)
 
-Probe = Callable[[], Awaitable[bool]]
+
+class Dependency(StrEnum):
+    STORAGE = "storage"
+    KMS = "kms"
+
+
+#: Asks one dependency whether it is back; raises (any error) while it is not.
+Probe = Callable[[], Awaitable[None]]
+
+
+def dependency_of(exc: BaseException) -> Dependency | None:
+    """The dependency an outage-class error blames, or None when it is not one."""
+    if isinstance(exc, KmsUnavailable | KmsNotAuthorized):
+        return Dependency.KMS
+    if isinstance(exc, StorageUnavailable | CredentialsRejected):
+        return Dependency.STORAGE
+    return None
+
+
+def is_credentials_problem(exc: BaseException) -> bool:
+    return isinstance(exc, CredentialsRejected | KmsNotAuthorized)
 
 
 class OutageGate:
     def __init__(
-        self, *, threshold: int, probe_interval: float, probe: Probe | None = None
+        self,
+        *,
+        threshold: int,
+        probe_interval: float,
+        probes: Mapping[Dependency, Probe] | None = None,
+        log_interval: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._threshold = threshold
         self._probe_interval = probe_interval
-        self._probe = probe
-        self._failures = 0
-        self.successes = 0  # ever; lets a handler tell an outage from one bad object
-        self._opened_at: float | None = None
-        self._closed = asyncio.Event()
-        self._closed.set()
-        self._trial = asyncio.Lock()
+        self._probes = dict(probes or {})
+        self._log_interval = log_interval
+        self._clock = clock
+        self._failures: Counter[Dependency] = Counter()
+        self.successes: Counter[Dependency] = Counter()
+        self._down: dict[Dependency, str] = {}  # dependency -> last reason
+        self._credentials = False
+        self._half_open = False
+        self._trial_running = False
+        self._opened_at = 0.0
+        self._last_log = 0.0
+        self._changed = asyncio.Event()
+        self._probing = asyncio.Lock()
 
     @property
     def is_open(self) -> bool:
-        return not self._closed.is_set()
+        """Open or half-open: consumption stays paused and readiness says not ready."""
+        return bool(self._down)
 
-    def record_failure(self, reason: str) -> None:
-        self._failures += 1
-        if self._failures >= self._threshold and not self.is_open:
-            self._opened_at = time.monotonic()
-            self._closed.clear()
-            KMS_PAUSES.add(1)
-            log.error(
-                "dependency outage (%s): pausing consumption, probing every %.1fs",
-                reason,
-                self._probe_interval,
-            )
+    def describe(self) -> str:
+        """One line for readiness: why consumption is paused."""
+        return f"paused: {self._what()}" if self._down else "consuming"
 
-    def record_success(self) -> None:
-        self.successes += 1
-        self._failures = 0
+    def _what(self) -> str:
+        kind = "credentials refused by" if self._credentials else "outage of"
+        what = ", ".join(f"{d.value} ({r})" for d, r in sorted(self._down.items()))
+        return f"{kind} {what}"
+
+    def record_failure(
+        self, dependency: Dependency, exc: EnforcerError, *, confirmed: bool = False
+    ) -> None:
+        """A handling round failed because ``dependency`` is down (or refuses us). ``confirmed``:
+        the dependency's own probe failed too, so there is no need to wait for the threshold."""
+        self._failures[dependency] += 1
+        self._trial_running = False
+        reason = type(exc).__name__
+        credentials = is_credentials_problem(exc)
         if self.is_open:
-            down = time.monotonic() - (self._opened_at or time.monotonic())
-            log.warning("dependency back after %.1fs: resuming consumption", down)
-            self._closed.set()
+            if dependency in self._down or self._failures[dependency] >= self._threshold:
+                self._down[dependency] = reason
+            self._credentials = self._credentials or credentials
+            self._half_open = False  # a failed trial: back to probing, no new log line
+            self._log_still_down()
+            self._notify()
+            return
+        at_once = confirmed or isinstance(exc, CredentialsRejected)  # the identity check failed
+        if at_once or self._failures[dependency] >= self._threshold:
+            self._open(dependency, reason, credentials=credentials)
 
-    async def wait_until_closed(self) -> None:
-        """Return when the caller may try its event: the gate is closed, or it is the probe."""
-        while self.is_open:
-            if self._probe is None and not self._trial.locked():
-                async with self._trial:
-                    await asyncio.sleep(self._probe_interval)
-                    if self.is_open:
-                        return  # half-open: this caller's attempt is the probe
-                continue
-            try:
-                await asyncio.wait_for(self._closed.wait(), timeout=self._probe_interval)
-            except TimeoutError:
-                if self._probe is not None and await self._safe_probe():
-                    self.record_success()
+    def record_success(self, used: Iterable[Dependency]) -> None:
+        """A handling round succeeded (or was refused for its own reasons) using ``used``."""
+        used = set(used)
+        for dependency in used:
+            self.successes[dependency] += 1
+            self._failures[dependency] = 0
+        self._trial_running = False
+        if self._down and used >= self._down.keys():  # a real success, trial or in flight
+            self._close()
+        self._notify()
 
-    async def _safe_probe(self) -> bool:
-        assert self._probe is not None
+    @asynccontextmanager
+    async def admitted(self) -> AsyncIterator[None]:
+        """Wait until this caller may handle its event: the gate is closed, or it is the trial.
+        A trial that ends without a verdict (cancelled) hands the turn on."""
+        trial = await self._wait_turn()
         try:
-            return await self._probe()
-        except Exception:  # noqa: BLE001 - a failing probe just means "still down"
-            return False
+            yield
+        finally:
+            if trial and self._trial_running:
+                self._trial_running = False
+                self._notify()
+
+    async def diagnose(self, dependency: Dependency) -> EnforcerError | None:
+        """Run ``dependency``'s probe now: the error it raised, or None when it answered."""
+        probe = self._probes.get(dependency)
+        if probe is None:
+            return None
+        try:
+            await probe()
+        except EnforcerError as exc:
+            return exc
+        return None
+
+    async def _wait_turn(self) -> bool:
+        while self._down:
+            if self._half_open and not self._trial_running:
+                self._trial_running = True
+                return True
+            changed = self._changed
+            if not self._half_open and not self._probing.locked():
+                async with self._probing:
+                    await self._probe_once(changed)
+                continue
+            with suppress(TimeoutError):
+                await asyncio.wait_for(changed.wait(), timeout=self._probe_interval)
+        return False
+
+    async def _probe_once(self, changed: asyncio.Event) -> None:
+        try:
+            await asyncio.wait_for(changed.wait(), timeout=self._probe_interval)
+            return  # something happened (a success, a failure): look again first
+        except TimeoutError:
+            pass
+        failing = [d for d in list(self._down) if await self.diagnose(d) is not None]
+        if not self._down:
+            return
+        if failing:
+            self._log_still_down()
+            return
+        self._half_open = True
+        self._notify()
+
+    def _open(self, dependency: Dependency, reason: str, *, credentials: bool) -> None:
+        self._down[dependency] = reason
+        self._credentials = credentials
+        self._half_open = False
+        self._opened_at = self._last_log = self._clock()
+        OUTAGE_PAUSES.add(1, {"dependency": dependency.value})
+        if credentials:
+            CREDENTIAL_ALERTS.add(1, {"dependency": dependency.value})
+        log.error(
+            "%s: pausing consumption, probing every %.1fs",
+            self._what(),
+            self._probe_interval,
+        )
+        self._notify()
+
+    def _close(self) -> None:
+        down = self._clock() - self._opened_at
+        what = ", ".join(sorted(d.value for d in self._down))
+        self._down.clear()
+        self._credentials = self._half_open = False
+        log.warning("dependency back (%s) after %.1fs: resuming consumption", what, down)
+
+    def _log_still_down(self) -> None:
+        now = self._clock()
+        if now - self._last_log >= self._log_interval:
+            self._last_log = now
+            log.warning("still paused after %.0fs: %s", now - self._opened_at, self._what())
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = asyncio.Event()

@@ -16,9 +16,10 @@ from typing import ParamSpec, TypeVar
 from enforcer.core.events import ObjectEvent
 from enforcer.core.policy import Mode, RequiredKey, Strategy, VersionsPolicy
 from enforcer.core.verdict import Action, Decision, Encryption, ObjectFacts, Plan, Verdict, decide
+from enforcer.engine.outage import Dependency
 from enforcer.engine.own_writes import OwnWrites
 from enforcer.engine.rules import KeyCanon, RuleResolver
-from enforcer.errors import KeyMissing, PreconditionFailed, StorageRejected
+from enforcer.errors import EnforcerError, KeyMissing, PreconditionFailed, StorageRejected
 from enforcer.retrying import RetryPolicy, retry_transient
 from enforcer.storage.port import ObjectSnapshot, Storage, WriteResult
 from enforcer.telemetry import step
@@ -28,6 +29,9 @@ P = ParamSpec("P")
 
 #: Rewrites one object under the required key for one strategy; raises PreconditionFailed.
 Rewriter = Callable[[ObjectSnapshot, RequiredKey, dict[str, str]], Awaitable[WriteResult]]
+
+#: Called, and awaited, right before each rewrite: the durable intent record goes out here.
+Announce = Callable[[ObjectSnapshot, RequiredKey], Awaitable[None]]
 
 
 @dataclass
@@ -41,8 +45,12 @@ class Outcome:
     written: WriteResult | None = None
     purged_version_id: str | None = None
     reason: str | None = None
+    #: The rewrite succeeded but a step after it failed (e.g. the purge): what, and why.
+    post_rewrite_error: str | None = None
     attempts: int = 1
     notes: list[str] = field(default_factory=list)
+    #: Dependencies this handling used successfully (the outage gate's evidence).
+    used: set[Dependency] = field(default_factory=set)
 
 
 @dataclass
@@ -57,8 +65,11 @@ class Pipeline:
     now: Callable[[], datetime] = lambda: datetime.now(UTC)
     own_writes: OwnWrites = field(default_factory=OwnWrites)
 
-    async def handle(self, event: ObjectEvent, outcome: Outcome | None = None) -> Outcome:
-        """Run the event; ``outcome`` is filled as steps complete (the caller audits failures)."""
+    async def handle(
+        self, event: ObjectEvent, outcome: Outcome | None = None, announce: Announce | None = None
+    ) -> Outcome:
+        """Run the event; ``outcome`` is filled as steps complete (the caller audits failures).
+        ``announce`` runs before every rewrite; a rewrite never starts if it fails."""
         outcome = outcome if outcome is not None else Outcome()
         with step("resolve", bucket=event.bucket):
             outcome.required = await self._call(
@@ -69,7 +80,8 @@ class Pipeline:
         for _ in range(self.max_inspections):
             with step("head", bucket=event.bucket):
                 snapshot = await self._call(outcome, self.storage.head, event.bucket, event.key)
-            outcome.observed = snapshot
+            outcome.observed, outcome.written = snapshot, None
+            outcome.used.add(Dependency.STORAGE)
             decision = await self._decide(snapshot, outcome.required)
             outcome.verdict, outcome.action = decision.verdict, decision.action
             if decision.plan is not Plan.REENCRYPT:
@@ -77,9 +89,15 @@ class Pipeline:
             assert snapshot is not None
             assert outcome.required is not None
             try:
-                await self._enforce(snapshot, outcome.required, outcome)
+                await self._enforce(snapshot, outcome.required, outcome, announce)
             except PreconditionFailed:
-                outcome.notes.append("object changed during rewrite; re-inspected")
+                if outcome.written is not None:
+                    outcome.notes.append(
+                        f"rewrote as version {outcome.written.version_id or '-'} etag "
+                        f"{outcome.written.etag}, then a newer write replaced it; re-inspected"
+                    )
+                else:
+                    outcome.notes.append("object changed during rewrite; re-inspected")
                 continue
             return outcome
         outcome.action = Action.SKIPPED
@@ -164,12 +182,18 @@ class Pipeline:
         return ObjectFacts(snapshot.encryption, kms_key)
 
     async def _enforce(
-        self, snapshot: ObjectSnapshot, required: RequiredKey, outcome: Outcome
+        self,
+        snapshot: ObjectSnapshot,
+        required: RequiredKey,
+        outcome: Outcome,
+        announce: Announce | None,
     ) -> None:
         rewrite = self.rewriters[required.strategy]
         tags = {}
         if snapshot.tag_count != 0:  # the HEAD counts them (x-amz-tagging-count); None: unknown
             tags = await self._call(outcome, self.storage.read_tags, snapshot)
+        if announce is not None:
+            await announce(snapshot, required)
         with step(
             "rewrite", bucket=snapshot.bucket, ek=required.key, strategy=required.strategy.value
         ):
@@ -179,12 +203,16 @@ class Pipeline:
                 if exc.key_name:
                     raise
                 raise KeyMissing(str(exc), key_name=required.key) from exc
+        outcome.written = written  # from here on, every record names the new version
+        outcome.used.add(Dependency.KMS)  # the store (or we) built a chain under the EK
         with step("verify", bucket=snapshot.bucket):
             after = await self._verify(snapshot, required, written, outcome)
-        outcome.written = written
         self.own_writes.remember(after)
         if required.versions is VersionsPolicy.PURGE_NONCOMPLIANT and snapshot.version_id:
-            await self._purge(snapshot, outcome)
+            try:
+                await self._purge(snapshot, outcome)
+            except EnforcerError as exc:  # the object is compliant; only the old version stays
+                outcome.post_rewrite_error = f"purge: {exc.code}: {exc}"
 
     async def _verify(
         self, before: ObjectSnapshot, required: RequiredKey, written: WriteResult, outcome: Outcome

@@ -33,12 +33,12 @@ from typing import Any, Protocol
 from opentelemetry import trace
 
 from enforcer.core.events import ObjectEvent, backfill_message
-from enforcer.core.policy import Mode
+from enforcer.core.policy import Mode, RequiredKey
 from enforcer.core.verdict import Plan, Verdict
 from enforcer.engine.checkpoint import DoneTracker, Position
-from enforcer.engine.pipeline import Outcome, Pipeline
+from enforcer.engine.pipeline import Announce, Outcome, Pipeline
 from enforcer.errors import EnforcerError, KeyDisabled, KeyMissing, TransientError
-from enforcer.records import AuditRecord, RecordSink, audit_record
+from enforcer.records import AuditRecord, RecordSink, audit_record, intent_record
 from enforcer.report.lines import ENQUEUED, ScanLine
 from enforcer.report.model import NONCURRENT_EVENT
 from enforcer.retrying import retry_transient
@@ -216,7 +216,9 @@ class Scanner:
             outcome = Outcome()
             try:
                 if item.is_latest:
-                    outcome = await self._pipeline.handle(event, outcome)
+                    outcome = await self._pipeline.handle(
+                        event, outcome, self._announcer(event, outcome)
+                    )
                 else:
                     outcome = await self._pipeline.handle_noncurrent(event, outcome)
             except TransientError as exc:
@@ -228,6 +230,16 @@ class Scanner:
                 record = self._audit(event, outcome, started)
             self._outages_in_a_row = 0
             await self._publish(position, record, "head", item.is_latest)
+
+    def _announcer(self, event: ObjectEvent, outcome: Outcome) -> Announce:
+        """Publishes the intent record before each rewrite, as the service does."""
+
+        async def announce(snapshot: ObjectSnapshot, required: RequiredKey) -> None:
+            record = intent_record(event, snapshot, required, outcome.verdict,
+                                   default_mode=self._mode, now=self._now())  # fmt: skip
+            await retry_transient(lambda: self._sink.publish_audit(record))
+
+        return announce
 
     async def _publish(
         self, position: Position, record: AuditRecord, source: str, is_latest: bool

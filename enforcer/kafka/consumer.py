@@ -23,9 +23,11 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import IllegalStateError, KafkaError
+from aiokafka.structs import ConsumerRecord
 
 from enforcer.engine.outage import OutageGate
 from enforcer.telemetry import CONSUMER_LAG, IN_FLIGHT, PAUSED
@@ -152,8 +154,15 @@ class EventConsumer:
         room = self._max_in_flight - len(self._tasks)
         if room <= 0:
             await asyncio.wait(self._tasks, timeout=0.5, return_when=asyncio.FIRST_COMPLETED)
-            return 0
-        batches = await self._consumer.getmany(timeout_ms=200, max_records=room)
+            if not self._gate.is_open:
+                return 0
+            # With every partition paused this poll returns nothing; but a member that does not
+            # poll for max.poll.interval (5 min) leaves its group, and an outage can last longer.
+            self._apply_gate()
+            return self._schedule_all(await self._consumer.getmany(timeout_ms=0, max_records=1))
+        return self._schedule_all(await self._consumer.getmany(timeout_ms=200, max_records=room))
+
+    def _schedule_all(self, batches: dict[TopicPartition, list[ConsumerRecord[Any, Any]]]) -> int:
         count = 0
         for tp, records in batches.items():
             for r in records:

@@ -21,12 +21,12 @@ from botocore.exceptions import (
 )
 
 from enforcer.errors import (
-    AccessDenied,
     ConfigError,
     EnforcerError,
     IntegrityError,
     KeyDisabled,
     KeyMissing,
+    KmsNotAuthorized,
     KmsUnavailable,
 )
 from enforcer.kms.base import PROBE_POLICY, DataKey, KeyInfo, KeyState, traced
@@ -68,7 +68,7 @@ def _translate_client_error(exc: ClientError, key_name: str | None) -> EnforcerE
     if code in ("InvalidCiphertextException", "IncorrectKeyException"):
         return IntegrityError(message)
     if code in _DENIED_CODES:
-        return AccessDenied(message)
+        return KmsNotAuthorized(message)
     if code in _TRANSIENT_CODES or status >= 500:
         return KmsUnavailable(message)
     return ConfigError(message)

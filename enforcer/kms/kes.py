@@ -25,10 +25,10 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from enforcer.errors import (
-    AccessDenied,
     ConfigError,
     IntegrityError,
     KeyMissing,
+    KmsNotAuthorized,
     KmsUnavailable,
 )
 from enforcer.kms.base import PROBE_POLICY, DataKey, KeyInfo, KeyState, encode_context, traced
@@ -147,7 +147,7 @@ def _raise_for_status(response: httpx.Response, key_name: str | None) -> None:
     if status == 404 and key_name is not None:
         raise KeyMissing(f"KES key {key_name!r} does not exist", key_name=key_name)
     if status == 403:
-        raise AccessDenied(f"{where}: not authorized ({message})")
+        raise KmsNotAuthorized(f"{where}: not authorized ({message})")
     if status == 400 and message.startswith("decryption failed"):
         raise IntegrityError(f"KES could not decrypt the data key under {key_name!r}: {message}")
     if status >= 500:

@@ -27,6 +27,7 @@ from enforcer.errors import (
     EnforcerError,
     KeyDisabled,
     KeyMissing,
+    KmsNotAuthorized,
     KmsUnavailable,
     PreconditionFailed,
     StorageRejected,
@@ -53,7 +54,8 @@ _CREDENTIALS = {
     "ExpiredToken",
     "InvalidClientTokenId",
 }
-_ACCESS = {"AccessDenied", "kms:NotAuthorized", "KMS.AccessDeniedException", "AllAccessDisabled"}
+_ACCESS = {"AccessDenied", "AllAccessDisabled"}
+_KMS_REFUSED = {"kms:NotAuthorized", "KMS.AccessDeniedException"}
 _THROTTLED = {
     "SlowDown",
     "Throttling",
@@ -62,6 +64,8 @@ _THROTTLED = {
     "ServiceUnavailable",
     "InternalError",
     "XMinioServerNotInitialized",
+    # MinIO (499) when the server stops or drops the connection mid-request, e.g. on shutdown.
+    "ClientDisconnected",
 }
 # The store refuses the name itself (MinIO: '..' or empty path segments, over-long keys).
 _INVALID_NAME = {
@@ -97,15 +101,24 @@ def translate(  # noqa: PLR0911 - a table
         return KeyDisabled(message, key_name=key_name or _key_name(detail))
     if code in _KMS_DOWN:
         return KmsUnavailable(message)
+    if (refusal := _refusal(code, status, message)) is not None:
+        return refusal
+    if code in _INVALID_NAME:
+        return BadEvent(f"the store refuses the object name: {message}")
+    if code in _THROTTLED or status >= 500 or status in (429, 499):
+        return StorageUnavailable(message)
+    return StorageRejected(message)
+
+
+def _refusal(code: str, status: int, message: str) -> AccessDenied | None:
+    """Who refused: the KMS (a key), S3 (our credentials as such), or S3 (this request)."""
+    if code in _KMS_REFUSED:
+        return KmsNotAuthorized(message)
     if code in _CREDENTIALS:
         return CredentialsRejected(message)
     if code in _ACCESS or status == 403:
         return AccessDenied(message)
-    if code in _INVALID_NAME:
-        return BadEvent(f"the store refuses the object name: {message}")
-    if code in _THROTTLED or status >= 500 or status == 429:
-        return StorageUnavailable(message)
-    return StorageRejected(message)
+    return None
 
 
 def error_code(exc: ClientError) -> tuple[str, str]:

@@ -21,7 +21,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from enforcer.config import S3Settings
 from enforcer.core.verdict import Encryption
-from enforcer.errors import StorageRejected
+from enforcer.errors import AccessDenied, CredentialsRejected, StorageRejected
 from enforcer.storage.client import client_config, copy_checks_if_match, use_fast_timestamps
 from enforcer.storage.errors import error_code, is_sse_c_refusal, translate
 from enforcer.storage.port import (
@@ -64,9 +64,29 @@ def _secret(value: Any) -> str | None:
 class S3Storage:
     def __init__(self, client: Any, settings: S3Settings) -> None:
         self._client = client
+        self._identity_confirmed = False
         self.multipart_threshold = settings.multipart_threshold
         self.part_size = settings.part_size
         self.copy_if_match = copy_checks_if_match(settings)
+
+    # ------------------------------------------------------------ health
+
+    async def check_identity(self) -> None:
+        """The storage probe: one signed ListBuckets. Returns when S3 answered for our identity;
+        raises StorageUnavailable while it does not answer, CredentialsRejected when it refuses
+        the identity itself (unknown key, bad signature) — and also on AccessDenied once a
+        ListBuckets has worked before (the grant was revoked). A store that never allowed
+        ListBuckets (AWS without s3:ListAllMyBuckets) cannot tell: it answered, so it is up."""
+        try:
+            await self._client.list_buckets()
+        except (ClientError, BotoCoreError) as exc:
+            error = translate(exc, "ListBuckets")
+            if isinstance(error, AccessDenied) and not isinstance(error, CredentialsRejected):
+                if not self._identity_confirmed:
+                    return
+                raise CredentialsRejected(f"{error} (ListBuckets worked before)") from exc
+            raise error from exc
+        self._identity_confirmed = True
 
     # ------------------------------------------------------------ inspection
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enforcer.core.verdict import Action
 from enforcer.records import AuditRecord, DeadLetterRecord
 
 
@@ -9,6 +10,11 @@ class MemorySink:
     def __init__(self) -> None:
         self.audit: list[AuditRecord] = []
         self.dead_letters: list[DeadLetterRecord] = []
+
+    @property
+    def final(self) -> list[AuditRecord]:
+        """The records that close an event: without the intent records published before writes."""
+        return [r for r in self.audit if r.action is not Action.REWRITING]
 
     async def publish_audit(self, record: AuditRecord) -> None:
         self.audit.append(record)

@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from botocore.exceptions import BotoCoreError, ClientError
+from replicas import Spawn
 from support import (
     MakeBucket,
     MakeKey,
@@ -199,6 +200,15 @@ def notifications(stack: StackEnv) -> Notifications:
         return await read_notifications(stack, bucket, count, timeout)
 
     return read
+
+
+@pytest.fixture
+async def spawn(tmp_path: Path, make_bucket: MakeBucket) -> AsyncIterator[Spawn]:
+    """Start ``enforcer run`` replicas (logs in ``tmp_path``); all are killed at teardown, before
+    the test's buckets are deleted."""
+    replicas = Spawn(tmp_path)
+    yield replicas
+    await replicas.kill_all()
 
 
 @pytest.fixture(scope="session")

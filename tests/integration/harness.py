@@ -125,7 +125,7 @@ class EnforcerRun:
             "ENFORCER_KAFKA__AUDIT_TOPIC": self.audit_topic,
             "ENFORCER_KAFKA__DLQ_TOPIC": self.dlq_topic,
             "ENFORCER_BUCKET_DEFAULT_TTL": "0",
-            "ENFORCER_KMS_PROBE_INTERVAL": "0.5",
+            "ENFORCER_OUTAGE__PROBE_INTERVAL": "0.5",
             **self.extra_env,
         }
         if self.policy_file is not None:
@@ -144,9 +144,14 @@ class EnforcerRun:
     async def drain(self, mode: Mode = Mode.ENFORCE, idle: float = 1.5) -> int:
         return await run_service(self.settings(), mode, drain_idle=idle)
 
-    async def audit(self, bucket: str | None = None) -> list[dict[str, Any]]:
+    async def audit(self, bucket: str | None = None, intents: bool = False) -> list[dict[str, Any]]:
+        """This run's audit records; without the intent (``rewriting``) records unless asked."""
         records = await read_topic(self.stack.kafka_bootstrap, self.audit_topic)
-        return [v for _, v in records if bucket is None or v["bucket"] == bucket]
+        return [
+            v
+            for _, v in records
+            if (bucket is None or v["bucket"] == bucket) and (intents or v["action"] != "rewriting")
+        ]
 
     async def wait_for_action(self, bucket: str, action: str) -> None:
         """Return once the audit topic has a record with ``action`` for ``bucket`` (60 s)."""

@@ -17,12 +17,12 @@ from support import free_port
 
 from enforcer.crypto import envelope
 from enforcer.errors import (
-    AccessDenied,
     ConfigError,
     EnforcerError,
     IntegrityError,
     KeyDisabled,
     KeyMissing,
+    KmsNotAuthorized,
     KmsUnavailable,
 )
 from enforcer.kms import KeyState
@@ -104,8 +104,8 @@ async def test_disabled_and_pending_deletion_states(
         ("KMSInvalidStateException", 400, KeyDisabled),
         ("InvalidCiphertextException", 400, IntegrityError),
         ("IncorrectKeyException", 400, IntegrityError),
-        ("AccessDeniedException", 400, AccessDenied),
-        ("UnrecognizedClientException", 400, AccessDenied),
+        ("AccessDeniedException", 400, KmsNotAuthorized),
+        ("UnrecognizedClientException", 400, KmsNotAuthorized),
         ("ThrottlingException", 400, KmsUnavailable),
         ("KMSInternalException", 500, KmsUnavailable),
         ("SomethingNew", 503, KmsUnavailable),

@@ -94,7 +94,7 @@ async def test_every_verdict_end_to_end(
     record = audit["plain"]
     assert record["required_key"] == ek and record["key_used"] == ek
     assert record["new_etag"] == s3_admin.head_object(Bucket=bucket, Key="plain")["ETag"]
-    assert record["mode"] == "enforce" and record["trace_id"] and record["schema_version"] == 1
+    assert record["mode"] == "enforce" and record["trace_id"] and record["schema_version"] == 2
     assert await run.dead_letters() == []
 
 

@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 from aiokafka import TopicPartition
 from scrape import value
 
-from enforcer.engine.outage import OutageGate
+from enforcer.engine.outage import Dependency, OutageGate
+from enforcer.errors import KmsUnavailable
 from enforcer.kafka.consumer import EventConsumer, KafkaMessage
 
 TOPIC = "events"
@@ -33,6 +34,7 @@ class MemoryKafka:
     committed: dict[TopicPartition, int] = field(default_factory=dict)
     paused_set: set[TopicPartition] = field(default_factory=set)
     pause_calls: int = 0
+    polled: asyncio.Event = field(default_factory=asyncio.Event)
 
     def produce(self, partition: int, key: bytes | None, value: bytes = b"") -> None:
         log = self.logs.setdefault(partition, [])
@@ -55,6 +57,7 @@ class MemoryKafka:
     async def getmany(
         self, timeout_ms: int, max_records: int
     ) -> dict[TopicPartition, list[Record]]:
+        self.polled.set()
         out: dict[TopicPartition, list[Record]] = {}
         for tp, position in self.positions.items():
             if tp in self.paused_set:
@@ -141,17 +144,21 @@ async def test_open_gate_pauses_every_partition_and_resumes() -> None:
     kafka.produce(0, b"k")
     kafka.produce(1, b"j")
     gate = OutageGate(threshold=1, probe_interval=0.01)
-    gate.record_failure("down")
+    gate.record_failure(Dependency.KMS, KmsUnavailable("down"))
+    passed: list[int] = []
 
     async def handler(message: KafkaMessage) -> None:
-        await gate.wait_until_closed()
+        async with gate.admitted():
+            passed.append(message.offset)
+            if len(passed) == 1:
+                gate.record_success({Dependency.STORAGE})  # the trial did not need the KMS
 
     consumer = consumer_for(kafka, handler, gate=gate)
     task = asyncio.create_task(consumer.run())
     await asyncio.sleep(0.1)
     assert kafka.paused_set == kafka.assignment()
     assert not task.done()  # drain mode does not stop during an outage
-    gate.record_success()
+    gate.record_success({Dependency.KMS})
     await asyncio.wait_for(task, timeout=2)
     assert kafka.paused_set == set()
     assert consumer.handled == 2
@@ -193,15 +200,41 @@ async def test_handler_crash_is_fatal_and_its_offset_is_not_committed() -> None:
     assert kafka.committed.get(TopicPartition(TOPIC, 0), 0) <= 1
 
 
+async def test_a_long_outage_with_every_slot_taken_keeps_polling_to_stay_in_the_group() -> None:
+    kafka = MemoryKafka()
+    for i in range(10):
+        kafka.produce(0, f"k{i}".encode())
+    gate = OutageGate(threshold=1, probe_interval=60)
+    started = asyncio.Event()
+
+    async def handler(message: KafkaMessage) -> None:
+        gate.record_failure(Dependency.STORAGE, KmsUnavailable("down"))
+        started.set()
+        async with gate.admitted():  # waits: the probe interval is longer than this test
+            pass
+
+    consumer = consumer_for(kafka, handler, gate=gate, concurrency=1)
+    task = asyncio.create_task(consumer.run())
+    await asyncio.wait_for(started.wait(), timeout=2)
+    for _ in range(3):  # room is 0, yet it keeps polling
+        kafka.polled.clear()
+        await asyncio.wait_for(kafka.polled.wait(), timeout=3)
+    assert len(consumer._tasks) == 4 and kafka.paused_set == kafka.assignment()
+    consumer.stop()
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+
+
 async def test_gauges_show_pause_and_lag_while_paused_then_clear() -> None:
     kafka = MemoryKafka()
     for _ in range(3):
         kafka.produce(0, b"k")
-    gate = OutageGate(threshold=1, probe_interval=0.01)
-    gate.record_failure("down")
+    gate = OutageGate(threshold=1, probe_interval=60)
+    gate.record_failure(Dependency.KMS, KmsUnavailable("down"))
 
     async def handler(message: KafkaMessage) -> None:
-        await gate.wait_until_closed()
+        async with gate.admitted():
+            pass
 
     consumer = consumer_for(kafka, handler, gate=gate)
     task = asyncio.create_task(consumer.run())
@@ -212,6 +245,6 @@ async def test_gauges_show_pause_and_lag_while_paused_then_clear() -> None:
             await asyncio.sleep(0.01)
 
     await asyncio.wait_for(observed(), timeout=2)  # all three records wait behind the pause
-    gate.record_success()
+    gate.record_success({Dependency.KMS})
     await asyncio.wait_for(task, timeout=2)
     assert value("enforcer_paused") == 0 and value("enforcer_records_in_flight") == 0

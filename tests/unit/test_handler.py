@@ -6,13 +6,20 @@ from doubles.sink import MemorySink
 from doubles.storage import MemoryStorage
 from scrape import value
 
-from enforcer.core.policy import Mode, PolicyFile, Strategy
+from enforcer.core.policy import Mode, PolicyFile, Rule, Strategy, VersionsPolicy
 from enforcer.core.verdict import Action, Verdict
 from enforcer.engine.handler import RecordHandler
-from enforcer.engine.outage import OutageGate
+from enforcer.engine.outage import Dependency, OutageGate, Probe
 from enforcer.engine.pipeline import Pipeline
 from enforcer.engine.rules import KeyCanon, RuleResolver
-from enforcer.errors import AccessDenied, KeyMissing, KmsUnavailable, StorageUnavailable
+from enforcer.errors import (
+    AccessDenied,
+    CredentialsRejected,
+    KeyMissing,
+    KmsNotAuthorized,
+    KmsUnavailable,
+    StorageUnavailable,
+)
 from enforcer.kafka.consumer import KafkaMessage
 from enforcer.retrying import RetryPolicy
 from enforcer.storage.port import ObjectSnapshot, SseKmsTarget, WriteResult
@@ -35,11 +42,17 @@ def minio(key: str = "k", name: str = "s3:ObjectCreated:Put") -> bytes:
 
 
 class Harness:
-    def __init__(self, mode: Mode = Mode.ENFORCE) -> None:
-        self.storage = MemoryStorage()
+    def __init__(
+        self,
+        mode: Mode = Mode.ENFORCE,
+        probes: dict[Dependency, Probe] | None = None,
+        policy: PolicyFile | None = None,
+        storage: MemoryStorage | None = None,
+    ) -> None:
+        self.storage = storage or MemoryStorage()
         self.storage.bucket_keys["b"] = "ek"
         self.sink = MemorySink()
-        self.gate = OutageGate(threshold=2, probe_interval=0.01)
+        self.gate = OutageGate(threshold=2, probe_interval=0.01, probes=probes)
         self.failures: list[Exception] = []
 
         async def rewrite(snapshot: ObjectSnapshot, required, tags) -> WriteResult:  # type: ignore[no-untyped-def]
@@ -49,7 +62,7 @@ class Harness:
 
         pipeline = Pipeline(
             self.storage,
-            RuleResolver(PolicyFile(), self.storage, 60),
+            RuleResolver(policy or PolicyFile(), self.storage, 60),
             KeyCanon(),
             mode,
             {Strategy.SSE_KMS: rewrite},
@@ -61,7 +74,7 @@ async def test_handled_event_yields_one_flat_audit_record() -> None:
     h = Harness()
     h.storage.put("b", "k", b"x")
     await h.handler(message(minio()))
-    [record] = h.sink.audit
+    [record] = h.sink.final
     flat = json.loads(record.model_dump_json())
     assert {k: flat[k] for k in ("bucket", "key", "verdict", "action", "mode")} == {
         "bucket": "b",
@@ -87,7 +100,7 @@ async def test_bad_event_goes_to_dlq_with_reason_and_position(payload: bytes | N
     )
     assert dlq.reason
     assert dlq.original_payload == (payload.decode() if payload else None)
-    assert h.sink.audit == []
+    assert h.sink.final == []
 
 
 def test_binary_payload_is_kept_as_base64() -> None:
@@ -114,7 +127,7 @@ def test_binary_payload_is_kept_as_base64() -> None:
 async def test_ignored_record_is_audited_as_skipped() -> None:
     h = Harness()
     await h.handler(message(minio(name="s3:ObjectRemoved:Delete")))
-    [record] = h.sink.audit
+    [record] = h.sink.final
     assert record.action is Action.SKIPPED and "not an object-created" in (record.reason or "")
 
 
@@ -123,7 +136,7 @@ async def test_permanent_failure_is_audited_and_dead_lettered() -> None:
     h.storage.put("b", "k", b"x")
     h.failures.append(AccessDenied("nope"))
     await h.handler(message(minio()))
-    [record] = h.sink.audit
+    [record] = h.sink.final
     [dlq] = h.sink.dead_letters
     assert (record.verdict, record.action) == (Verdict.PLAINTEXT, Action.FAILED)
     assert "access_denied" in (record.reason or "")
@@ -136,7 +149,7 @@ async def test_kms_outage_never_reaches_the_dlq_and_the_event_is_retried() -> No
     h.failures.extend([KmsUnavailable("down")] * 5)
     await h.handler(message(minio()))
     assert h.sink.dead_letters == []
-    [record] = h.sink.audit
+    [record] = h.sink.final
     assert record.action is Action.REENCRYPTED
     assert not h.gate.is_open
 
@@ -145,7 +158,7 @@ async def test_dry_run_audits_would_reencrypt() -> None:
     h = Harness(Mode.AUDIT)
     h.storage.put("b", "k", b"x")
     await h.handler(message(minio()))
-    [record] = h.sink.audit
+    [record] = h.sink.final
     assert (record.action, record.mode, h.storage.writes) == (Action.WOULD_REENCRYPT, "audit", 0)
 
 
@@ -169,7 +182,7 @@ async def test_one_object_failing_while_others_succeed_is_dead_lettered_not_retr
     h.handler._pipeline.rewriters[Strategy.SSE_KMS] = rewrite
     await h.handler(message(minio("poison")))
     [dlq] = h.sink.dead_letters
-    assert dlq.error_class == "storage_rejected" and "while other objects succeed" in dlq.reason
+    assert dlq.error_class == "poison_event" and "other events used storage" in dlq.reason
     assert "after 5 rounds" in dlq.reason
     assert poison_rounds == 5 * RetryPolicy().attempts  # each round is a full retry budget
 
@@ -180,7 +193,119 @@ async def test_a_real_outage_dead_letters_nothing_however_long() -> None:
     h.failures.extend([StorageUnavailable("down")] * 30)
     await h.handler(message(minio()))
     assert h.sink.dead_letters == []
-    assert h.sink.audit[0].action is Action.REENCRYPTED
+    assert h.sink.final[0].action is Action.REENCRYPTED
+
+
+async def test_an_intent_record_is_acknowledged_before_the_write() -> None:
+    h = Harness()
+    source = h.storage.put("b", "k", b"x")
+    writes_when_announced: list[int] = []
+    publish = h.sink.publish_audit
+
+    async def spy(record):  # type: ignore[no-untyped-def]
+        if record.action is Action.REWRITING:
+            writes_when_announced.append(h.storage.writes)
+        await publish(record)
+
+    h.sink.publish_audit = spy  # type: ignore[method-assign]
+    await h.handler(message(minio()))
+    intent, final = h.sink.audit
+    assert writes_when_announced == [0]
+    assert (intent.action, intent.observed_etag, intent.event_id) == (
+        Action.REWRITING, source.etag, final.event_id
+    )  # fmt: skip
+    assert final.action is Action.REENCRYPTED and final.new_etag != source.etag
+
+
+async def test_a_failed_purge_after_the_rewrite_is_reencrypted_with_the_error_not_dlq() -> None:
+    class NoDeletes(MemoryStorage):
+        async def delete_version(self, bucket: str, key: str, version_id: str) -> None:
+            raise AccessDenied("DeleteObjectVersion: AccessDenied")
+
+    policy = PolicyFile(
+        rules=(Rule(bucket="b", key="ek", versions=VersionsPolicy.PURGE_NONCOMPLIANT),)
+    )
+    h = Harness(policy=policy, storage=NoDeletes())
+    h.storage.put("b", "k", b"x", versioned=True)
+    await h.handler(message(minio()))
+    [record] = h.sink.final
+    assert record.action is Action.REENCRYPTED and record.new_version_id
+    assert record.post_rewrite_error and record.post_rewrite_error.startswith(
+        "purge: access_denied"
+    )
+    assert record.purged_version_id is None and h.sink.dead_letters == []
+
+
+async def test_access_denied_for_one_object_with_a_working_identity_is_dead_lettered() -> None:
+    async def identity_ok() -> None:
+        return None
+
+    h = Harness(probes={Dependency.STORAGE: identity_ok})
+    h.storage.put("b", "k", b"x")
+    h.failures.append(AccessDenied("PUT b/k: AccessDenied"))
+    await h.handler(message(minio()))
+    [dlq] = h.sink.dead_letters
+    assert dlq.error_class == "access_denied" and not h.gate.is_open
+
+
+async def test_access_denied_with_a_refused_identity_pauses_instead_of_dead_lettering() -> None:
+    refusals = 3
+
+    async def identity() -> None:
+        nonlocal refusals
+        if refusals:
+            refusals -= 1
+            raise CredentialsRejected("ListBuckets: AccessDenied (worked before)")
+
+    h = Harness(probes={Dependency.STORAGE: identity})
+    h.storage.put("b", "k", b"x")
+    h.failures.append(AccessDenied("PUT b/k: AccessDenied"))
+    await h.handler(message(minio()))
+    assert h.sink.dead_letters == [] and refusals == 0
+    assert h.sink.final[0].action is Action.REENCRYPTED
+
+
+async def test_kms_refusing_the_only_key_pauses_but_one_refused_key_among_working_is_dlq() -> None:
+    h = Harness()
+    h.storage.put("b", "k", b"x")
+    h.failures.extend([KmsNotAuthorized("kms:NotAuthorized")] * 4)
+    await h.handler(message(minio()))  # nothing else used the KMS: our access, not the key
+    assert h.sink.dead_letters == [] and h.sink.final[0].action is Action.REENCRYPTED
+
+    h = Harness()
+    h.storage.put("b", "k", b"x")
+    h.storage.put("b", "other", b"y")
+
+    async def rewrite(snapshot, required, tags):  # type: ignore[no-untyped-def]
+        if snapshot.key == "k":
+            await h.handler(message(minio("other")))  # meanwhile another key works
+            raise KmsNotAuthorized("kms:NotAuthorized")
+        return await h.storage.rewrite_sse_kms(snapshot, SseKmsTarget(required.key), tags)
+
+    h.handler._pipeline.rewriters[Strategy.SSE_KMS] = rewrite
+    await h.handler(message(minio("k")))
+    [dlq] = h.sink.dead_letters
+    assert dlq.error_class == "access_denied"
+
+
+async def test_passing_probes_of_another_dependency_never_make_an_outage_look_like_poison() -> None:
+    async def kms_fine() -> None:
+        return None
+
+    storage_down = 40
+
+    async def storage_probe() -> None:
+        nonlocal storage_down
+        if storage_down:
+            storage_down -= 1
+            raise StorageUnavailable("connection refused")
+
+    h = Harness(probes={Dependency.KMS: kms_fine, Dependency.STORAGE: storage_probe})
+    h.storage.put("b", "k", b"x")
+    h.failures.extend([StorageUnavailable("down")] * 60)
+    await h.handler(message(minio()))
+    assert h.sink.dead_letters == [] and storage_down == 0
+    assert h.sink.final[0].action is Action.REENCRYPTED
 
 
 async def test_dry_run_logs_one_info_line_per_object_with_its_verdict(

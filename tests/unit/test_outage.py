@@ -1,49 +1,135 @@
 import asyncio
+import logging
 
-from enforcer.engine.outage import OutageGate
+import pytest
+
+from enforcer.engine.outage import Dependency, OutageGate
+from enforcer.errors import CredentialsRejected, KmsUnavailable, StorageUnavailable
+
+STORAGE, KMS = Dependency.STORAGE, Dependency.KMS
 
 
-async def test_opens_after_threshold_and_closes_on_success() -> None:
+async def test_opens_after_threshold_of_one_dependency_and_closes_on_a_real_success() -> None:
     gate = OutageGate(threshold=3, probe_interval=0.01)
-    gate.record_failure("x")
-    gate.record_failure("x")
+    gate.record_failure(STORAGE, StorageUnavailable("x"))
+    gate.record_failure(STORAGE, StorageUnavailable("x"))
     assert not gate.is_open
-    gate.record_failure("x")
+    gate.record_failure(STORAGE, StorageUnavailable("x"))
+    assert gate.is_open and gate.describe() == "paused: outage of storage (StorageUnavailable)"
+    gate.record_success({KMS})  # proves nothing about the storage
     assert gate.is_open
-    gate.record_success()
+    gate.record_success({STORAGE, KMS})
     assert not gate.is_open
 
 
-async def test_without_a_probe_one_waiter_is_let_through_as_the_probe() -> None:
-    gate = OutageGate(threshold=1, probe_interval=0.01)
-    gate.record_failure("x")
-    waiters = [asyncio.create_task(gate.wait_until_closed()) for _ in range(5)]
-    done, pending = await asyncio.wait(waiters, timeout=0.1, return_when=asyncio.FIRST_COMPLETED)
-    assert len(done) == 1  # exactly one probe at a time
-    gate.record_success()
-    await asyncio.wait_for(asyncio.gather(*pending), timeout=1)
+async def test_a_success_resets_only_its_own_dependency() -> None:
+    gate = OutageGate(threshold=2, probe_interval=0.01)
+    gate.record_failure(KMS, KmsUnavailable("x"))
+    gate.record_success({STORAGE})  # a compliant object: HEAD only
+    gate.record_failure(KMS, KmsUnavailable("x"))
+    assert gate.is_open
 
 
-async def test_probe_function_closes_the_gate() -> None:
-    answers = [False, False, True]
+async def test_the_failed_dependency_is_probed_and_a_passing_probe_lets_one_trial_through() -> None:
+    calls: list[str] = []
+    storage_up = asyncio.Event()
 
-    async def probe() -> bool:
-        return answers.pop(0)
+    async def storage_probe() -> None:
+        calls.append("storage")
+        if not storage_up.is_set():
+            raise StorageUnavailable("down")
 
-    gate = OutageGate(threshold=1, probe_interval=0.01, probe=probe)
-    gate.record_failure("x")
-    await asyncio.wait_for(gate.wait_until_closed(), timeout=1)
-    assert not gate.is_open and answers == []
+    async def kms_probe() -> None:
+        calls.append("kms")
 
+    gate = OutageGate(
+        threshold=1, probe_interval=0.01, probes={STORAGE: storage_probe, KMS: kms_probe}
+    )
+    gate.record_failure(STORAGE, StorageUnavailable("x"))
+    entered: list[int] = []
 
-async def test_failing_probe_keeps_it_open() -> None:
-    async def probe() -> bool:
-        raise ConnectionError
+    async def waiter(i: int) -> None:
+        async with gate.admitted():
+            entered.append(i)
+            await asyncio.sleep(1)
 
-    gate = OutageGate(threshold=1, probe_interval=0.01, probe=probe)
-    gate.record_failure("x")
-    waiter = asyncio.create_task(gate.wait_until_closed())
+    tasks = [asyncio.create_task(waiter(i)) for i in range(5)]
+    await asyncio.sleep(0.1)
+    assert entered == [] and "kms" not in calls and calls.count("storage") >= 2
+    storage_up.set()
+    await asyncio.sleep(0.1)
+    assert len(entered) == 1 and gate.is_open  # half-open: one trial at a time
+    gate.record_success({STORAGE})
     await asyncio.sleep(0.05)
-    assert gate.is_open and not waiter.done()
-    gate.record_success()
+    assert len(entered) == 5 and not gate.is_open
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def test_probes_never_count_as_successes() -> None:
+    async def probe() -> None:
+        return None
+
+    gate = OutageGate(threshold=1, probe_interval=0.01, probes={STORAGE: probe})
+    gate.record_failure(STORAGE, StorageUnavailable("x"))
+    trial = asyncio.create_task(gate.admitted().__aenter__())
+    await asyncio.wait_for(trial, timeout=1)
+    assert gate.successes[STORAGE] == 0 and gate.is_open
+
+
+async def test_a_trial_that_did_not_use_the_dependency_hands_the_turn_on() -> None:
+    gate = OutageGate(threshold=1, probe_interval=0.01)
+    gate.record_failure(KMS, KmsUnavailable("x"))
+    async with gate.admitted():
+        gate.record_success({STORAGE})  # a compliant object needs no KMS
+    assert gate.is_open
+    async with gate.admitted():
+        gate.record_failure(KMS, KmsUnavailable("x"))  # failed trial: back to probing
+    assert gate.is_open
+    async with gate.admitted():
+        gate.record_success({STORAGE, KMS})
+    assert not gate.is_open
+
+
+async def test_refused_credentials_open_at_once_and_say_so() -> None:
+    gate = OutageGate(threshold=5, probe_interval=0.01)
+    gate.record_failure(STORAGE, CredentialsRejected("InvalidAccessKeyId"))
+    assert gate.is_open and gate.describe().startswith("paused: credentials refused by storage")
+
+
+async def test_logging_is_open_close_and_rate_limited_still_down_lines(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    now = [0.0]
+    hundred_probes = asyncio.Event()
+
+    async def probe() -> None:
+        now[0] += 1.0  # every probe is one "second" later
+        if now[0] >= 100:
+            hundred_probes.set()
+        raise StorageUnavailable("down")
+
+    gate = OutageGate(
+        threshold=1,
+        probe_interval=0.001,
+        probes={STORAGE: probe},
+        log_interval=10,
+        clock=lambda: now[0],
+    )
+    caplog.set_level(logging.INFO, logger="enforcer.engine.outage")
+    gate.record_failure(STORAGE, StorageUnavailable("x"))
+    waiter = asyncio.create_task(gate.admitted().__aenter__())
+    await asyncio.wait_for(hundred_probes.wait(), timeout=5)
+    gate.record_success({STORAGE})
     await asyncio.wait_for(waiter, timeout=1)
+    lines = [r.getMessage() for r in caplog.records]
+    assert sum("pausing consumption" in line for line in lines) == 1
+    assert sum("resuming consumption" in line for line in lines) == 1
+    assert 8 <= sum(line.startswith("still paused") for line in lines) <= 11
+
+
+async def test_a_failure_confirmed_by_the_probe_opens_at_once() -> None:
+    gate = OutageGate(threshold=3, probe_interval=0.01)
+    gate.record_failure(KMS, KmsUnavailable("x"), confirmed=True)
+    assert gate.is_open

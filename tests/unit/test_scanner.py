@@ -97,9 +97,9 @@ async def test_every_listed_object_is_handled_and_audited() -> None:
     assert summary.ok and summary.objects == 4
     assert summary.verdicts == {"plaintext": 1, "sse_s3": 1, "compliant": 1, "gone": 1}
     assert summary.actions == {"reencrypted": 2, "none": 1, "skipped": 1}
-    assert sorted(r.key for r in sink.audit) == ["good", "plain", "s3", "vanished"]
-    assert {r.event_name for r in sink.audit} == {"scan"}
-    assert len({r.event_id for r in sink.audit}) == 4
+    assert sorted(r.key for r in sink.final) == ["good", "plain", "s3", "vanished"]
+    assert {r.event_name for r in sink.final} == {"scan"}
+    assert len({r.event_id for r in sink.final}) == 4
     assert storage.writes == 2
     assert scan.tracker.consumed == 4
 
@@ -115,9 +115,9 @@ async def test_compliant_objects_from_the_listing_cost_no_request() -> None:
 
     assert storage.heads == 0 and storage.writes == 0
     assert summary.verdicts == {"compliant": 10} and summary.from_listing == 10
-    assert len(sink.audit) == 10 and {line.source for line in lines} == {"listing"}
-    assert len({r.trace_id for r in sink.audit}) == 1  # the listing's span, not one per object
-    assert sink.audit[0].trace_id
+    assert len(sink.final) == 10 and {line.source for line in lines} == {"listing"}
+    assert len({r.trace_id for r in sink.final}) == 1  # the listing's span, not one per object
+    assert sink.final[0].trace_id
 
 
 async def test_a_listed_verdict_is_checked_with_head_before_a_rewrite() -> None:
@@ -158,7 +158,7 @@ async def test_enqueue_publishes_backfill_events_only_for_non_compliant_objects(
     )
 
     assert storage.writes == 0 and storage.heads == 0
-    assert [r.key for r in sink.audit] == ["good"]
+    assert [r.key for r in sink.final] == ["good"]
     assert summary.actions == {"none": 1, "enqueued": 2}
     keys = [key for key, _ in events.published]
     assert keys == [b"b/my file+1", b"b/unknown"]
@@ -174,7 +174,7 @@ async def test_audit_mode_writes_nothing() -> None:
     scan, summary = scanner(storage, sink, mode=Mode.AUDIT)
     await scan.run(listed(["plain"]))
     assert summary.actions == {"would_reencrypt": 1}
-    assert storage.writes == 0 and sink.audit[0].mode == "audit"
+    assert storage.writes == 0 and sink.final[0].mode == "audit"
 
 
 def versioned(
@@ -201,7 +201,7 @@ async def test_non_current_versions_are_reported_not_rewritten() -> None:
 
     assert storage.writes == 0 and len(storage.objects[("b", "k")]) == 2
     assert summary.verdicts == {"compliant": 1, "plaintext": 1}
-    old = next(r for r in sink.audit if r.version_id == items[1].version_id)
+    old = next(r for r in sink.final if r.version_id == items[1].version_id)
     assert old.action.value == "skipped" and "non-current" in (old.reason or "")
 
 
@@ -239,8 +239,8 @@ async def test_a_permanent_failure_is_audited_counted_and_the_scan_goes_on() -> 
     assert not summary.ok and summary.aborted is None
     assert (summary.objects, summary.failed) == (30, 30)
     assert len(summary.failures) == MAX_LISTED_FAILURES
-    assert {r.action.value for r in sink.audit} == {"failed"}
-    assert all(r.reason and r.reason.startswith("key_missing:") for r in sink.audit)
+    assert {r.action.value for r in sink.final} == {"failed"}
+    assert all(r.reason and r.reason.startswith("key_missing:") for r in sink.final)
 
 
 async def test_an_outage_stops_the_scan_without_auditing() -> None:
@@ -254,7 +254,7 @@ async def test_an_outage_stops_the_scan_without_auditing() -> None:
     await scan.run(listed(f"k{i}" for i in range(50)))
 
     assert summary.aborted is not None and "kms_unavailable" in summary.aborted
-    assert summary.failed == 3 and sink.audit == []
+    assert summary.failed == 3 and sink.final == []
     assert scan.tracker.done_through is None  # nothing done: a resume starts at the beginning
 
 
@@ -272,7 +272,7 @@ async def test_an_interrupted_scan_finishes_what_it_started_and_knows_where_to_r
     await scan.run(source())
 
     assert summary.interrupted and not summary.ok
-    done = sorted(r.key for r in sink.audit)
+    done = sorted(r.key for r in sink.final)
     assert done == [f"k{i:02d}" for i in range(len(done))]  # a contiguous prefix
     assert scan.tracker.done_through is not None
     assert scan.tracker.done_through.key == done[-1]

@@ -56,6 +56,7 @@ def test_audit_schema_is_flat_with_the_contract_fields_on_top() -> None:
         "skipped",
         "purged",
         "would_purge",
+        "rewriting",
     ]
 
 

@@ -1,0 +1,224 @@
+"""``enforcer run`` as real subprocesses (replicas of one group), and a live view of their audit
+topic, for tests that stop dependencies, kill replicas and restart brokers mid-backlog.
+
+Waiting is always on a condition — an audit record arriving, a readiness answer, a process
+exiting — with a deadline, never a fixed sleep.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from aiokafka import AIOKafkaConsumer
+from cli_runner import ENFORCER
+from harness import EnforcerRun
+from support import free_port
+
+
+@dataclass
+class Replica:
+    """One ``enforcer run`` subprocess; its stderr (the log) goes to a file."""
+
+    process: asyncio.subprocess.Process
+    log_path: Path
+    health_port: int
+
+    def alive(self) -> bool:
+        return self.process.returncode is None
+
+    def log_lines(self) -> list[str]:
+        return self.log_path.read_text(encoding="utf-8", errors="replace").splitlines()
+
+    async def readiness(self) -> int:
+        """The HTTP status of ``/readyz`` (0 when the server does not answer)."""
+        try:
+            async with httpx.AsyncClient(timeout=2) as client:
+                response = await client.get(f"http://127.0.0.1:{self.health_port}/readyz")
+        except httpx.HTTPError:
+            return 0
+        return response.status_code
+
+    async def kill(self) -> None:
+        """SIGKILL: no shutdown, no commit — what a crash or an OOM kill does."""
+        if self.alive():
+            self.process.send_signal(signal.SIGKILL)
+        await self.process.wait()
+
+    async def stop(self, timeout: float = 60.0) -> int:  # noqa: ASYNC109 - a bound on shutdown
+        """SIGTERM and wait: the clean shutdown; returns the exit code."""
+        if self.alive():
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            return await asyncio.wait_for(self.process.wait(), timeout)
+        except TimeoutError:
+            await self.kill()
+            pytest.fail(f"enforcer did not stop within {timeout}s:\n{self.tail()}")
+
+    def tail(self, lines: int = 40) -> str:
+        return "\n".join(self.log_lines()[-lines:])
+
+
+async def start_replica(run: EnforcerRun, log_dir: Path, name: str, **env: str) -> Replica:
+    """Start ``enforcer run`` with ``run``'s group, topics and policy plus ``env``."""
+    port = free_port()
+    environment = {
+        **os.environ,
+        **run.stack.enforcer_env,
+        **run.overrides(),
+        "ENFORCER_HEALTH_PORT": str(port),
+        **env,
+    }
+    log_path = log_dir / f"{name}.log"
+    with log_path.open("wb") as log_file:
+        process = await asyncio.create_subprocess_exec(
+            str(ENFORCER), "run", env=environment, stdout=log_file, stderr=log_file
+        )
+    return Replica(process, log_path, port)
+
+
+class Spawn:
+    """Starts replicas for one test and kills whatever is still running when the test ends, so a
+    failing test never leaves an enforcer working on buckets the fixtures are deleting."""
+
+    def __init__(self, log_dir: Path) -> None:
+        self._log_dir = log_dir
+        self.started: list[Replica] = []
+
+    async def __call__(self, run: EnforcerRun, name: str, **env: str) -> Replica:
+        replica = await start_replica(run, self._log_dir, name, **env)
+        self.started.append(replica)
+        return replica
+
+    async def kill_all(self) -> None:
+        for replica in self.started:
+            await replica.kill()
+
+
+@dataclass
+class AuditTail:
+    """Every record of one audit topic, read continuously from the beginning."""
+
+    consumer: AIOKafkaConsumer
+    records: list[dict[str, Any]] = field(default_factory=list)
+    _arrived: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def _pump(self) -> None:
+        while True:
+            batches = await self.consumer.getmany(timeout_ms=500)
+            for messages in batches.values():
+                self.records += [json.loads(m.value or b"null") for m in messages]
+            if batches:
+                self._arrived.set()
+
+    async def until(
+        self,
+        predicate: Callable[[list[dict[str, Any]]], bool],
+        timeout: float,  # noqa: ASYNC109 - a deadline, reported with what was seen
+        what: str,
+        alive: Callable[[], bool] = lambda: True,
+    ) -> None:
+        """Wait until ``predicate(records)``; fail with ``what`` on timeout or when ``alive()``
+        turns false (the replica under test died)."""
+        deadline = time.monotonic() + timeout
+        while not predicate(self.records):
+            if not alive():
+                pytest.fail(f"the enforcer exited while waiting for {what}")
+            left = deadline - time.monotonic()
+            if left <= 0:
+                pytest.fail(f"timed out after {timeout}s waiting for {what}")
+            self._arrived.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._arrived.wait(), timeout=min(left, 1.0))
+
+    def final(self, bucket: str) -> dict[str, list[dict[str, Any]]]:
+        """Per object key of ``bucket``: its records in arrival order."""
+        by_key: dict[str, list[dict[str, Any]]] = {}
+        for record in self.records:
+            if record.get("bucket") == bucket:
+                by_key.setdefault(record["key"], []).append(record)
+        return by_key
+
+
+@contextlib.asynccontextmanager
+async def audit_tail(run: EnforcerRun) -> AsyncIterator[AuditTail]:
+    consumer = AIOKafkaConsumer(
+        run.audit_topic,
+        bootstrap_servers=run.stack.kafka_bootstrap,
+        group_id=None,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        metadata_max_age_ms=1000,  # the topic appears with the first record
+    )
+    await consumer.start()
+    tail = AuditTail(consumer)
+    pump = asyncio.create_task(tail._pump())
+    try:
+        yield tail
+    finally:
+        pump.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await pump
+        await consumer.stop()
+
+
+def at_least(bucket: str, count: int) -> Callable[[list[dict[str, Any]]], bool]:
+    """A predicate for :meth:`AuditTail.until`: ``count`` objects of ``bucket`` handled."""
+    return lambda records: len(handled_keys(records, bucket)) >= count
+
+
+def handled_keys(records: list[dict[str, Any]], bucket: str) -> set[str]:
+    """Keys of ``bucket`` with a record that closes an event (anything but an intent)."""
+    return {
+        r["key"] for r in records if r.get("bucket") == bucket and r.get("action") != "rewriting"
+    }
+
+
+class ReadinessLog:
+    """Polls ``/readyz`` of a replica in the background and keeps every answer with its time."""
+
+    def __init__(self, replica: Replica, every: float = 0.25) -> None:
+        self.answers: list[tuple[float, int]] = []
+        self._replica = replica
+        self._every = every
+        self._task: asyncio.Task[None] | None = None
+
+    async def _poll(self) -> None:
+        while True:
+            self.answers.append((time.monotonic(), await self._replica.readiness()))
+            await asyncio.sleep(self._every)  # a polling period, not a wait for an outcome
+
+    def between(self, start: float, end: float) -> list[int]:
+        return [status for at, status in self.answers if start <= at <= end]
+
+    async def wait_for(self, status: int, timeout: float) -> float:  # noqa: ASYNC109
+        """Wait until ``/readyz`` answered ``status``; return when."""
+        deadline = time.monotonic() + timeout
+        seen = len(self.answers)
+        while time.monotonic() < deadline:
+            for at, answer in self.answers[seen:]:
+                if answer == status:
+                    return at
+            seen = len(self.answers)
+            await asyncio.sleep(self._every)
+        pytest.fail(f"/readyz never answered {status} within {timeout}s: {self.answers[-5:]}")
+
+    async def __aenter__(self) -> ReadinessLog:
+        self._task = asyncio.create_task(self._poll())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._task is not None
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
