@@ -20,7 +20,8 @@ from typing import Any
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from cli_runner import ENFORCER
 from harness import EnforcerRun
 from support import free_port
@@ -34,11 +35,34 @@ class Replica:
     log_path: Path
     health_port: int
 
+    @classmethod
+    async def start(cls, env: dict[str, str], log_path: Path, log_level: str = "") -> Replica:
+        """``enforcer [--log-level L] run`` with exactly ``env`` plus a health port of its own."""
+        port = free_port()
+        env = {**env, "ENFORCER_HEALTH_PORT": str(port), "ENFORCER_HEALTH_HOST": "127.0.0.1"}
+        args = ("--log-level", log_level) if log_level else ()
+        with log_path.open("wb") as log_file:
+            process = await asyncio.create_subprocess_exec(
+                str(ENFORCER), *args, "run", env=env, stdout=log_file, stderr=log_file
+            )
+        return cls(process, log_path, port)
+
     def alive(self) -> bool:
         return self.process.returncode is None
 
+    def log_text(self) -> str:
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
     def log_lines(self) -> list[str]:
-        return self.log_path.read_text(encoding="utf-8", errors="replace").splitlines()
+        return self.log_text().splitlines()
+
+    async def wait_ready(self, timeout: float = 60.0) -> None:  # noqa: ASYNC109 - polling
+        """Until ``/readyz`` answers 200; fails when the process exits or time runs out."""
+        deadline = time.monotonic() + timeout
+        while await self.readiness() != 200:
+            assert self.alive(), f"enforcer exited {self.process.returncode}:\n{self.tail()}"
+            assert time.monotonic() < deadline, self.tail()
+            await asyncio.sleep(0.2)  # a polling period, not a wait for an outcome
 
     async def readiness(self) -> int:
         """The HTTP status of ``/readyz`` (0 when the server does not answer)."""
@@ -71,20 +95,8 @@ class Replica:
 
 async def start_replica(run: EnforcerRun, log_dir: Path, name: str, **env: str) -> Replica:
     """Start ``enforcer run`` with ``run``'s group, topics and policy plus ``env``."""
-    port = free_port()
-    environment = {
-        **os.environ,
-        **run.stack.enforcer_env,
-        **run.overrides(),
-        "ENFORCER_HEALTH_PORT": str(port),
-        **env,
-    }
-    log_path = log_dir / f"{name}.log"
-    with log_path.open("wb") as log_file:
-        process = await asyncio.create_subprocess_exec(
-            str(ENFORCER), "run", env=environment, stdout=log_file, stderr=log_file
-        )
-    return Replica(process, log_path, port)
+    environment = {**os.environ, **run.stack.enforcer_env, **run.overrides(), **env}
+    return await Replica.start(environment, log_dir / f"{name}.log")
 
 
 class Spawn:
@@ -222,3 +234,25 @@ class ReadinessLog:
         self._task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
+
+
+async def group_lag(bootstrap: str, group_id: str, topics: list[str]) -> int:
+    """Records on ``topics`` not yet committed by ``group_id`` (all of them if none committed)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
+    await admin.start()
+    await consumer.start()
+    try:
+        committed = await admin.list_consumer_group_offsets(group_id)
+        described = await admin.describe_topics(topics)
+        partitions = [
+            TopicPartition(topic["topic"], p["partition"])
+            for topic in described
+            for p in topic["partitions"]
+        ]
+        assert {tp.topic for tp in partitions} == set(topics), described
+        ends = await consumer.end_offsets(partitions)
+    finally:
+        await consumer.stop()
+        await admin.close()
+    return sum(end - (committed[tp].offset if tp in committed else 0) for tp, end in ends.items())

@@ -24,7 +24,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from cli_runner import Cli
 from harness import read_raw, write_policy
-from service_process import ServiceProcess, group_lag
+from replicas import Replica, group_lag
 from support import MakeBucket, MakeKey, StackEnv
 
 REAL_OBJECTS = 150
@@ -121,7 +121,7 @@ async def test_hostile_messages_mixed_with_real_writes_stop_nothing(
     topics = [stack.notify_topic, hostile_topic]
     await cli.start_at_end()
     env = cli.env(ENFORCER_KAFKA__TOPICS=json.dumps(topics))
-    service = await ServiceProcess.start(env, tmp_path / "enforcer.log")
+    service = await Replica.start(env, tmp_path / "enforcer.log", log_level="WARNING")
     try:
         await service.wait_ready()
         kinds = hostile_messages(bucket, random.Random(7))
@@ -138,7 +138,7 @@ async def test_hostile_messages_mixed_with_real_writes_stop_nothing(
 
         deadline = time.monotonic() + 120
         while True:
-            assert service.running, f"enforcer stopped:\n{service.log_text()[-5000:]}"
+            assert service.alive(), f"enforcer stopped:\n{service.log_text()[-5000:]}"
             lag = await group_lag(stack.kafka_bootstrap, cli.group_id, topics)
             done = compliant(s3_admin, bucket, keys, ek)
             if lag == 0 and done == len(keys):

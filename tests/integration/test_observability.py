@@ -20,7 +20,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from cli_runner import Cli
 from harness import EnforcerRun, write_policy
 from prometheus_client.parser import text_string_to_metric_families
-from service_process import ServiceProcess
+from replicas import Replica
 from support import MakeBucket, MakeKey, Notifications, StackEnv, component_stopped
 
 TRACE_ID = re.compile(r"^[0-9a-f]{32}$")
@@ -69,7 +69,7 @@ class Probe:
 @contextlib.asynccontextmanager
 async def service(env: dict[str, str], log: Path) -> AsyncIterator[Probe]:
     """``enforcer run`` with JSON logs; stopped with SIGTERM, and it must exit 0."""
-    running = await ServiceProcess.start({**env, "ENFORCER_LOG_FORMAT": "json"}, log)
+    running = await Replica.start({**env, "ENFORCER_LOG_FORMAT": "json"}, log, log_level="WARNING")
     try:
         yield Probe(running.health_port, log)
     finally:

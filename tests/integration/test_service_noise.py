@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from cli_runner import Cli
 from harness import write_policy
-from service_process import ServiceProcess
+from replicas import Replica
 from support import MakeBucket, MakeKey, StackEnv, restart_component
 
 #: A log line of the Kafka client (the service runs at --log-level WARNING), as text or JSON.
@@ -34,15 +34,13 @@ async def raw_request(port: int, data: bytes) -> bytes:
         writer.close()
 
 
-async def wait_compliant(
-    s3: Any, bucket: str, keys: list[str], ek: str, service: ServiceProcess
-) -> None:
+async def wait_compliant(s3: Any, bucket: str, keys: list[str], ek: str, service: Replica) -> None:
     deadline = time.monotonic() + 90
     while True:
         heads = [s3.head_object(Bucket=bucket, Key=k).get("SSEKMSKeyId") for k in keys]
         if heads == [f"arn:aws:kms:{ek}"] * len(keys):
             return
-        assert service.running, service.log_text()[-5000:]
+        assert service.alive(), service.log_text()[-5000:]
         assert time.monotonic() < deadline, f"{heads}\n{service.log_text()[-3000:]}"
         await asyncio.sleep(0.5)
 
@@ -56,7 +54,7 @@ async def test_a_broker_restart_logs_a_bounded_number_of_lines(
         stack, policy_file=write_policy(tmp_path / "policy.yaml", {"bucket": bucket, "key": ek})
     )
     await cli.start_at_end()
-    service = await ServiceProcess.start(cli.env(), tmp_path / "enforcer.log")
+    service = await Replica.start(cli.env(), tmp_path / "enforcer.log", log_level="WARNING")
     try:
         await service.wait_ready()
         s3_admin.put_object(Bucket=bucket, Key="before", Body=b"before the restart")
@@ -97,8 +95,10 @@ async def test_malformed_health_requests_get_400_and_no_traceback(
             tmp_path / "policy.yaml", {"bucket": make_bucket(), "key": make_key()}
         ),
     )
-    service = await ServiceProcess.start(
-        cli.env(ENFORCER_KAFKA__AUTO_OFFSET_RESET="latest"), tmp_path / "enforcer.log"
+    service = await Replica.start(
+        cli.env(ENFORCER_KAFKA__AUTO_OFFSET_RESET="latest"),
+        tmp_path / "enforcer.log",
+        log_level="WARNING",
     )
     try:
         await service.wait_ready()
@@ -109,7 +109,7 @@ async def test_malformed_health_requests_get_400_and_no_traceback(
         ):
             assert (await raw_request(service.health_port, junk)).startswith(b"HTTP/1.1 400 ")
         assert await raw_request(service.health_port, b"GET /" + b"a" * 70_000) == b""
-        assert await service.readyz() == 200
+        assert await service.readiness() == 200
     finally:
         code = await service.stop()
     assert code == 0
