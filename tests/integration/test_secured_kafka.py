@@ -62,6 +62,7 @@ async def test_enforces_end_to_end_over_a_secured_listener(
     assert settings.security_protocol == ("SASL_SSL" if listener == "sasl_ssl" else "SSL")
     records = [r for r in await read_secured(settings, run.audit_topic) if r["bucket"] == bucket]
     assert [(r["verdict"], r["action"]) for r in records] == [
+        ("plaintext", "rewriting"),  # the intent, acknowledged before the write
         ("plaintext", "reencrypted"),
         ("compliant", "none"),
     ]
