@@ -124,7 +124,8 @@ def main() -> int:
                if r["bucket"] in buckets]  # fmt: skip
     first: dict[tuple[str, str], dict[str, Any]] = {}
     for record in records:
-        first.setdefault((record["bucket"], record["key"]), record)
+        if record["action"] != "rewriting":  # an intent record; its outcome follows
+            first.setdefault((record["bucket"], record["key"]), record)
     print(f"\n{'bucket':<22} {'verdict':<11} {'action':<12} objects")
     for (bucket, verdict, action), n in sorted(
         Counter((r["bucket"], r["verdict"], r["action"]) for r in first.values()).items()
