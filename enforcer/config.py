@@ -167,6 +167,12 @@ class S3Settings(_Section):
     multipart_threshold: int = Field(default=5 * GiB, ge=5 * MiB, description="Bytes")
     part_size: int = Field(default=64 * MiB, ge=5 * MiB, description="Bytes")
     max_pool_connections: int = Field(default=32, ge=1)
+    lean_requests: bool = Field(
+        default=True,
+        description="Send HEAD, GET, PUT and GetObjectTagging of small objects over a lean "
+        "aiohttp path signed by botocore's SigV4 signer (several times less CPU per request); "
+        "anything unexpected is repeated through aiobotocore. false: aiobotocore only.",
+    )
     copy_if_match: Literal["auto", "true", "false"] = Field(
         default="auto",
         description="Rewrite with an in-place CopyObject under If-Match (server-side, no bytes "

@@ -87,6 +87,11 @@ IN_FLIGHT = _METER.create_gauge(
 PAUSED = _METER.create_gauge(
     "enforcer.paused", description="1 while consumption is paused for a KMS or storage outage"
 )
+LEAN_FALLBACKS = _METER.create_counter(
+    "enforcer.s3.lean_fallbacks",
+    description="S3 calls the lean request path handed to aiobotocore, by operation and reason "
+    "(an error status, a transport error, a parameter it does not send)",
+)
 KEY_AVAILABLE = _METER.create_gauge(
     "enforcer.key.available",
     description="Per EK: 1 after its last use worked, 0 after it was found missing or disabled",
@@ -217,9 +222,13 @@ def step(name: str, **attributes: str | int | bool) -> Iterator[trace.Span]:
     """A child span for one step of an event's path (parse, resolve, head, rewrite, ...); its
     duration also goes to ``enforcer.step.duration``."""
     started = time.perf_counter()
+    current = trace.get_current_span()
     try:
-        with TRACER.start_as_current_span(name, attributes=attributes) as span:
-            yield span
+        if current.get_span_context().is_valid and not current.is_recording():
+            yield current  # the event's span is not sampled, so its steps would not be either
+        else:
+            with TRACER.start_as_current_span(name, attributes=attributes) as span:
+                yield span
     finally:
         STEP_DURATION.record(time.perf_counter() - started, {"step": name})
 

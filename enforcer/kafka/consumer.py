@@ -36,6 +36,9 @@ log = logging.getLogger(__name__)
 
 #: Seconds between two readings of the partitions' end offsets for the lag gauge.
 LAG_INTERVAL = 5.0
+#: While records are in flight, offsets are committed at most this often (a commit is a broker
+#: round trip; per record it costs as much CPU as the record). When idle, at once.
+COMMIT_INTERVAL = 1.0
 
 
 @dataclass(frozen=True)
@@ -121,6 +124,7 @@ class EventConsumer:
         self._stopping = asyncio.Event()
         self._fatal: BaseException | None = None
         self._lag_due = 0.0
+        self._commit_due = 0.0
         self.handled = 0
         #: True once the group has given this member an assignment (possibly empty: more
         #: members than partitions). Readiness waits for it.
@@ -138,7 +142,8 @@ class EventConsumer:
             while not self._stopping.is_set() and self._fatal is None:
                 self._apply_gate()
                 fetched = await self._fetch()
-                await self._commit()
+                if not self._tasks or time.monotonic() >= self._commit_due:
+                    await self._commit()
                 await self._observe()
                 if self._drain_idle is None:
                     continue
@@ -152,14 +157,17 @@ class EventConsumer:
 
     async def _fetch(self) -> int:
         room = self._max_in_flight - len(self._tasks)
-        if room <= 0:
+        if room < self._max_in_flight // 2:  # refill in batches, not one record per turn
             await asyncio.wait(self._tasks, timeout=0.5, return_when=asyncio.FIRST_COMPLETED)
-            if not self._gate.is_open:
+            if self._gate.is_open:
+                # With every partition paused this poll returns nothing; but a member that does
+                # not poll for max.poll.interval (5 min) leaves its group, and an outage can last
+                # longer.
+                self._apply_gate()
+                return self._schedule_all(await self._consumer.getmany(timeout_ms=0, max_records=1))
+            room = self._max_in_flight - len(self._tasks)
+            if room < self._max_in_flight // 2:
                 return 0
-            # With every partition paused this poll returns nothing; but a member that does not
-            # poll for max.poll.interval (5 min) leaves its group, and an outage can last longer.
-            self._apply_gate()
-            return self._schedule_all(await self._consumer.getmany(timeout_ms=0, max_records=1))
         return self._schedule_all(await self._consumer.getmany(timeout_ms=200, max_records=room))
 
     def _schedule_all(self, batches: dict[TopicPartition, list[ConsumerRecord[Any, Any]]]) -> int:
@@ -220,6 +228,7 @@ class EventConsumer:
             offsets = {tp: o for tp, o in offsets.items() if tp in partitions}
         if not offsets:
             return
+        self._commit_due = time.monotonic() + COMMIT_INTERVAL
         try:
             await self._consumer.commit(offsets)
         except (

@@ -24,6 +24,7 @@ from enforcer.core.verdict import Encryption
 from enforcer.errors import AccessDenied, CredentialsRejected, StorageRejected
 from enforcer.storage.client import client_config, copy_checks_if_match, use_fast_timestamps
 from enforcer.storage.errors import error_code, is_sse_c_refusal, translate
+from enforcer.storage.lean import LeanS3, NotLean, open_lean
 from enforcer.storage.port import (
     SPOOL_IN_MEMORY,
     ObjectSnapshot,
@@ -42,19 +43,29 @@ _NO_ENCRYPTION_CONFIG = {"ServerSideEncryptionConfigurationNotFoundError", "NoSu
 
 @asynccontextmanager
 async def open_s3_storage(settings: S3Settings) -> AsyncIterator[S3Storage]:
-    """Create the aiobotocore client; it is closed when the context exits."""
+    """The storage port on S3; its clients are closed when the context exits."""
+    async with open_s3_clients(settings) as (client, lean):
+        yield S3Storage(client, settings, lean)
+
+
+@asynccontextmanager
+async def open_s3_clients(settings: S3Settings) -> AsyncIterator[tuple[Any, LeanS3 | None]]:
+    """The aiobotocore client and, beside it, the lean path for the hot calls (None when off)."""
     session = get_session()
     use_fast_timestamps(session)
-    async with session.create_client(
-        "s3",
-        endpoint_url=settings.endpoint_url,
-        region_name=settings.region,
-        aws_access_key_id=_secret(settings.access_key_id),
-        aws_secret_access_key=_secret(settings.secret_access_key),
-        verify=str(settings.ca_bundle) if settings.ca_bundle else None,
-        config=client_config(settings),
-    ) as client:
-        yield S3Storage(client, settings)
+    async with (
+        session.create_client(
+            "s3",
+            endpoint_url=settings.endpoint_url,
+            region_name=settings.region,
+            aws_access_key_id=_secret(settings.access_key_id),
+            aws_secret_access_key=_secret(settings.secret_access_key),
+            verify=str(settings.ca_bundle) if settings.ca_bundle else None,
+            config=client_config(settings),
+        ) as client,
+        open_lean(session, client, settings) as lean,
+    ):
+        yield client, lean
 
 
 def _secret(value: Any) -> str | None:
@@ -62,8 +73,12 @@ def _secret(value: Any) -> str | None:
 
 
 class S3Storage:
-    def __init__(self, client: Any, settings: S3Settings) -> None:
+    """Every call goes through aiobotocore, except that the hot ones try ``lean`` first (when
+    configured) and repeat through aiobotocore whatever it does not take (:class:`NotLean`)."""
+
+    def __init__(self, client: Any, settings: S3Settings, lean: LeanS3 | None = None) -> None:
         self._client = client
+        self._lean = lean
         self._identity_confirmed = False
         self.multipart_threshold = settings.multipart_threshold
         self.part_size = settings.part_size
@@ -93,6 +108,10 @@ class S3Storage:
     async def head(
         self, bucket: str, key: str, version_id: str | None = None
     ) -> ObjectSnapshot | None:
+        if self._lean is not None:
+            with contextlib.suppress(NotLean):
+                found = await self._lean.head_object(bucket, key, version_id)
+                return None if found is None else snapshot_from_head(bucket, key, found)
         params = {"Bucket": bucket, "Key": key} | ({"VersionId": version_id} if version_id else {})
         try:
             response = await self._client.head_object(**params)
@@ -149,10 +168,18 @@ class S3Storage:
     async def read_tags(self, snapshot: ObjectSnapshot) -> dict[str, str]:
         params = _object_params(snapshot)
         try:
-            response = await self._client.get_object_tagging(**params)
+            response = await self._get_tagging(params)
         except (ClientError, BotoCoreError) as exc:
             raise translate(exc, f"GetObjectTagging {snapshot.bucket}/{snapshot.key}") from exc
         return {t["Key"]: t["Value"] for t in response.get("TagSet", [])}
+
+    async def _get_tagging(self, params: dict[str, str]) -> dict[str, Any]:
+        if self._lean is not None:
+            with contextlib.suppress(NotLean):
+                return await self._lean.get_object_tagging(
+                    params["Bucket"], params["Key"], params.get("VersionId")
+                )
+        return await self._client.get_object_tagging(**params)  # type: ignore[no-any-return]
 
     async def delete_version(self, bucket: str, key: str, version_id: str) -> None:
         # MinIO grants version deletes only with s3:DeleteObject, which also allows deleting the
@@ -227,6 +254,16 @@ class S3Storage:
 
     async def read_chunks(self, snapshot: ObjectSnapshot) -> AsyncIterator[bytes]:
         """Stream exactly the inspected version (GET with If-Match), 1 MiB at a time."""
+        if self._lean is not None:
+            try:
+                async with self._lean.get_object(
+                    snapshot.bucket, snapshot.key, snapshot.version_id, snapshot.etag
+                ) as stream:
+                    async for chunk in stream.iter_chunked(_READ_CHUNK):
+                        yield chunk
+                return
+            except NotLean:
+                pass
         where = f"GET {snapshot.bucket}/{snapshot.key}"
         try:
             response = await self._client.get_object(
@@ -269,6 +306,12 @@ class S3Storage:
         headers: dict[str, Any],
     ) -> WriteResult:
         """PutObject replacing exactly the inspected object, atomically (If-Match)."""
+        if self._lean is not None and isinstance(body, bytes):
+            with contextlib.suppress(NotLean):
+                response = await self._lean.put_object(
+                    snapshot.bucket, snapshot.key, body, headers | {"IfMatch": snapshot.etag}
+                )
+                return write_result(response)
         try:
             response = await self._client.put_object(
                 Bucket=snapshot.bucket,
