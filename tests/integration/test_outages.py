@@ -14,8 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import EnforcerRun, write_policy
-from replicas import ReadinessLog, Spawn, audit_tail, handled_keys
+from replicas import ReadinessLog, Spawn, assert_all_compliant, audit_tail, backlog, handled_keys
 from support import MakeBucket, MakeKey, Notifications, StackEnv, component_stopped
 
 LOG_INTERVAL = 20.0
@@ -41,15 +40,9 @@ async def test_an_outage_mid_backlog_dead_letters_nothing(
     tmp_path: Path,
     spawn: Spawn,
 ) -> None:
-    ek, bucket = make_key(), make_bucket()
-    run = EnforcerRun(
-        stack, policy_file=write_policy(tmp_path / "policy.yaml", {"bucket": bucket, "key": ek})
+    run, ek, bucket, keys = await backlog(  # before the stop: a stopped MinIO takes no writes
+        stack, s3_admin, make_key, make_bucket, notifications, tmp_path, 200
     )
-    await run.start_at_end()
-    keys = [f"obj-{i:04}" for i in range(200)]
-    for key in keys:  # before the stop: a stopped MinIO takes no writes
-        s3_admin.put_object(Bucket=bucket, Key=key, Body=key.encode() * 64)
-    await notifications(bucket, len(keys), timeout=120)
 
     async with audit_tail(run) as tail:
         replica = await spawn(
@@ -88,9 +81,7 @@ async def test_an_outage_mid_backlog_dead_letters_nothing(
     assert 503 in ready.between(stopped_at, restarted_at)
     assert 200 not in ready.between(paused_at, restarted_at), "ready while paused"
     assert await run.dead_letters() == []
-    for key in keys:
-        head = s3_admin.head_object(Bucket=bucket, Key=key)
-        assert head.get("SSEKMSKeyId") == f"arn:aws:kms:{ek}", key
+    assert_all_compliant(s3_admin, bucket, keys, ek)
     # Bounded log: one line to pause, one to resume, a "still paused" line per LOG_INTERVAL.
     budget = 6 + int((recovered_at - stopped_at) / LOG_INTERVAL)
     assert len(outage_lines) <= budget, "\n".join(outage_lines[:50])

@@ -13,42 +13,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import EnforcerRun, write_policy
-from replicas import AuditTail, Spawn, at_least, audit_tail, handled_keys
+from replicas import (
+    AuditTail,
+    Spawn,
+    assert_all_compliant,
+    at_least,
+    audit_tail,
+    backlog,
+    handled_keys,
+)
 from support import MakeBucket, MakeKey, Notifications, StackEnv, restart_component
-
-
-async def backlog(
-    stack: StackEnv,
-    s3_admin: Any,
-    make_key: MakeKey,
-    make_bucket: MakeBucket,
-    notifications: Notifications,
-    tmp_path: Path,
-    count: int,
-) -> tuple[EnforcerRun, str, str, list[str]]:
-    """``count`` plaintext objects in a new bucket whose policy requires a new key; their
-    notifications are in Kafka and the run's group starts just before them."""
-    ek, bucket = make_key(), make_bucket()
-    run = EnforcerRun(
-        stack, policy_file=write_policy(tmp_path / "policy.yaml", {"bucket": bucket, "key": ek})
-    )
-    await run.start_at_end()
-    keys = [f"obj-{i:04}" for i in range(count)]
-    for key in keys:
-        s3_admin.put_object(Bucket=bucket, Key=key, Body=key.encode() * 32)
-    await notifications(bucket, count, timeout=120)
-    return run, ek, bucket, keys
-
-
-def assert_all_compliant(s3_admin: Any, bucket: str, keys: list[str], ek: str) -> None:
-    wrong = {
-        key: head.get("SSEKMSKeyId")
-        for key in keys
-        if (head := s3_admin.head_object(Bucket=bucket, Key=key)).get("SSEKMSKeyId")
-        != f"arn:aws:kms:{ek}"
-    }
-    assert wrong == {}, f"{len(wrong)} objects not compliant: {list(wrong.items())[:5]}"
 
 
 def trail_gaps(tail: AuditTail, bucket: str, keys: list[str]) -> dict[str, list[str]]:
