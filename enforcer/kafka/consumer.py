@@ -36,6 +36,9 @@ log = logging.getLogger(__name__)
 
 #: Seconds between two readings of the partitions' end offsets for the lag gauge.
 LAG_INTERVAL = 5.0
+#: Seconds without a poll after which a member whose window is full polls anyway (for at most
+#: one record), well inside Kafka's max.poll.interval (5 min).
+POLL_KEEPALIVE = 60.0
 #: While records are in flight, offsets are committed at most this often (a commit is a broker
 #: round trip; per record it costs as much CPU as the record). When idle, at once.
 COMMIT_INTERVAL = 1.0
@@ -125,6 +128,7 @@ class EventConsumer:
         self._fatal: BaseException | None = None
         self._lag_due = 0.0
         self._commit_due = 0.0
+        self._poll_due = 0.0
         self.handled = 0
         #: True once the group has given this member an assignment (possibly empty: more
         #: members than partitions). Readiness waits for it.
@@ -156,19 +160,25 @@ class EventConsumer:
             raise self._fatal
 
     async def _fetch(self) -> int:
-        room = self._max_in_flight - len(self._tasks)
-        if room < self._max_in_flight // 2:  # refill in batches, not one record per turn
+        half = self._max_in_flight // 2
+        if len(self._tasks) > half:  # refill in batches, not one record per turn
             await asyncio.wait(self._tasks, timeout=0.5, return_when=asyncio.FIRST_COMPLETED)
-            if self._gate.is_open:
-                # With every partition paused this poll returns nothing; but a member that does
-                # not poll for max.poll.interval (5 min) leaves its group, and an outage can last
-                # longer.
+            full = len(self._tasks) > half
+            if self._gate.is_open or (full and time.monotonic() >= self._poll_due):
+                # A member that does not poll for max.poll.interval (5 min) leaves its group:
+                # while paused (every partition paused, so this returns nothing), or while slow
+                # work keeps the window full, poll for at most one record.
                 self._apply_gate()
-                return self._schedule_all(await self._consumer.getmany(timeout_ms=0, max_records=1))
-            room = self._max_in_flight - len(self._tasks)
-            if room < self._max_in_flight // 2:
+                return await self._poll(timeout_ms=0, max_records=1)
+            if full:
                 return 0
-        return self._schedule_all(await self._consumer.getmany(timeout_ms=200, max_records=room))
+        return await self._poll(timeout_ms=200, max_records=self._max_in_flight - len(self._tasks))
+
+    async def _poll(self, timeout_ms: int, max_records: int) -> int:
+        self._poll_due = time.monotonic() + POLL_KEEPALIVE
+        return self._schedule_all(
+            await self._consumer.getmany(timeout_ms=timeout_ms, max_records=max_records)
+        )
 
     def _schedule_all(self, batches: dict[TopicPartition, list[ConsumerRecord[Any, Any]]]) -> int:
         count = 0

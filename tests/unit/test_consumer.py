@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
+import pytest
 from aiokafka import TopicPartition
 from scrape import value
 
 from enforcer.engine.outage import Dependency, OutageGate
 from enforcer.errors import KmsUnavailable
+from enforcer.kafka import consumer as consumer_module
 from enforcer.kafka.consumer import EventConsumer, KafkaMessage
 
 TOPIC = "events"
@@ -223,6 +225,30 @@ async def test_a_long_outage_with_every_slot_taken_keeps_polling_to_stay_in_the_
     consumer.stop()
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_slow_work_that_keeps_the_window_full_still_polls_now_and_then(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(consumer_module, "POLL_KEEPALIVE", 0.3)
+    kafka = MemoryKafka()
+    for i in range(20):
+        kafka.produce(0, f"k{i}".encode())
+    release = asyncio.Event()
+
+    async def handler(message: KafkaMessage) -> None:
+        await release.wait()  # a dependency that hangs without failing: the gate stays closed
+
+    consumer = consumer_for(kafka, handler, concurrency=1)
+    task = asyncio.create_task(consumer.run())
+    await asyncio.sleep(0.1)
+    assert len(consumer._tasks) == 4  # the window (4 x concurrency) is full
+    kafka.polled.clear()
+    await asyncio.wait_for(kafka.polled.wait(), timeout=2)  # polled anyway, for one record
+    assert len(consumer._tasks) == 5
+    release.set()
+    await asyncio.wait_for(task, timeout=5)
+    assert kafka.committed == {TopicPartition(TOPIC, 0): 20}
 
 
 async def test_gauges_show_pause_and_lag_while_paused_then_clear() -> None:
