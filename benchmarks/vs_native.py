@@ -490,7 +490,12 @@ async def main_async(args: argparse.Namespace) -> int:
             result, bucket = await backlog(stack, s3, args, ek, compliant=True)
             buckets.append(bucket)
             results["compliant"] = result.__dict__ | {"rate": result.rate}
-            results["native_head"] = native(stack, "head", bucket, args.objects)
+            # A HEAD pass over N objects takes well under a second: the median of three.
+            passes = sorted(
+                (native(stack, "head", bucket, args.objects) for _ in range(3)),
+                key=lambda r: float(r["per_second"]),
+            )
+            results["native_head"] = passes[1]
         if "rewrite" in phases:
             result, bucket = await backlog(stack, s3, args, ek, compliant=False)
             buckets.append(bucket)

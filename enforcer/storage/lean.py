@@ -75,7 +75,10 @@ class HeaderTable:
             if self.response_prefix and name.startswith(self.response_prefix):
                 metadata[name.removeprefix(self.response_prefix)] = value
             elif (field := self.response.get(name)) is not None:
-                parsed.update(_field(operation, field, value))
+                try:
+                    parsed.update(_field(operation, field, value))
+                except (ValueError, TypeError, OverflowError):
+                    raise NotLean(operation, f"header {name}") from None
         if self.response_prefix:
             parsed["Metadata"] = metadata
         return parsed
@@ -120,6 +123,8 @@ def _field(operation: str, field: tuple[str, str], value: str) -> dict[str, Any]
 
 
 class LeanS3:
+    """The four calls, each returning what aiobotocore's would (or raising :class:`NotLean`)."""
+
     def __init__(
         self,
         http: aiohttp.ClientSession,
@@ -143,7 +148,7 @@ class LeanS3:
             if answer.status == 404:
                 return None
             _expect(answer, "HeadObject")
-            return self._head.parse("HeadObject", _headers(answer))
+            return self._head.parse("HeadObject", _headers(answer, "HeadObject"))
 
     @asynccontextmanager
     async def get_object(
@@ -164,7 +169,7 @@ class LeanS3:
         headers = self._put.headers("PutObject", params)
         async with self._request("PutObject", "PUT", bucket, key, "", headers, body) as answer:
             _expect(answer, "PutObject")
-            return self._put.parse("PutObject", _headers(answer))
+            return self._put.parse("PutObject", _headers(answer, "PutObject"))
 
     async def get_object_tagging(
         self, bucket: str, key: str, version_id: str | None
@@ -194,6 +199,8 @@ class LeanS3:
         headers: dict[str, str] | None = None,
         body: bytes = b"",
     ) -> AsyncIterator[aiohttp.ClientResponse]:
+        if not key:  # "/bucket/" would name the bucket, not an object
+            raise NotLean(operation, "empty key")
         url = f"{self._endpoint}/{quote(bucket, safe='')}/{quote(key, safe='/~')}{query}"
         request = AWSRequest(method=method, url=url, headers=headers or {}, data=body)
         frozen = await self._credentials.get_frozen_credentials()
@@ -203,7 +210,7 @@ class LeanS3:
             answer = await self._http.request(
                 method, URL(url, encoded=True), headers=sent, data=body or None
             )
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:  # nothing answered
+        except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as exc:  # no answer
             raise NotLean(operation, type(exc).__name__) from exc
         try:
             yield answer
@@ -271,9 +278,12 @@ def _query(version_id: str | None, subresource: str = "") -> str:
     return f"?{'&'.join(parts)}" if parts else ""
 
 
-def _headers(answer: aiohttp.ClientResponse) -> dict[str, str]:
+def _headers(answer: aiohttp.ClientResponse, operation: str) -> dict[str, str]:
     # As aiobotocore hands them to botocore: names lower-cased, both decoded as UTF-8.
-    return {k.decode().lower(): v.decode() for k, v in answer.raw_headers}
+    try:
+        return {k.decode().lower(): v.decode() for k, v in answer.raw_headers}
+    except UnicodeDecodeError:
+        raise NotLean(operation, "header not UTF-8") from None
 
 
 def _expect(answer: aiohttp.ClientResponse, operation: str) -> None:

@@ -76,3 +76,8 @@ def test_what_the_lean_path_does_not_send_goes_to_aiobotocore(
 ) -> None:
     with pytest.raises(NotLean, match=reason):
         HeaderTable(MODEL, "PutObject").headers("PutObject", params)
+
+
+def test_a_header_botocore_would_not_read_goes_to_aiobotocore() -> None:
+    with pytest.raises(NotLean, match="header content-length"):
+        HeaderTable(MODEL, "HeadObject").parse("HeadObject", {"content-length": "many"})
