@@ -186,3 +186,20 @@ async def test_lean_path_matches_aiobotocore_on_moto(moto_endpoint: str) -> None
         after = without_metadata(await client.head_object(Bucket=bucket, Key="attrs"))
         assert (response["ETag"], response["VersionId"]) == (after["ETag"], after["VersionId"])
         assert after["ServerSideEncryption"] == response["ServerSideEncryption"] == "aws:kms"
+
+
+async def test_the_lean_path_signs_with_the_default_credential_chain(
+    stack: StackEnv, s3_admin: Any, make_bucket: MakeBucket, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No keys in the settings: the session's provider chain (here the environment; on
+    Kubernetes web identity), the same credentials object the aiobotocore client signs with."""
+    env = stack.enforcer_env
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", env["ENFORCER_S3__ACCESS_KEY_ID"])
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", env["ENFORCER_S3__SECRET_ACCESS_KEY"])
+    bucket = make_bucket(notify=False)
+    s3_admin.put_object(Bucket=bucket, Key="k", Body=b"x")
+    settings = S3Settings(endpoint_url=env["ENFORCER_S3__ENDPOINT_URL"])
+    async with open_s3_clients(settings) as (_client, lean):
+        assert lean is not None
+        head = await lean.head_object(bucket, "k", None)
+        assert head is not None and head["ContentLength"] == 1
