@@ -41,7 +41,9 @@ class AuditRecord(BaseModel):
     record, or a ``rewriting`` record followed by a ``compliant`` one for the same event.
 
     A failure after a successful rewrite (the purge of the old version) keeps action
-    ``reencrypted`` with the new version and says what failed in ``post_rewrite_error``.
+    ``reencrypted`` with the new version and says what failed in ``post_rewrite_error``. The
+    notification of that rewrite tries the purge again: its record (``compliant``, ``none``)
+    names the old version in ``purged_version_id`` if it worked, or the new failure.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -69,7 +71,8 @@ class AuditRecord(BaseModel):
     post_rewrite_error: str | None = Field(
         default=None,
         description="The rewrite succeeded, then this step failed (e.g. 'purge: access_denied: "
-        "...'); action stays reencrypted",
+        "...'); action stays reencrypted. On the record of that rewrite's own notification: the "
+        "retried purge failed again",
     )
     strategy: str | None = None
     attempts: int = 1

@@ -5,12 +5,16 @@ Every rewrite makes the store announce a new object version. That event names th
 and verified, the object's encryption is already known, and the event is audited from memory
 instead of with a HEAD. The memory is bounded and each entry is used once: a redelivered or
 unmatched event simply takes the normal path and is inspected.
+
+An entry may also carry the old version whose purge failed after the rewrite (the store went
+away right after the write): the notification of the write, which the consumer takes once the
+store is back, tries that purge again.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from enforcer.core.events import ObjectEvent
 from enforcer.storage.port import ObjectSnapshot, PreservedAttributes
@@ -21,30 +25,36 @@ _NO_ATTRIBUTES = PreservedAttributes()
 DEFAULT_CAPACITY = 10_000
 
 
+@dataclass(frozen=True)
+class OwnWrite:
+    written: ObjectSnapshot  #: the version the enforcer wrote, as verified
+    unpurged: ObjectSnapshot | None = None  #: the old version, if its purge failed
+
+
 class OwnWrites:
     def __init__(self, capacity: int = DEFAULT_CAPACITY) -> None:
         self._capacity = capacity
-        self._written: OrderedDict[tuple[str, str], ObjectSnapshot] = OrderedDict()
+        self._written: OrderedDict[tuple[str, str], OwnWrite] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._written)
 
-    def remember(self, written: ObjectSnapshot) -> None:
-        """``written``: the version the enforcer wrote, as verified."""
+    def remember(self, written: ObjectSnapshot, unpurged: ObjectSnapshot | None = None) -> None:
         where = (written.bucket, written.key)
         self._written.pop(where, None)
-        self._written[where] = replace(written, attributes=_NO_ATTRIBUTES)  # small entries
+        small = replace(written, attributes=_NO_ATTRIBUTES)  # the old version keeps its lock
+        self._written[where] = OwnWrite(small, unpurged)
         while len(self._written) > self._capacity:
             self._written.popitem(last=False)
 
-    def claim(self, event: ObjectEvent) -> ObjectSnapshot | None:
-        """The remembered version if ``event`` announces exactly it (then it is forgotten)."""
+    def claim(self, event: ObjectEvent) -> OwnWrite | None:
+        """The remembered write if ``event`` announces exactly it (then it is forgotten)."""
         where = (event.bucket, event.key)
-        written = self._written.get(where)
-        if written is None or not _same_version(event, written):
+        own = self._written.get(where)
+        if own is None or not _same_version(event, own.written):
             return None
         del self._written[where]
-        return written
+        return own
 
 
 def _same_version(event: ObjectEvent, written: ObjectSnapshot) -> bool:

@@ -105,18 +105,21 @@ class Pipeline:
         return outcome
 
     async def _own_write(self, event: ObjectEvent, outcome: Outcome) -> bool:
-        """The notification of the enforcer's own verified write: compliant, no request made."""
-        written = self.own_writes.claim(event)
-        if written is None:
+        """The notification of the enforcer's own verified write: compliant, no request made
+        (but the purge of the old version, if it failed after the write, is tried again)."""
+        own = self.own_writes.claim(event)
+        if own is None:
             return False
-        decision = await self._decide(written, outcome.required)
+        decision = await self._decide(own.written, outcome.required)
         if decision.verdict is not Verdict.COMPLIANT:
             return False  # the requirement changed since: inspect as usual
         outcome.observed, outcome.verdict, outcome.action = (
-            written,
+            own.written,
             decision.verdict,
             decision.action,
         )
+        if own.unpurged is not None:
+            await self._purge_or_note(own.unpurged, outcome)
         return True
 
     async def judge(self, snapshot: ObjectSnapshot, outcome: Outcome) -> Decision:
@@ -207,12 +210,19 @@ class Pipeline:
         outcome.used.add(Dependency.KMS)  # the store (or we) built a chain under the EK
         with step("verify", bucket=snapshot.bucket):
             after = await self._verify(snapshot, required, written, outcome)
-        self.own_writes.remember(after)
-        if required.versions is VersionsPolicy.PURGE_NONCOMPLIANT and snapshot.version_id:
-            try:
-                await self._purge(snapshot, outcome)
-            except EnforcerError as exc:  # the object is compliant; only the old version stays
-                outcome.post_rewrite_error = f"purge: {exc.code}: {exc}"
+        purge = required.versions is VersionsPolicy.PURGE_NONCOMPLIANT and bool(snapshot.version_id)
+        purged = await self._purge_or_note(snapshot, outcome) if purge else True
+        self.own_writes.remember(after, unpurged=None if purged else snapshot)
+
+    async def _purge_or_note(self, old: ObjectSnapshot, outcome: Outcome) -> bool:
+        """Purge ``old``; a failure is noted on ``outcome`` (the object itself is compliant:
+        only the old version stays) and returns False."""
+        try:
+            await self._purge(old, outcome)
+        except EnforcerError as exc:
+            outcome.post_rewrite_error = f"purge: {exc.code}: {exc}"
+            return False
+        return True
 
     async def _verify(
         self, before: ObjectSnapshot, required: RequiredKey, written: WriteResult, outcome: Outcome

@@ -28,8 +28,9 @@ def test_claims_exactly_the_written_version_once() -> None:
     own = OwnWrites()
     own.remember(written())
     claimed = own.claim(announced())
-    assert claimed is not None and claimed.kms_key == "arn:aws:kms:ek"
-    assert claimed.attributes == PreservedAttributes()  # entries are kept small
+    assert claimed is not None and claimed.written.kms_key == "arn:aws:kms:ek"
+    assert claimed.written.attributes == PreservedAttributes()  # entries are kept small
+    assert claimed.unpurged is None
     assert own.claim(announced()) is None
 
 

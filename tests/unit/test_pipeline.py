@@ -9,7 +9,8 @@ from enforcer.core.policy import Mode, PolicyFile, Rule, Strategy, VersionsPolic
 from enforcer.core.verdict import Action, Encryption, Verdict
 from enforcer.engine.pipeline import Pipeline
 from enforcer.engine.rules import KeyCanon, RuleResolver
-from enforcer.errors import KeyMissing, StorageRejected
+from enforcer.errors import KeyMissing, StorageRejected, StorageUnavailable
+from enforcer.retrying import RetryPolicy
 from enforcer.storage.port import ObjectSnapshot, PreservedAttributes, SseKmsTarget, WriteResult
 
 
@@ -153,6 +154,36 @@ async def test_purge_deletes_only_the_inspected_version(storage: MemoryStorage) 
     assert outcome.purged_version_id == inspected.version_id
     assert older.version_id in ids and inspected.version_id not in ids
     assert outcome.written is not None and outcome.written.version_id in ids
+
+
+async def test_a_purge_that_failed_is_retried_by_the_notification_of_the_write(
+    storage: MemoryStorage,
+) -> None:
+    inspected = storage.put("b", "k", b"x", versioned=True)
+    policy = PolicyFile(
+        rules=(Rule(bucket="b", key="ek", versions=VersionsPolicy.PURGE_NONCOMPLIANT),)
+    )
+    pipeline = make_pipeline(storage, policy)
+    pipeline.retry = RetryPolicy(attempts=1)
+    delete = storage.delete_version
+    storage.delete_version = down  # type: ignore[method-assign]
+    first = await pipeline.handle(event())
+    assert first.action is Action.REENCRYPTED and first.purged_version_id is None
+    assert first.post_rewrite_error and "storage_unavailable" in first.post_rewrite_error
+
+    storage.delete_version = delete  # type: ignore[method-assign]
+    written = storage.latest("b", "k")
+    assert written is not None
+    again = await pipeline.handle(announced(written.snapshot))
+    assert (again.verdict, again.action) == (Verdict.COMPLIANT, Action.NONE)
+    assert again.purged_version_id == inspected.version_id and not again.post_rewrite_error
+    assert [v.snapshot.version_id for v in storage.objects[("b", "k")]] == [
+        written.snapshot.version_id
+    ]
+
+
+async def down(bucket: str, key: str, version_id: str) -> None:
+    raise StorageUnavailable("DeleteObject: connection refused")
 
 
 async def test_keep_versions_by_default(storage: MemoryStorage) -> None:
