@@ -42,7 +42,8 @@ class OwnWrites:
     def remember(self, written: ObjectSnapshot, unpurged: ObjectSnapshot | None = None) -> None:
         where = (written.bucket, written.key)
         self._written.pop(where, None)
-        small = replace(written, attributes=_NO_ATTRIBUTES)  # the old version keeps its lock
+        # Small entries; an unpurged old version keeps its attributes (its lock decides).
+        small = replace(written, attributes=_NO_ATTRIBUTES)
         self._written[where] = OwnWrite(small, unpurged)
         while len(self._written) > self._capacity:
             self._written.popitem(last=False)

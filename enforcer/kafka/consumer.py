@@ -6,7 +6,8 @@ Only the mechanics live here; what happens to a record is the handler's business
 * records with the same Kafka key (``bucket/object``) run one after another, in offset order;
   others run concurrently, at most ``concurrency`` at a time;
 * an offset is committed only when every record before it in its partition is done (the
-  contiguous done prefix), so a crash replays, never skips (at-least-once);
+  contiguous done prefix), so a crash replays, never skips (at-least-once); while records are in
+  flight at most once a second, at once when idle;
 * while the outage gate is open (KMS or storage down) all partitions are paused, but the loop
   keeps polling so the member stays in its group;
 * ``stop()`` (SIGTERM) stops fetching, lets in-flight work finish within a bound, commits, returns.
