@@ -26,7 +26,7 @@ from typing import Any
 import httpx
 import pytest
 from botocore.exceptions import BotoCoreError, ClientError
-from replicas import Spawn
+from replicas import Backlog, Spawn
 from support import (
     MakeBucket,
     MakeKey,
@@ -200,6 +200,19 @@ def notifications(stack: StackEnv) -> Notifications:
         return await read_notifications(stack, bucket, count, timeout)
 
     return read
+
+
+@pytest.fixture
+def backlog(
+    stack: StackEnv,
+    s3_admin: Any,
+    make_key: MakeKey,
+    make_bucket: MakeBucket,
+    notifications: Notifications,
+    tmp_path: Path,
+) -> Backlog:
+    """``await backlog(count)``: see :class:`replicas.Backlog`."""
+    return Backlog(stack, s3_admin, make_key, make_bucket, notifications, tmp_path)
 
 
 @pytest.fixture

@@ -258,27 +258,34 @@ async def group_lag(bootstrap: str, group_id: str, topics: list[str]) -> int:
     return sum(end - (committed[tp].offset if tp in committed else 0) for tp, end in ends.items())
 
 
-async def backlog(
-    stack: StackEnv,
-    s3_admin: Any,
-    make_key: MakeKey,
-    make_bucket: MakeBucket,
-    notifications: Notifications,
-    tmp_path: Path,
-    count: int,
-) -> tuple[EnforcerRun, str, str, list[str]]:
-    """``count`` plaintext objects in a new bucket whose policy requires a new key; their
-    notifications are in Kafka and the run's group starts just before them."""
-    ek, bucket = make_key(), make_bucket()
-    run = EnforcerRun(
-        stack, policy_file=write_policy(tmp_path / "policy.yaml", {"bucket": bucket, "key": ek})
-    )
-    await run.start_at_end()
-    keys = [f"obj-{i:04}" for i in range(count)]
-    for key in keys:
-        s3_admin.put_object(Bucket=bucket, Key=key, Body=key.encode() * 64)
-    await notifications(bucket, count, timeout=120)
-    return run, ek, bucket, keys
+class Backlog:
+    """``await backlog(count)``: ``count`` plaintext objects in a new bucket whose policy
+    requires a new key; their notifications are in Kafka and the returned run's group starts
+    just before them. Returns ``(run, ek, bucket, keys)``."""
+
+    def __init__(
+        self,
+        stack: StackEnv,
+        s3_admin: Any,
+        make_key: MakeKey,
+        make_bucket: MakeBucket,
+        notifications: Notifications,
+        tmp_path: Path,
+    ) -> None:
+        self._stack, self._s3 = stack, s3_admin
+        self._make_key, self._make_bucket = make_key, make_bucket
+        self._notifications, self._tmp_path = notifications, tmp_path
+
+    async def __call__(self, count: int) -> tuple[EnforcerRun, str, str, list[str]]:
+        ek, bucket = self._make_key(), self._make_bucket()
+        policy = write_policy(self._tmp_path / "policy.yaml", {"bucket": bucket, "key": ek})
+        run = EnforcerRun(self._stack, policy_file=policy)
+        await run.start_at_end()
+        keys = [f"obj-{i:04}" for i in range(count)]
+        for key in keys:
+            self._s3.put_object(Bucket=bucket, Key=key, Body=key.encode() * 64)
+        await self._notifications(bucket, count, timeout=120)
+        return run, ek, bucket, keys
 
 
 def assert_all_compliant(s3_admin: Any, bucket: str, keys: list[str], ek: str) -> None:

@@ -10,12 +10,18 @@ from __future__ import annotations
 
 import asyncio
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
-from replicas import ReadinessLog, Spawn, assert_all_compliant, audit_tail, backlog, handled_keys
-from support import MakeBucket, MakeKey, Notifications, StackEnv, component_stopped
+from replicas import (
+    Backlog,
+    ReadinessLog,
+    Spawn,
+    assert_all_compliant,
+    audit_tail,
+    handled_keys,
+)
+from support import component_stopped
 
 LOG_INTERVAL = 20.0
 
@@ -30,19 +36,13 @@ LOG_INTERVAL = 20.0
     ],
 )
 async def test_an_outage_mid_backlog_dead_letters_nothing(
+    backlog: Backlog,
     component: str,
     seconds: int,
-    stack: StackEnv,
     s3_admin: Any,
-    make_key: MakeKey,
-    make_bucket: MakeBucket,
-    notifications: Notifications,
-    tmp_path: Path,
     spawn: Spawn,
 ) -> None:
-    run, ek, bucket, keys = await backlog(  # before the stop: a stopped MinIO takes no writes
-        stack, s3_admin, make_key, make_bucket, notifications, tmp_path, 200
-    )
+    run, ek, bucket, keys = await backlog(200)  # before the stop: a stopped MinIO takes no writes
 
     async with audit_tail(run) as tail:
         replica = await spawn(

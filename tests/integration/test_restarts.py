@@ -9,20 +9,19 @@ fault, and waits — on audit records, never on a clock — until every object h
 from __future__ import annotations
 
 import random
-from pathlib import Path
 from typing import Any
 
 import pytest
 from replicas import (
     AuditTail,
+    Backlog,
     Spawn,
     assert_all_compliant,
     at_least,
     audit_tail,
-    backlog,
     handled_keys,
 )
-from support import MakeBucket, MakeKey, Notifications, StackEnv, restart_component
+from support import restart_component
 
 
 def trail_gaps(tail: AuditTail, bucket: str, keys: list[str]) -> dict[str, list[str]]:
@@ -42,17 +41,11 @@ def trail_gaps(tail: AuditTail, bucket: str, keys: list[str]) -> dict[str, list[
 
 @pytest.mark.timeout(600)
 async def test_repeated_kill_9_leaves_an_audit_trail_for_every_rewrite(
-    stack: StackEnv,
+    backlog: Backlog,
     s3_admin: Any,
-    make_key: MakeKey,
-    make_bucket: MakeBucket,
-    notifications: Notifications,
-    tmp_path: Path,
     spawn: Spawn,
 ) -> None:
-    run, ek, bucket, keys = await backlog(
-        stack, s3_admin, make_key, make_bucket, notifications, tmp_path, 300
-    )
+    run, ek, bucket, keys = await backlog(300)
     kills, chooser = 0, random.Random(7)
     async with audit_tail(run) as tail:
         while kills < 5 and len(handled_keys(tail.records, bucket)) < len(keys) * 0.8:
@@ -83,17 +76,11 @@ async def test_repeated_kill_9_leaves_an_audit_trail_for_every_rewrite(
 
 @pytest.mark.timeout(600)
 async def test_three_replicas_one_killed_mid_backlog_lose_nothing(
-    stack: StackEnv,
+    backlog: Backlog,
     s3_admin: Any,
-    make_key: MakeKey,
-    make_bucket: MakeBucket,
-    notifications: Notifications,
-    tmp_path: Path,
     spawn: Spawn,
 ) -> None:
-    run, ek, bucket, keys = await backlog(
-        stack, s3_admin, make_key, make_bucket, notifications, tmp_path, 300
-    )
+    run, ek, bucket, keys = await backlog(300)
     async with audit_tail(run) as tail:
         replicas = [await spawn(run, f"replica-{i}", ENFORCER_CONCURRENCY="2") for i in range(3)]
         await tail.until(lambda r: len(handled_keys(r, bucket)) >= 30, 120, "the backlog under way")
@@ -116,17 +103,11 @@ async def test_three_replicas_one_killed_mid_backlog_lose_nothing(
 
 @pytest.mark.timeout(600)
 async def test_a_broker_restart_mid_backlog_loses_nothing(
-    stack: StackEnv,
+    backlog: Backlog,
     s3_admin: Any,
-    make_key: MakeKey,
-    make_bucket: MakeBucket,
-    notifications: Notifications,
-    tmp_path: Path,
     spawn: Spawn,
 ) -> None:
-    run, ek, bucket, keys = await backlog(
-        stack, s3_admin, make_key, make_bucket, notifications, tmp_path, 300
-    )
+    run, ek, bucket, keys = await backlog(300)
     async with audit_tail(run) as tail:
         replica = await spawn(run, "enforcer", ENFORCER_CONCURRENCY="2")
         await tail.until(
