@@ -40,6 +40,8 @@ from aiokafka import AIOKafkaConsumer
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from enforcer.config import S3Settings
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 STACK_SCRIPT = REPO_ROOT / "deploy" / "local" / "stack"
 
@@ -461,3 +463,30 @@ __all__ = [
     "stack_command",
     "stack_logs",
 ]
+
+
+def enforcer_s3_settings(stack: StackEnv) -> S3Settings:
+    """The S3 settings of the enforcer's least-privilege identity on the local stack."""
+    env = stack.enforcer_env
+    return S3Settings(
+        endpoint_url=env["ENFORCER_S3__ENDPOINT_URL"],
+        access_key_id=env["ENFORCER_S3__ACCESS_KEY_ID"],
+        secret_access_key=env["ENFORCER_S3__SECRET_ACCESS_KEY"],
+    )
+
+
+#: moto's server accepts any credentials; these are the conventional ones.
+MOTO_REGION = "us-east-1"
+MOTO_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+
+
+def moto_client(service: str, endpoint: str) -> Any:
+    """A boto3 client of ``service`` on moto's server (path-style S3)."""
+    path_style = Config(s3={"addressing_style": "path"})
+    return boto3.client(
+        service,
+        endpoint_url=endpoint,
+        region_name=MOTO_REGION,
+        config=path_style,
+        **MOTO_CREDENTIALS,
+    )

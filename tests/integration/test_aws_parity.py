@@ -7,11 +7,9 @@ verdict depends on normalisation through DescribeKey — the same path real AWS 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
-import boto3
 import pytest
-from botocore.config import Config
+from support import MOTO_REGION, moto_client
 
 from enforcer.app import open_runtime
 from enforcer.config import load_settings
@@ -19,19 +17,11 @@ from enforcer.core.events import ObjectEvent
 from enforcer.core.policy import Mode
 from enforcer.core.verdict import Action, Verdict
 
-REGION = "us-east-1"
-CREDS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
-
-
-def client(service: str, endpoint: str) -> Any:
-    return boto3.client(service, endpoint_url=endpoint, region_name=REGION, **CREDS,
-                        config=Config(s3={"addressing_style": "path"}))  # fmt: skip
-
 
 async def test_alias_policy_against_every_key_form(
     moto_endpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    kms, s3 = client("kms", moto_endpoint), client("s3", moto_endpoint)
+    kms, s3 = moto_client("kms", moto_endpoint), moto_client("s3", moto_endpoint)
     required = kms.create_key()["KeyMetadata"]
     other = kms.create_key()["KeyMetadata"]
     kms.create_alias(AliasName="alias/finance", TargetKeyId=required["KeyId"])
@@ -53,7 +43,7 @@ async def test_alias_policy_against_every_key_form(
                         "ENFORCER_S3__ACCESS_KEY_ID": "testing",
                         "ENFORCER_S3__SECRET_ACCESS_KEY": "testing",
                         "ENFORCER_KMS__KIND": "aws", "ENFORCER_KMS__ENDPOINT": moto_endpoint,
-                        "ENFORCER_KMS__REGION": REGION,
+                        "ENFORCER_KMS__REGION": MOTO_REGION,
                         "ENFORCER_POLICY_FILE": str(policy)}.items():  # fmt: skip
         monkeypatch.setenv(name, value)
 
@@ -84,7 +74,7 @@ async def test_copy_if_match_rewrites_server_side_and_keeps_attributes(
     """ENFORCER_S3__COPY_IF_MATCH=true: one in-place CopyObject (IfMatch + CopySourceIfMatch)
     instead of GET + PUT. moto does not check either condition on a copy (pinned below), so the
     lost-update guarantee of this path is AWS's; here it is the attributes and the key."""
-    kms, s3 = client("kms", moto_endpoint), client("s3", moto_endpoint)
+    kms, s3 = moto_client("kms", moto_endpoint), moto_client("s3", moto_endpoint)
     required = kms.create_key()["KeyMetadata"]
     s3.create_bucket(Bucket="copies")
     body = b"copied server-side"

@@ -18,9 +18,8 @@ from urllib.parse import quote_plus
 import pytest
 from cli_runner import ENFORCER, Cli
 from harness import set_default_key, write_policy
-from support import MakeBucket, MakeKey, StackEnv
+from support import MakeBucket, MakeKey, StackEnv, enforcer_s3_settings
 
-from enforcer.config import S3Settings
 from enforcer.core.verdict import Encryption
 from enforcer.storage.listing import S3Listing
 from enforcer.storage.port import ListedFacts
@@ -30,15 +29,6 @@ from enforcer.storage.s3 import open_s3_storage
 @pytest.fixture
 def cli(stack: StackEnv) -> Cli:
     return Cli(stack)
-
-
-def enforcer_s3(stack: StackEnv) -> S3Settings:
-    env = stack.enforcer_env
-    return S3Settings(
-        endpoint_url=env["ENFORCER_S3__ENDPOINT_URL"],
-        access_key_id=env["ENFORCER_S3__ACCESS_KEY_ID"],
-        secret_access_key=env["ENFORCER_S3__SECRET_ACCESS_KEY"],
-    )
 
 
 def kms_put(s3: Any, bucket: str, key: str, ek: str, body: bytes = b"k") -> dict[str, Any]:
@@ -73,7 +63,7 @@ async def test_minio_lists_encryption_key_metadata_and_tags_to_the_enforcer_user
     kms_put(s3_admin, bucket, "kms", other)
     kms_put(s3_admin, bucket, "kms", ek)
 
-    async with open_s3_storage(enforcer_s3(stack)) as storage:
+    async with open_s3_storage(enforcer_s3_settings(stack)) as storage:
         listing = S3Listing.of(storage)
         plain = [o async for o in listing.list_objects(bucket)]
         listing.ask_for_metadata()

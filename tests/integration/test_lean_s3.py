@@ -15,10 +15,8 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
-import boto3
 import pytest
-from botocore.config import Config
-from support import MakeBucket, MakeKey, StackEnv
+from support import MakeBucket, MakeKey, StackEnv, enforcer_s3_settings, moto_client
 
 from enforcer.config import S3Settings
 from enforcer.storage.lean import LeanS3, NotLean
@@ -55,13 +53,7 @@ async def read_lean(lean: LeanS3, bucket: str, key: str, version: str | None, et
 
 @pytest.fixture
 async def paths(stack: StackEnv) -> AsyncIterator[tuple[Any, LeanS3]]:
-    env = stack.enforcer_env
-    settings = S3Settings(
-        endpoint_url=env["ENFORCER_S3__ENDPOINT_URL"],
-        access_key_id=env["ENFORCER_S3__ACCESS_KEY_ID"],
-        secret_access_key=env["ENFORCER_S3__SECRET_ACCESS_KEY"],
-    )
-    async with open_s3_clients(settings) as (client, lean):
+    async with open_s3_clients(enforcer_s3_settings(stack)) as (client, lean):
         assert lean is not None, "the lean path is on by default"
         yield client, lean
 
@@ -157,11 +149,7 @@ async def test_put_matches_aiobotocore_on_minio(
 
 
 async def test_lean_path_matches_aiobotocore_on_moto(moto_endpoint: str) -> None:
-    creds = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
-    config = Config(s3={"addressing_style": "path"})
-    s3 = boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1", config=config,
-                      **creds)  # fmt: skip
-    kms = boto3.client("kms", endpoint_url=moto_endpoint, region_name="us-east-1", **creds)
+    s3, kms = moto_client("s3", moto_endpoint), moto_client("kms", moto_endpoint)
     key_id = kms.create_key()["KeyMetadata"]["KeyId"]
     bucket = "lean-parity"
     s3.create_bucket(Bucket=bucket)

@@ -15,10 +15,9 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from cli_runner import Cli
 from harness import read_raw
-from support import MakeBucket, MakeKey, StackEnv, component_stopped
+from support import MakeBucket, MakeKey, StackEnv, component_stopped, enforcer_s3_settings
 
 from enforcer.cli.dlq import REPLAY_HEADER
-from enforcer.config import S3Settings
 from enforcer.storage.listing import S3Listing
 from enforcer.storage.s3 import open_s3_storage
 
@@ -147,13 +146,7 @@ async def test_list_keys_paginates(stack: StackEnv, s3_admin: Any, make_bucket: 
     names = [f"p/{i:02d}" for i in range(7)] + ["q/x"]
     for name in names:
         s3_admin.put_object(Bucket=bucket, Key=name, Body=b"")
-    env = stack.enforcer_env
-    settings = S3Settings(
-        endpoint_url=env["ENFORCER_S3__ENDPOINT_URL"],
-        access_key_id=env["ENFORCER_S3__ACCESS_KEY_ID"],
-        secret_access_key=env["ENFORCER_S3__SECRET_ACCESS_KEY"],
-    )
-    async with open_s3_storage(settings) as storage:
+    async with open_s3_storage(enforcer_s3_settings(stack)) as storage:
         listed = [k async for k in S3Listing.of(storage).list_keys(bucket, "p/", page_size=2)]
     assert listed == names[:-1]
 
