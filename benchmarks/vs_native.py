@@ -178,19 +178,8 @@ async def wait_exit(watched: Watched, limit: float = 3600) -> None:
 # ---------------------------------------------------------------- Kafka and the native client
 
 
-async def topic_size(stack: StackEnv) -> int:
-    """Records ever published to the notification topic (sum of its partitions' end offsets)."""
-    consumer = AIOKafkaConsumer(stack.notify_topic, bootstrap_servers=stack.kafka_bootstrap)
-    await consumer.start()
-    try:
-        partitions = consumer.partitions_for_topic(stack.notify_topic) or set()
-        topic = [TopicPartition(stack.notify_topic, p) for p in partitions]
-        return sum((await consumer.end_offsets(topic)).values()) if topic else 0
-    finally:
-        await consumer.stop()
-
-
 async def end_offsets(stack: StackEnv) -> dict[TopicPartition, int]:
+    """The notification topic's end offset per partition."""
     consumer = AIOKafkaConsumer(stack.notify_topic, bootstrap_servers=stack.kafka_bootstrap)
     await consumer.start()
     try:
@@ -199,6 +188,11 @@ async def end_offsets(stack: StackEnv) -> dict[TopicPartition, int]:
         return dict(await consumer.end_offsets(topic)) if topic else {}
     finally:
         await consumer.stop()
+
+
+async def topic_size(stack: StackEnv) -> int:
+    """Records ever published to the notification topic (sum of its partitions' end offsets)."""
+    return sum((await end_offsets(stack)).values())
 
 
 async def notified_at(
