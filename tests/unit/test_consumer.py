@@ -241,7 +241,8 @@ async def test_slow_work_that_keeps_the_window_full_still_polls_now_and_then(
 
     consumer = consumer_for(kafka, handler, concurrency=1)
     task = asyncio.create_task(consumer.run())
-    await asyncio.sleep(0.1)
+    await asyncio.wait_for(kafka.polled.wait(), timeout=2)  # the first poll fills the window
+    await asyncio.sleep(0)
     assert len(consumer._tasks) == 4  # the window (4 x concurrency) is full
     kafka.polled.clear()
     await asyncio.wait_for(kafka.polled.wait(), timeout=2)  # polled anyway, for one record
