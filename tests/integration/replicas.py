@@ -66,12 +66,17 @@ class Replica:
 
     async def readiness(self) -> int:
         """The HTTP status of ``/readyz`` (0 when the server does not answer)."""
+        status, _ = await self.readiness_reason()
+        return status
+
+    async def readiness_reason(self) -> tuple[int, str]:
+        """The HTTP status of ``/readyz`` and the reason it gave (0 when it does not answer)."""
         try:
             async with httpx.AsyncClient(timeout=2) as client:
                 response = await client.get(f"http://127.0.0.1:{self.health_port}/readyz")
-        except httpx.HTTPError:
-            return 0
-        return response.status_code
+        except httpx.HTTPError as exc:
+            return 0, type(exc).__name__
+        return response.status_code, str(response.json().get("reason", ""))
 
     async def kill(self) -> None:
         """SIGKILL: no shutdown, no commit — what a crash or an OOM kill does."""
@@ -201,17 +206,29 @@ class ReadinessLog:
 
     def __init__(self, replica: Replica, every: float = 0.25) -> None:
         self.answers: list[tuple[float, int]] = []
+        self.reasons: list[str] = []
         self._replica = replica
         self._every = every
         self._task: asyncio.Task[None] | None = None
 
     async def _poll(self) -> None:
         while True:
-            self.answers.append((time.monotonic(), await self._replica.readiness()))
+            status, reason = await self._replica.readiness_reason()
+            self.answers.append((time.monotonic(), status))
+            self.reasons.append(reason)
             await asyncio.sleep(self._every)  # a polling period, not a wait for an outcome
 
     def between(self, start: float, end: float) -> list[int]:
         return [status for at, status in self.answers if start <= at <= end]
+
+    def changes(self, since: float = 0.0) -> list[str]:
+        """Each change of answer from ``since`` on, with its time and reason (failure messages)."""
+        changes, last = [], None
+        for (at, status), reason in zip(self.answers, self.reasons, strict=True):
+            if at >= since and (status, reason) != last:
+                changes.append(f"{at - since:7.2f}s {status} {reason}")
+            last = (status, reason)
+        return changes
 
     async def wait_for(self, status: int, timeout: float) -> float:  # noqa: ASYNC109
         """Wait until ``/readyz`` answered ``status``; return when."""

@@ -68,6 +68,7 @@ async def test_an_outage_mid_backlog_dead_letters_nothing(
                         timeout=stopped_at + seconds - time.monotonic(),
                     )
                 assert await run.dead_letters() == []
+                restarting_at = time.monotonic()  # the start below may answer after it is up
             restarted_at = time.monotonic()
             await tail.until(
                 lambda r: handled_keys(r, bucket) >= set(keys), 300, "every object handled",
@@ -78,8 +79,10 @@ async def test_an_outage_mid_backlog_dead_letters_nothing(
         outage_lines = replica.log_lines()[lines_before:]
         assert await replica.stop() == 0, replica.tail()
 
-    assert 503 in ready.between(stopped_at, restarted_at)
-    assert 200 not in ready.between(paused_at, restarted_at), "ready while paused"
+    assert 503 in ready.between(stopped_at, restarting_at)
+    assert 200 not in ready.between(paused_at, restarting_at), "ready while paused:\n" + "\n".join(
+        ready.changes(stopped_at) + outage_lines
+    )
     assert await run.dead_letters() == []
     assert_all_compliant(s3_admin, bucket, keys, ek)
     # Bounded log: one line to pause, one to resume, a "still paused" line per LOG_INTERVAL.
