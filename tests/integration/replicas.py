@@ -24,7 +24,20 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from cli_runner import ENFORCER
 from harness import EnforcerRun, write_policy
+from prometheus_client.parser import text_string_to_metric_families
 from support import MakeBucket, MakeKey, Notifications, StackEnv, free_port
+
+
+def metric_sum(text: str, name: str, **labels: str) -> float:
+    """The sum of the samples of ``name`` in a Prometheus exposition whose labels include
+    ``labels``."""
+    wanted = set(labels.items())
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == name and wanted <= set(sample.labels.items())
+    )
 
 
 @dataclass
@@ -78,6 +91,12 @@ class Replica:
             return 0, type(exc).__name__
         return response.status_code, str(response.json().get("reason", ""))
 
+    async def metric(self, name: str, **labels: str) -> float:
+        """:func:`metric_sum` of this replica's ``/metrics``."""
+        async with httpx.AsyncClient(timeout=5) as client:
+            text = (await client.get(f"http://127.0.0.1:{self.health_port}/metrics")).text
+        return metric_sum(text, name, **labels)
+
     async def kill(self) -> None:
         """SIGKILL: no shutdown, no commit — what a crash or an OOM kill does."""
         if self.alive():
@@ -96,6 +115,14 @@ class Replica:
 
     def tail(self, lines: int = 40) -> str:
         return "\n".join(self.log_lines()[-lines:])
+
+    async def wait_for_log(self, text: str, timeout: float) -> None:  # noqa: ASYNC109 - polling
+        """Until a log line contains ``text``; fails when the process exits or time runs out."""
+        deadline = time.monotonic() + timeout
+        while not any(text in line for line in self.log_lines()):
+            assert self.alive(), f"enforcer exited {self.process.returncode}:\n{self.tail()}"
+            assert time.monotonic() < deadline, f"no log line with {text!r}:\n{self.tail()}"
+            await asyncio.sleep(0.2)  # a polling period, not a wait for an outcome
 
 
 async def start_replica(run: EnforcerRun, log_dir: Path, name: str, **env: str) -> Replica:
@@ -277,8 +304,8 @@ async def group_lag(bootstrap: str, group_id: str, topics: list[str]) -> int:
 
 class Backlog:
     """``await backlog(count)``: ``count`` plaintext objects in a new bucket whose policy
-    requires a new key; their notifications are in Kafka and the returned run's group starts
-    just before them. Returns ``(run, ek, bucket, keys)``."""
+    requires a new key (named ``<key_prefix>-…``); their notifications are in Kafka and the
+    returned run's group starts just before them. Returns ``(run, ek, bucket, keys)``."""
 
     def __init__(
         self,
@@ -293,8 +320,10 @@ class Backlog:
         self._make_key, self._make_bucket = make_key, make_bucket
         self._notifications, self._tmp_path = notifications, tmp_path
 
-    async def __call__(self, count: int) -> tuple[EnforcerRun, str, str, list[str]]:
-        ek, bucket = self._make_key(), self._make_bucket()
+    async def __call__(
+        self, count: int, key_prefix: str = "ek"
+    ) -> tuple[EnforcerRun, str, str, list[str]]:
+        ek, bucket = self._make_key(key_prefix), self._make_bucket()
         policy = write_policy(self._tmp_path / "policy.yaml", {"bucket": bucket, "key": ek})
         run = EnforcerRun(self._stack, policy_file=policy)
         await run.start_at_end()

@@ -36,7 +36,7 @@ from typing import Any, Protocol
 import boto3
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
@@ -490,3 +490,25 @@ def moto_client(service: str, endpoint: str) -> Any:
         config=path_style,
         **MOTO_CREDENTIALS,
     )
+
+
+def minio_event(bucket: str, key: str) -> bytes:
+    """A minimal MinIO ``s3:ObjectCreated:Put`` notification for ``bucket/key``."""
+    entity = {"bucket": {"name": bucket}, "object": {"key": key}}
+    record = {"eventName": "s3:ObjectCreated:Put", "s3": entity}
+    return json.dumps(
+        {"EventName": "s3:ObjectCreated:Put", "Key": f"{bucket}/{key}", "Records": [record]}
+    ).encode()
+
+
+async def produce(
+    bootstrap: str, topic: str, records: list[tuple[bytes, bytes]], partition: int | None = None
+) -> None:
+    """Send ``(key, value)`` records to ``topic`` in order (to one ``partition`` if given)."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    await producer.start()
+    try:
+        for key, value in records:
+            await producer.send_and_wait(topic, value=value, key=key, partition=partition)
+    finally:
+        await producer.stop()

@@ -19,8 +19,7 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from cli_runner import Cli
 from harness import EnforcerRun, write_policy
-from prometheus_client.parser import text_string_to_metric_families
-from replicas import Replica
+from replicas import Replica, metric_sum
 from support import MakeBucket, MakeKey, Notifications, StackEnv, component_stopped
 
 TRACE_ID = re.compile(r"^[0-9a-f]{32}$")
@@ -54,13 +53,7 @@ class Probe:
 
     def metrics(self, name: str, **labels: str) -> float:
         """The sum of the samples of ``name`` whose labels include ``labels``."""
-        wanted = set(labels.items())
-        return sum(
-            s.value
-            for family in text_string_to_metric_families(self.get("/metrics").text)
-            for s in family.samples
-            if s.name == name and wanted <= set(s.labels.items())
-        )
+        return metric_sum(self.get("/metrics").text, name, **labels)
 
     def log_lines(self) -> list[str]:
         return [line for line in self.log.read_text().splitlines() if line.strip()]

@@ -12,10 +12,17 @@ from typing import Any
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaProducer
 from cli_runner import Cli
 from harness import read_raw
-from support import MakeBucket, MakeKey, StackEnv, component_stopped, enforcer_s3_settings
+from support import (
+    MakeBucket,
+    MakeKey,
+    StackEnv,
+    component_stopped,
+    enforcer_s3_settings,
+    minio_event,
+    produce,
+)
 
 from enforcer.cli.dlq import REPLAY_HEADER
 from enforcer.storage.listing import S3Listing
@@ -44,14 +51,6 @@ def write_policy(tmp_path: Path, *rules: dict[str, Any]) -> Path:
 
 def digest(s3: Any, bucket: str, key: str) -> str:
     return hashlib.sha256(s3.get_object(Bucket=bucket, Key=key)["Body"].read()).hexdigest()
-
-
-def minio_event(bucket: str, key: str) -> bytes:
-    entity = {"bucket": {"name": bucket}, "object": {"key": key}}
-    record = {"eventName": "s3:ObjectCreated:Put", "s3": entity}
-    return json.dumps(
-        {"EventName": "s3:ObjectCreated:Put", "Key": f"{bucket}/{key}", "Records": [record]}
-    ).encode()
 
 
 # ---------------------------------------------------------------- scan
@@ -159,16 +158,6 @@ def create_key(kes_admin: httpx.Client, name: str) -> None:
     assert response.status_code == 200, response.text
 
 
-async def _produce(bootstrap: str, topic: str, records: list[tuple[bytes, bytes]]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
-    await producer.start()
-    try:
-        for key, value in records:
-            await producer.send_and_wait(topic, value=value, key=key)
-    finally:
-        await producer.stop()
-
-
 @dataclass
 class DeadLetters:
     """An enforcer run on a private topic that dead-lettered three of its four records."""
@@ -204,7 +193,7 @@ async def dead_letters(
     key = f"{bucket}/obj".encode()
     values = [b"not json at all", b"\xff\xfe", minio_event(bucket, "obj")]
     records = [(key, v) for v in values] + [(b"f", minio_event(free, "free"))]
-    await _produce(stack.kafka_bootstrap, topic, records)
+    await produce(stack.kafka_bootstrap, topic, records)
     assert cli("run", "--drain", "--idle", "1.5").returncode == 0
     dlq = await cli.dead_letters()
     assert [d["error_class"] for d in dlq] == ["bad_event", "bad_event", "key_missing"]
@@ -215,7 +204,7 @@ async def test_dlq_replay_republishes_dead_letters_to_their_topic(
     dead_letters: DeadLetters, stack: StackEnv
 ) -> None:
     cli, topic = dead_letters.cli, dead_letters.topic
-    await _produce(stack.kafka_bootstrap, cli.dlq_topic, [(b"junk", b"not a dead letter")])
+    await produce(stack.kafka_bootstrap, cli.dlq_topic, [(b"junk", b"not a dead letter")])
 
     dry = cli("dlq", "replay", "--dry-run")
     assert dry.returncode == 0, dry.stderr

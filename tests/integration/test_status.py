@@ -15,20 +15,11 @@ from contextlib import contextmanager
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaProducer
 from cli_runner import ENFORCER, Cli
 from harness import sasl_ssl
-from support import MakeBucket, StackEnv
+from support import MakeBucket, StackEnv, minio_event, produce
 
 BACKLOG = 12
-
-
-def minio_event(bucket: str, key: str) -> bytes:
-    entity = {"bucket": {"name": bucket}, "object": {"key": key}}
-    record = {"eventName": "s3:ObjectCreated:Put", "s3": entity}
-    return json.dumps(
-        {"EventName": "s3:ObjectCreated:Put", "Key": f"{bucket}/{key}", "Records": [record]}
-    ).encode()
 
 
 def free_port() -> int:
@@ -76,14 +67,10 @@ async def test_status_shows_a_backlog_then_the_member_that_drained_it(
     cli: Cli, stack: StackEnv, topic: str, make_bucket: MakeBucket, s3_admin: Any
 ) -> None:
     bucket = make_bucket(notify=False)  # no default key, no policy: every object out of scope
-    producer = AIOKafkaProducer(bootstrap_servers=stack.kafka_bootstrap)
-    await producer.start()
-    try:
-        for n in range(BACKLOG):
-            s3_admin.put_object(Bucket=bucket, Key=f"o{n}", Body=b"x")
-            await producer.send_and_wait(topic, minio_event(bucket, f"o{n}"), key=f"o{n}".encode())
-    finally:
-        await producer.stop()
+    for n in range(BACKLOG):
+        s3_admin.put_object(Bucket=bucket, Key=f"o{n}", Body=b"x")
+    events = [(f"o{n}".encode(), minio_event(bucket, f"o{n}")) for n in range(BACKLOG)]
+    await produce(stack.kafka_bootstrap, topic, events)
 
     code, before = status(cli, "--max-lag", str(BACKLOG - 1))
     assert code == 1

@@ -3,84 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
 
 import pytest
 from aiokafka import TopicPartition
+from doubles.kafka import TOPIC, MemoryKafka
 from scrape import value
 
 from enforcer.engine.outage import Dependency, OutageGate
 from enforcer.errors import KmsUnavailable
 from enforcer.kafka import consumer as consumer_module
 from enforcer.kafka.consumer import EventConsumer, KafkaMessage
-
-TOPIC = "events"
-
-
-@dataclass
-class Record:
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    headers: tuple[tuple[str, bytes], ...] = ()
-
-
-@dataclass
-class MemoryKafka:
-    """The slice of AIOKafkaConsumer that EventConsumer uses, over in-memory partitions."""
-
-    logs: dict[int, list[Record]] = field(default_factory=dict)
-    positions: dict[TopicPartition, int] = field(default_factory=dict)
-    committed: dict[TopicPartition, int] = field(default_factory=dict)
-    paused_set: set[TopicPartition] = field(default_factory=set)
-    pause_calls: int = 0
-    polled: asyncio.Event = field(default_factory=asyncio.Event)
-
-    def produce(self, partition: int, key: bytes | None, value: bytes = b"") -> None:
-        log = self.logs.setdefault(partition, [])
-        log.append(Record(TOPIC, partition, len(log), key, value))
-        self.positions.setdefault(TopicPartition(TOPIC, partition), 0)
-
-    def assignment(self) -> set[TopicPartition]:
-        return set(self.positions)
-
-    def paused(self) -> set[TopicPartition]:
-        return set(self.paused_set)
-
-    def pause(self, *tps: TopicPartition) -> None:
-        self.pause_calls += 1
-        self.paused_set.update(tps)
-
-    def resume(self, *tps: TopicPartition) -> None:
-        self.paused_set.difference_update(tps)
-
-    async def getmany(
-        self, timeout_ms: int, max_records: int
-    ) -> dict[TopicPartition, list[Record]]:
-        self.polled.set()
-        out: dict[TopicPartition, list[Record]] = {}
-        for tp, position in self.positions.items():
-            if tp in self.paused_set:
-                continue
-            records = self.logs[tp.partition][position : position + max_records]
-            if records:
-                out[tp] = records
-                self.positions[tp] += len(records)
-                max_records -= len(records)
-        if not out:
-            await asyncio.sleep(timeout_ms / 1000)
-        return out
-
-    async def commit(self, offsets: dict[TopicPartition, int]) -> None:
-        self.committed.update(offsets)
-
-    async def end_offsets(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
-        return {tp: len(self.logs[tp.partition]) for tp in tps}
-
-    async def position(self, tp: TopicPartition) -> int:
-        return self.positions[tp]
 
 
 def consumer_for(kafka: MemoryKafka, handler, gate=None, concurrency=4):  # type: ignore[no-untyped-def]
@@ -112,7 +44,7 @@ async def test_same_key_in_order_other_keys_concurrently_and_bounded() -> None:
 
     await consumer_for(kafka, handler, concurrency=2).run()
     assert seen[b"a"] == seen[b"b"] == [b"0", b"1", b"2", b"3", b"4"]
-    assert peak == 2  # both keys in parallel, never more than the bound
+    assert peak == 2  # both keys in parallel (how many objects at once is the handler's bound)
     assert kafka.committed == {TopicPartition(TOPIC, 0): 10}
 
 
