@@ -3,13 +3,15 @@
 A circuit breaker that knows *which* dependency failed (docs/architecture.md, failure model).
 After ``threshold`` failures of one dependency in a row — or at once when that dependency's probe
 fails too, or when it refuses the enforcer's identity — the gate opens: the consumer pauses its
-partitions, readiness turns 503, and handlers wait. While open, every
-``probe_interval`` the gate probes each dependency that is down with that dependency's own
-probe (storage: a signed S3 request; KMS: the KMS's status call); a dependency without a probe
-passes at once. When every probe passes the gate is half-open: exactly one waiting event runs as
-the trial. The gate closes only when an event *succeeds at using* every dependency that was
-down — a probe alone never closes it, so a KMS that answers the enforcer but not MinIO keeps the
-gate open instead of letting it flap — and a failed trial opens it again without a new log line.
+partitions, readiness turns 503, and handlers wait. While open, every ``probe_interval`` the
+gate probes each dependency that is down with that dependency's own probe (storage: a signed S3
+request; KMS: the KMS's status call); a dependency without a probe passes at once. When every
+probe passes the gate is half-open: exactly one waiting event runs as the trial, the one that has
+waited longest, so an event that keeps failing for reasons of its own (a key the KMS refuses
+MinIO) cannot take every trial from the others. The gate closes only when an event *succeeds at
+using* every dependency that was down — a probe alone never closes it, so a KMS that answers the
+enforcer but not MinIO keeps the gate open instead of letting it flap — and a failed trial opens
+it again without a new log line.
 
 Logging is bounded: one line when the gate opens, one when it closes, and at most one "still
 paused" line per ``log_interval`` in between.
@@ -23,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager, suppress
 from enum import StrEnum
@@ -87,6 +89,7 @@ class OutageGate:
         self._last_log = 0.0
         self._changed = asyncio.Event()
         self._probing = asyncio.Lock()
+        self._waiting: deque[object] = deque()  # callers of admitted(), longest-waiting first
 
     @property
     def is_open(self) -> bool:
@@ -158,25 +161,40 @@ class OutageGate:
         return None
 
     async def _wait_turn(self) -> bool:
-        while self._down:
-            if self._half_open and not self._trial_running:
-                self._trial_running = True
-                return True
-            changed = self._changed
-            if not self._half_open and not self._probing.locked():
-                async with self._probing:
-                    await self._probe_once(changed)
-                continue
-            with suppress(TimeoutError):
-                await asyncio.wait_for(changed.wait(), timeout=self._probe_interval)
+        if not self._down:
+            return False
+        me = object()
+        self._waiting.append(me)
+        try:
+            while self._down:
+                if self._half_open and not self._trial_running and self._waiting[0] is me:
+                    self._trial_running = True
+                    return True
+                changed = self._changed
+                if not self._half_open and not self._probing.locked():
+                    async with self._probing:
+                        await self._probe_once(changed)
+                    continue
+                await self._changed_within_interval(changed)
+            return False
+        finally:
+            self._waiting.remove(me)
+            if self._half_open:
+                self._notify()  # the next in line may be the trial now
+
+    async def _changed_within_interval(self, changed: asyncio.Event) -> bool:
+        """Wait for ``changed`` for at most one probe interval; True when it was set.
+        ``asyncio.timeout``, not ``wait_for``: on Python 3.11 ``wait_for`` can swallow a
+        cancellation that arrives as the event is set, and a shutdown would wait on this loop."""
+        with suppress(TimeoutError):
+            async with asyncio.timeout(self._probe_interval):
+                await changed.wait()
+            return True
         return False
 
     async def _probe_once(self, changed: asyncio.Event) -> None:
-        try:
-            await asyncio.wait_for(changed.wait(), timeout=self._probe_interval)
+        if await self._changed_within_interval(changed):
             return  # something happened (a success, a failure): look again first
-        except TimeoutError:
-            pass
         failing = [d for d in list(self._down) if await self.diagnose(d) is not None]
         if not self._down:
             return

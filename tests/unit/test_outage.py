@@ -4,7 +4,12 @@ import logging
 import pytest
 
 from enforcer.engine.outage import Dependency, OutageGate
-from enforcer.errors import CredentialsRejected, KmsUnavailable, StorageUnavailable
+from enforcer.errors import (
+    CredentialsRejected,
+    KmsNotAuthorized,
+    KmsUnavailable,
+    StorageUnavailable,
+)
 
 STORAGE, KMS = Dependency.STORAGE, Dependency.KMS
 
@@ -65,6 +70,59 @@ async def test_the_failed_dependency_is_probed_and_a_passing_probe_lets_one_tria
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def test_trials_take_turns_so_an_event_that_keeps_failing_cannot_hold_the_gate() -> None:
+    async def kms_answers_us() -> None:  # the enforcer's own KMS access works
+        return None
+
+    gate = OutageGate(threshold=1, probe_interval=0.01, probes={KMS: kms_answers_us})
+    trials: list[str] = []
+
+    async def handle(name: str, refused: bool) -> None:
+        """The handler's loop: one attempt per turn until the event is done."""
+        while True:
+            async with gate.admitted():
+                trials.append(name)
+                if not refused:
+                    gate.record_success({STORAGE, KMS})
+                    return
+                gate.record_failure(KMS, KmsNotAuthorized("kms:NotAuthorized"))
+            # no await in between: the handler goes straight back to the gate
+
+    gate.record_failure(KMS, KmsNotAuthorized("kms:NotAuthorized"))  # the refused key's event
+    refused = asyncio.create_task(handle("refused", refused=True))
+    await asyncio.sleep(0.05)  # it alone has had the trials so far
+    working = asyncio.create_task(handle("working", refused=False))
+    await asyncio.wait_for(working, timeout=2)
+    refused.cancel()
+    await asyncio.gather(refused, return_exceptions=True)
+    first = trials.index("working")
+    assert first >= 2 and trials[first - 1] == "refused"
+    assert trials[:first].count("refused") == first  # until the other event joined the queue
+
+
+async def test_a_cancellation_that_meets_a_change_of_the_gate_is_not_lost() -> None:
+    """A shutdown cancels the handlers waiting at the gate, maybe just as another event changes
+    it (Python 3.11's wait_for would return the change and drop the cancellation)."""
+
+    async def down() -> None:
+        raise KmsUnavailable("still down")
+
+    for prober in (True, False):
+        gate = OutageGate(threshold=1, probe_interval=60, probes={KMS: down})
+        gate.record_failure(KMS, KmsUnavailable("down"))
+        first = asyncio.create_task(gate.admitted().__aenter__())  # probes, then waits
+        waiting = asyncio.create_task(gate.admitted().__aenter__())  # waits for a change
+        await asyncio.sleep(0.01)
+        task = first if prober else waiting
+        gate.record_failure(KMS, KmsUnavailable("another event"))  # sets the event...
+        task.cancel()  # ...and the shutdown comes before the waiter runs again
+        done, _ = await asyncio.wait([task], timeout=1)
+        assert done and task.cancelled(), "the cancellation was lost"
+        for other in (first, waiting):
+            other.cancel()
+        await asyncio.gather(first, waiting, return_exceptions=True)
 
 
 async def test_probes_never_count_as_successes() -> None:
