@@ -136,7 +136,9 @@ async def _consume(
             probes=_probes(runtime.storage, runtime.kms),
             log_interval=settings.outage.log_interval,
         )
-        handler = RecordHandler(runtime.pipeline, sink, gate, mode, fanout=settings.concurrency)
+        handler = RecordHandler(
+            runtime.pipeline, sink, gate, mode, concurrency=settings.concurrency
+        )
         async with open_consumer(settings.kafka, settings.kafka.group_id, "events") as kafka:
             consumer = EventConsumer(
                 kafka,

@@ -36,7 +36,8 @@ EVENTS = _METER.create_counter(
 )
 RETRIES = _METER.create_counter("enforcer.retries", description="Retried calls, by error class")
 KEY_ALERTS = _METER.create_counter(
-    "enforcer.key_alerts", description="Events that failed because their EK is missing or disabled"
+    "enforcer.key_alerts",
+    description="Events that failed because their EK is missing, disabled or refused",
 )
 OUTAGE_PAUSES = _METER.create_counter(
     "enforcer.outage_pauses", description="Consumption pauses, by dependency (storage, kms)"
@@ -94,7 +95,7 @@ LEAN_FALLBACKS = _METER.create_counter(
 )
 KEY_AVAILABLE = _METER.create_gauge(
     "enforcer.key.available",
-    description="Per EK: 1 after its last use worked, 0 after it was found missing or disabled",
+    description="Per EK: 1 after its last use worked, 0 after it was missing, disabled or refused",
 )
 
 _DEPENDENCY = {

@@ -9,6 +9,7 @@ keeps failing while the same dependency serves other events is dead-lettered (``
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import Counter
@@ -78,10 +79,14 @@ class RecordHandler:
         gate: OutageGate,
         mode: Mode,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
-        fanout: int = 1,
+        concurrency: int = 1,
     ) -> None:
-        """``fanout``: how many objects of one message are handled at once."""
-        self._fanout = fanout
+        """``concurrency``: how many objects are worked on at once, across messages and within
+        one. An event waiting at the outage gate holds no slot: while consumption is paused,
+        every event in flight can have its turn as the trial, so the events of one refused key
+        cannot hold every slot while an event that would show the KMS working waits behind them."""
+        self._concurrency = concurrency
+        self._slots = asyncio.Semaphore(concurrency)
         self._pipeline = pipeline
         self._sink = sink
         self._gate = gate
@@ -113,7 +118,7 @@ class RecordHandler:
                 else:
                     await self._handle_event(message, item, first_seen)
 
-            await run_per_object(parsed, handle, self._fanout)
+            await run_per_object(parsed, handle, self._concurrency)
 
     async def _handle_event(
         self, message: KafkaMessage, event: ObjectEvent, first_seen: datetime
@@ -122,7 +127,8 @@ class RecordHandler:
         rounds, others_before = 0, Counter(self._gate.successes)
         while True:
             async with self._gate.admitted():
-                outage = await self._attempt(message, event, first_seen, others_before)
+                async with self._slots:
+                    outage = await self._attempt(message, event, first_seen, others_before)
                 if outage is None:
                     return
                 dependency = dependency_of(outage)
@@ -205,6 +211,7 @@ class RecordHandler:
             KEY_AVAILABLE.set(0, {"key": exc.key_name})
         elif isinstance(exc, KmsNotAuthorized) and outcome.required is not None:
             KEY_ALERTS.add(1, {"key": outcome.required.key, "error_type": "not_authorized"})
+            KEY_AVAILABLE.set(0, {"key": outcome.required.key})  # to MinIO, or to us
         log.warning("event %s for %s/%s failed: %s", event.event_id, event.bucket, event.key, exc)
         reason = f"{exc.code}: {exc}"
         record = audit_record(event, outcome, default_mode=self._mode, started=started,

@@ -4,7 +4,8 @@ Only the mechanics live here; what happens to a record is the handler's business
 (:class:`enforcer.engine.handler.RecordHandler`). Guarantees:
 
 * records with the same Kafka key (``bucket/object``) run one after another, in offset order;
-  others run concurrently, at most ``concurrency`` at a time;
+  others run concurrently: at most ``4 x concurrency`` records are in flight (the window), and
+  the handler bounds how many objects are worked on at once;
 * an offset is committed only when every record before it in its partition is done (the
   contiguous done prefix), so a crash replays, never skips (at-least-once); while records are in
   flight at most once a second, at once when idle;
@@ -118,7 +119,6 @@ class EventConsumer:
         self._consumer = consumer
         self._handler = handler
         self._gate = gate
-        self._slots = asyncio.Semaphore(concurrency)
         self._max_in_flight = concurrency * 4
         self._shutdown_timeout = shutdown_timeout
         self._drain_idle = drain_idle
@@ -208,15 +208,12 @@ class EventConsumer:
     ) -> None:
         if previous is not None:
             await asyncio.wait([previous])  # same object: strictly after the earlier record
-        async with self._slots:
-            try:
-                await self._handler(message)
-            except Exception as exc:  # the handler handles per-event errors; this is fatal
-                log.exception(
-                    "fatal error handling %s/%s@%s", tp.topic, tp.partition, message.offset
-                )
-                self._fatal = exc
-                return
+        try:
+            await self._handler(message)
+        except Exception as exc:  # the handler handles per-event errors; this is fatal
+            log.exception("fatal error handling %s/%s@%s", tp.topic, tp.partition, message.offset)
+            self._fatal = exc
+            return
         self._offsets.finished(tp, message.offset)
         self.handled += 1
 

@@ -1,7 +1,9 @@
+import asyncio
 import json
 import logging
 
 import pytest
+from doubles.kafka import MemoryKafka
 from doubles.sink import MemorySink
 from doubles.storage import MemoryStorage
 from scrape import value
@@ -20,7 +22,7 @@ from enforcer.errors import (
     KmsUnavailable,
     StorageUnavailable,
 )
-from enforcer.kafka.consumer import KafkaMessage
+from enforcer.kafka.consumer import EventConsumer, KafkaMessage
 from enforcer.retrying import RetryPolicy
 from enforcer.storage.port import ObjectSnapshot, SseKmsTarget, WriteResult
 
@@ -48,6 +50,7 @@ class Harness:
         probes: dict[Dependency, Probe] | None = None,
         policy: PolicyFile | None = None,
         storage: MemoryStorage | None = None,
+        concurrency: int = 4,  # some tests handle a second event inside the first one's rewrite
     ) -> None:
         self.storage = storage or MemoryStorage()
         self.storage.bucket_keys["b"] = "ek"
@@ -67,7 +70,7 @@ class Harness:
             mode,
             {Strategy.SSE_KMS: rewrite},
         )
-        self.handler = RecordHandler(pipeline, self.sink, self.gate, mode)
+        self.handler = RecordHandler(pipeline, self.sink, self.gate, mode, concurrency=concurrency)
 
 
 async def test_handled_event_yields_one_flat_audit_record() -> None:
@@ -286,6 +289,35 @@ async def test_kms_refusing_the_only_key_pauses_but_one_refused_key_among_workin
     await h.handler(message(minio("k")))
     [dlq] = h.sink.dead_letters
     assert dlq.error_class == "access_denied"
+
+
+async def test_events_of_a_refused_key_waiting_at_the_gate_leave_the_slot_to_a_working_one() -> (
+    None
+):
+    """One slot; the refused key's events come first and pause consumption (nothing has shown the
+    KMS working yet). The working event behind them must still get a turn: it proves the KMS
+    serves MinIO, the gate closes and the refused key's events are dead-lettered as such."""
+    h = Harness(concurrency=1)
+    kafka = MemoryKafka()
+    for key in ("refused-1", "refused-2", "refused-3", "working"):
+        h.storage.put("b", key, b"x")
+        kafka.produce(0, f"b/{key}".encode(), minio(key))
+
+    async def rewrite(snapshot, required, tags):  # type: ignore[no-untyped-def]
+        if snapshot.key.startswith("refused"):
+            raise KmsNotAuthorized("kms:NotAuthorized")
+        return await h.storage.rewrite_sse_kms(snapshot, SseKmsTarget(required.key), tags)
+
+    h.handler._pipeline.rewriters[Strategy.SSE_KMS] = rewrite
+    consumer = EventConsumer(
+        kafka, h.handler, gate=h.gate, concurrency=1, shutdown_timeout=2, drain_idle=0.05
+    )
+    await asyncio.wait_for(consumer.run(), timeout=10)
+    assert sorted(d.error_class for d in h.sink.dead_letters) == ["access_denied"] * 3
+    assert [(r.key, r.action) for r in h.sink.final if r.action is Action.REENCRYPTED] == [
+        ("working", Action.REENCRYPTED)
+    ]
+    assert not h.gate.is_open
 
 
 async def test_passing_probes_of_another_dependency_never_make_an_outage_look_like_poison() -> None:
