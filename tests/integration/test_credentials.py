@@ -1,5 +1,7 @@
 """Credentials revoked at run time pause the enforcer (not ready, alert) instead of flooding the
-DLQ; a genuinely per-object AccessDenied still dead-letters just that object."""
+DLQ; a genuinely per-object AccessDenied still dead-letters just that object. The same for the
+KMS: refusing MinIO the only key in use pauses, one refused key among working ones is that key's
+objects' problem. (The local KES refuses MinIO the keys named ``refused-*``.)"""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ import json
 import os
 import shutil
 import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,8 +17,15 @@ from typing import Any
 
 import pytest
 from harness import EnforcerRun, write_policy
-from replicas import ReadinessLog, Spawn, audit_tail, handled_keys
-from support import MakeBucket, MakeKey, Notifications, StackEnv
+from replicas import (
+    Backlog,
+    ReadinessLog,
+    Spawn,
+    assert_all_compliant,
+    audit_tail,
+    handled_keys,
+)
+from support import MakeBucket, MakeKey, Notifications, StackEnv, minio_event, produce
 
 ENFORCER_POLICY = "sse-enforcer"  # created by deploy/local/stack up
 
@@ -179,3 +189,120 @@ async def test_a_per_object_access_denied_still_dead_letters_that_object(
     by_key = {r["key"]: r["action"] for r in reversed(await run.audit(bucket))}
     assert by_key == {"a": "reencrypted", "secret/x": "failed", "b": "reencrypted",
                       "c": "reencrypted"}  # fmt: skip
+
+
+def assert_plaintext(s3_admin: Any, bucket: str, keys: list[str]) -> None:
+    encrypted = [
+        key
+        for key in keys
+        if "ServerSideEncryption" in s3_admin.head_object(Bucket=bucket, Key=key)
+    ]
+    assert encrypted == [], f"changed although the KMS refused their key: {encrypted}"
+
+
+@pytest.mark.timeout(300)
+async def test_a_kms_refusing_the_only_key_in_use_pauses_and_alerts_and_loses_nothing(
+    backlog: Backlog, s3_admin: Any, make_key: MakeKey, spawn: Spawn
+) -> None:
+    run, _, bucket, keys = await backlog(20, key_prefix="refused")
+
+    # No other event shows the KMS serving MinIO: it is our access that looks refused.
+    replica = await spawn(run, "enforcer", ENFORCER_OUTAGE__LOG_INTERVAL="2")
+    async with ReadinessLog(replica) as ready:
+        await replica.wait_for_log("pausing consumption", timeout=60)
+        paused_at = time.monotonic()
+        await replica.wait_for_log("still paused", timeout=60)  # trials keep failing, quietly
+        alerts = await replica.metric("enforcer_credential_alerts_total", dependency="kms")
+        still_paused_at = time.monotonic()
+    assert await replica.stop() == 0, replica.tail()
+
+    assert any("credentials refused by kms" in reason for reason in ready.reasons), ready.changes()
+    assert 200 not in ready.between(paused_at, still_paused_at), ready.changes()
+    assert alerts == 1
+    log = replica.log_lines()
+    assert sum("pausing consumption" in line for line in log) == 1, replica.tail()
+    assert not any("resuming consumption" in line for line in log), replica.tail()
+    assert await run.dead_letters() == []
+    assert await run.audit(bucket) == []  # no verdict yet: the events wait, uncommitted
+    assert_plaintext(s3_admin, bucket, keys)
+
+    # The operator points the bucket at a key MinIO may use: the same events, nothing lost.
+    ek = make_key()
+    assert run.policy_file is not None
+    write_policy(run.policy_file, {"bucket": bucket, "key": ek})
+    async with audit_tail(run) as tail:
+        replica = await spawn(run, "after-the-fix")
+        await tail.until(
+            lambda r: handled_keys(r, bucket) >= set(keys), 120, "every object handled",
+            alive=replica.alive,
+        )  # fmt: skip
+    assert await replica.stop() == 0, replica.tail()
+    assert await run.dead_letters() == []
+    assert_all_compliant(s3_admin, bucket, keys, ek)
+    print(f"\nevery key refused: paused, DLQ 0; after the fix {len(keys)} objects compliant")
+
+
+@pytest.mark.timeout(300)
+async def test_one_refused_key_among_working_ones_dead_letters_only_its_objects(
+    stack: StackEnv,
+    s3_admin: Any,
+    make_key: MakeKey,
+    make_bucket: MakeBucket,
+    spawn: Spawn,
+    tmp_path: Path,
+) -> None:
+    refused, ek = make_key("refused"), make_key()
+    refused_bucket, bucket = make_bucket(notify=False), make_bucket(notify=False)
+    policy = write_policy(
+        tmp_path / "policy.yaml",
+        {"bucket": refused_bucket, "key": refused},
+        {"bucket": bucket, "key": ek},
+    )
+    topic = f"test-in-{uuid.uuid4().hex[:8]}"
+    run = EnforcerRun(
+        stack, policy_file=policy, extra_env={"ENFORCER_KAFKA__TOPICS": json.dumps([topic])}
+    )
+    objects = [(refused_bucket, f"r-{i}") for i in range(3)] + [
+        (bucket, f"w-{i:02}") for i in range(20)
+    ]
+    for name, key in objects:
+        s3_admin.put_object(Bucket=name, Key=key, Body=b"x" * 256)
+    # One partition, the refused key's events first, one slot: they fail before any other event
+    # has shown the KMS working, so consumption pauses with every slot's event refused. The
+    # working event behind them must still get its turn, close the gate and let them be
+    # dead-lettered as a key problem.
+    events = [(f"{name}/{key}".encode(), minio_event(name, key)) for name, key in objects]
+    await produce(stack.kafka_bootstrap, topic, events, partition=0)
+
+    replica = await spawn(
+        run, "enforcer", ENFORCER_CONCURRENCY="1", ENFORCER_OUTAGE__FAILURES_BEFORE_PAUSE="1"
+    )
+    refused_keys = [key for name, key in objects if name == refused_bucket]
+    keys = [key for name, key in objects if name == bucket]
+    async with audit_tail(run) as tail:
+        await tail.until(
+            lambda r: handled_keys(r, refused_bucket) >= set(refused_keys)
+            and handled_keys(r, bucket) >= set(keys),
+            120, "every object handled", alive=replica.alive,
+        )  # fmt: skip
+        await replica.wait_ready(timeout=60)
+        available = await replica.metric("enforcer_key_available", key=refused)
+        alerts = await replica.metric(
+            "enforcer_key_alerts_total", key=refused, error_type="not_authorized"
+        )
+    assert await replica.stop() == 0, replica.tail()
+
+    log = replica.log_lines()
+    assert sum("credentials refused by kms" in line for line in log) == 1, replica.tail()
+    assert sum("resuming consumption" in line for line in log) == 1, replica.tail()
+    assert (available, alerts) == (0, len(refused_keys))
+    failed = await run.audit(refused_bucket)
+    assert sorted(r["key"] for r in failed) == refused_keys
+    assert {(r["action"], r["reason"].split(":")[0]) for r in failed} == {
+        ("failed", "access_denied")
+    }
+    dead = await run.dead_letters()
+    assert {d["event_id"] for d in dead} == {r["event_id"] for r in failed}
+    assert {d["error_class"] for d in dead} == {"access_denied"}
+    assert_plaintext(s3_admin, refused_bucket, refused_keys)
+    assert_all_compliant(s3_admin, bucket, keys, ek)

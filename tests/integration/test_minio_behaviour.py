@@ -152,6 +152,19 @@ def test_put_under_a_missing_key_is_404_key_not_found(
     assert s3_error(error.value) == (404, "kms:KeyNotFound")
 
 
+def test_put_under_a_key_kes_refuses_minio_is_403_not_authorized(
+    make_key: MakeKey, make_bucket: MakeBucket, s3_admin: Any
+) -> None:
+    bucket, refused = make_bucket(notify=False), make_key("refused")  # denied to MinIO by KES
+
+    with pytest.raises(ClientError) as error:
+        _put_kms(s3_admin, bucket, "o", refused)
+
+    assert s3_error(error.value) == (403, "kms:NotAuthorized")
+    with pytest.raises(ClientError):
+        s3_admin.head_object(Bucket=bucket, Key="o")
+
+
 # ---------------------------------------------------------------- in-place copies
 
 
