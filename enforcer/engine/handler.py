@@ -206,12 +206,10 @@ class RecordHandler:
         started: float,
         first_seen: datetime,
     ) -> None:
-        if isinstance(exc, KeyMissing | KeyDisabled):
-            KEY_ALERTS.add(1, {"key": exc.key_name, "error_type": exc.code})
-            KEY_AVAILABLE.set(0, {"key": exc.key_name})
-        elif isinstance(exc, KmsNotAuthorized) and outcome.required is not None:
-            KEY_ALERTS.add(1, {"key": outcome.required.key, "error_type": "not_authorized"})
-            KEY_AVAILABLE.set(0, {"key": outcome.required.key})  # to MinIO, or to us
+        if (unusable := _unusable_key(exc, outcome)) is not None:
+            key, error_type = unusable
+            KEY_ALERTS.add(1, {"key": key, "error_type": error_type})
+            KEY_AVAILABLE.set(0, {"key": key})
         log.warning("event %s for %s/%s failed: %s", event.event_id, event.bucket, event.key, exc)
         reason = f"{exc.code}: {exc}"
         record = audit_record(event, outcome, default_mode=self._mode, started=started,
@@ -255,6 +253,16 @@ class RecordHandler:
                 log.exception("could not dead-letter %s@%s", message.topic, message.offset)
                 raise
         DLQ_RECORDS.add(1, {"error_type": exc.code})
+
+
+def _unusable_key(exc: EnforcerError, outcome: Outcome) -> tuple[str, str] | None:
+    """The EK a failure shows unusable, and why: missing, disabled, or refused (to MinIO, or
+    to us)."""
+    if isinstance(exc, KeyMissing | KeyDisabled):
+        return exc.key_name, exc.code
+    if isinstance(exc, KmsNotAuthorized) and outcome.required is not None:
+        return outcome.required.key, "not_authorized"
+    return None
 
 
 def _observe(event: ObjectEvent, record: AuditRecord) -> None:

@@ -179,8 +179,8 @@ class OutageGate:
             return False
         finally:
             self._waiting.remove(me)
-            if self._half_open:
-                self._notify()  # the next in line may be the trial now
+            if self._half_open and not self._trial_running:
+                self._notify()  # left without the trial (cancelled): the next in line takes it
 
     async def _changed_within_interval(self, changed: asyncio.Event) -> bool:
         """Wait for ``changed`` for at most one probe interval; True when it was set.
