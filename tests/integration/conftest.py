@@ -26,6 +26,7 @@ from typing import Any
 import httpx
 import pytest
 from botocore.exceptions import BotoCoreError, ClientError
+from harness import EnforcerRun, write_policy
 from replicas import Backlog, Spawn
 from support import (
     MakeBucket,
@@ -212,7 +213,19 @@ def backlog(
     tmp_path: Path,
 ) -> Backlog:
     """``await backlog(count)``: see :class:`replicas.Backlog`."""
-    return Backlog(stack, s3_admin, make_key, make_bucket, notifications, tmp_path)
+
+    async def make(count: int, key_prefix: str = "ek") -> tuple[EnforcerRun, str, str, list[str]]:
+        ek, bucket = make_key(key_prefix), make_bucket()
+        policy = write_policy(tmp_path / "policy.yaml", {"bucket": bucket, "key": ek})
+        run = EnforcerRun(stack, policy_file=policy)
+        await run.start_at_end()
+        keys = [f"obj-{i:04}" for i in range(count)]
+        for key in keys:
+            s3_admin.put_object(Bucket=bucket, Key=key, Body=key.encode() * 64)
+        await notifications(bucket, count, timeout=120)
+        return run, ek, bucket, keys
+
+    return make
 
 
 @pytest.fixture

@@ -16,16 +16,16 @@ import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from cli_runner import ENFORCER
-from harness import EnforcerRun, write_policy
+from harness import EnforcerRun
 from prometheus_client.parser import text_string_to_metric_families
-from support import MakeBucket, MakeKey, Notifications, StackEnv, free_port
+from support import free_port
 
 
 def metric_sum(text: str, name: str, **labels: str) -> float:
@@ -232,26 +232,26 @@ class ReadinessLog:
     """Polls ``/readyz`` of a replica in the background and keeps every answer with its time."""
 
     def __init__(self, replica: Replica, every: float = 0.25) -> None:
-        self.answers: list[tuple[float, int]] = []
-        self.reasons: list[str] = []
+        self.answers: list[tuple[float, int, str]] = []  # (when, status, reason)
         self._replica = replica
         self._every = every
         self._task: asyncio.Task[None] | None = None
 
     async def _poll(self) -> None:
         while True:
-            status, reason = await self._replica.readiness_reason()
-            self.answers.append((time.monotonic(), status))
-            self.reasons.append(reason)
+            self.answers.append((time.monotonic(), *await self._replica.readiness_reason()))
             await asyncio.sleep(self._every)  # a polling period, not a wait for an outcome
 
     def between(self, start: float, end: float) -> list[int]:
-        return [status for at, status in self.answers if start <= at <= end]
+        return [status for at, status, _ in self.answers if start <= at <= end]
+
+    def reasons(self) -> list[str]:
+        return [reason for _, _, reason in self.answers]
 
     def changes(self, since: float = 0.0) -> list[str]:
         """Each change of answer from ``since`` on, with its time and reason (failure messages)."""
         changes, last = [], None
-        for (at, status), reason in zip(self.answers, self.reasons, strict=True):
+        for at, status, reason in self.answers:
             if at >= since and (status, reason) != last:
                 changes.append(f"{at - since:7.2f}s {status} {reason}")
             last = (status, reason)
@@ -262,7 +262,7 @@ class ReadinessLog:
         deadline = time.monotonic() + timeout
         seen = len(self.answers)
         while time.monotonic() < deadline:
-            for at, answer in self.answers[seen:]:
+            for at, answer, _ in self.answers[seen:]:
                 if answer == status:
                     return at
             seen = len(self.answers)
@@ -302,36 +302,15 @@ async def group_lag(bootstrap: str, group_id: str, topics: list[str]) -> int:
     return sum(end - (committed[tp].offset if tp in committed else 0) for tp, end in ends.items())
 
 
-class Backlog:
+class Backlog(Protocol):
     """``await backlog(count)``: ``count`` plaintext objects in a new bucket whose policy
     requires a new key (named ``<key_prefix>-…``); their notifications are in Kafka and the
-    returned run's group starts just before them. Returns ``(run, ek, bucket, keys)``."""
-
-    def __init__(
-        self,
-        stack: StackEnv,
-        s3_admin: Any,
-        make_key: MakeKey,
-        make_bucket: MakeBucket,
-        notifications: Notifications,
-        tmp_path: Path,
-    ) -> None:
-        self._stack, self._s3 = stack, s3_admin
-        self._make_key, self._make_bucket = make_key, make_bucket
-        self._notifications, self._tmp_path = notifications, tmp_path
+    returned run's group starts just before them. Returns ``(run, ek, bucket, keys)``. The
+    ``backlog`` fixture makes one."""
 
     async def __call__(
         self, count: int, key_prefix: str = "ek"
-    ) -> tuple[EnforcerRun, str, str, list[str]]:
-        ek, bucket = self._make_key(key_prefix), self._make_bucket()
-        policy = write_policy(self._tmp_path / "policy.yaml", {"bucket": bucket, "key": ek})
-        run = EnforcerRun(self._stack, policy_file=policy)
-        await run.start_at_end()
-        keys = [f"obj-{i:04}" for i in range(count)]
-        for key in keys:
-            self._s3.put_object(Bucket=bucket, Key=key, Body=key.encode() * 64)
-        await self._notifications(bucket, count, timeout=120)
-        return run, ek, bucket, keys
+    ) -> tuple[EnforcerRun, str, str, list[str]]: ...
 
 
 def assert_all_compliant(s3_admin: Any, bucket: str, keys: list[str], ek: str) -> None:

@@ -443,28 +443,6 @@ class TlsMinio:
         self.process = None
 
 
-__all__ = [
-    "MakeBucket",
-    "MakeKey",
-    "Notifications",
-    "StackEnv",
-    "TlsMinio",
-    "component_stopped",
-    "components_locked",
-    "free_port",
-    "kes_client",
-    "load_stack_env",
-    "moto_server",
-    "parse_stack_env",
-    "read_notifications",
-    "restart_component",
-    "s3_client",
-    "s3_error",
-    "stack_command",
-    "stack_logs",
-]
-
-
 def enforcer_s3_settings(stack: StackEnv) -> S3Settings:
     """The S3 settings of the enforcer's least-privilege identity on the local stack."""
     env = stack.enforcer_env
@@ -512,3 +490,31 @@ async def produce(
             await producer.send_and_wait(topic, value=value, key=key, partition=partition)
     finally:
         await producer.stop()
+
+
+__all__ = [
+    "MOTO_CREDENTIALS",
+    "MOTO_REGION",
+    "MakeBucket",
+    "MakeKey",
+    "Notifications",
+    "StackEnv",
+    "TlsMinio",
+    "component_stopped",
+    "components_locked",
+    "enforcer_s3_settings",
+    "free_port",
+    "kes_client",
+    "load_stack_env",
+    "minio_event",
+    "moto_client",
+    "moto_server",
+    "parse_stack_env",
+    "produce",
+    "read_notifications",
+    "restart_component",
+    "s3_client",
+    "s3_error",
+    "stack_command",
+    "stack_logs",
+]
