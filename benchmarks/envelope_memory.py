@@ -9,7 +9,7 @@ network read would be) → :func:`enforcer.crypto.envelope.encrypt_chunks` → d
 DARE stream (``single``) and once in parts (``parts``). Baseline: the same child doing only the
 generation. The delta is what encryption adds.
 
-``--mode s3``: the real :func:`enforcer.storage.envelope.envelope_rewriter` against the local
+``--mode s3``: the real :func:`enforcer.engine.envelope.envelope_rewriter` against the local
 stack's MinIO. The parent uploads a generated plaintext object with boto3 multipart, then a
 child builds ``S3Storage`` with the stack's admin credentials and the KES adapter (``--kms kes``,
 the stack's default key) or ``InMemoryKms`` (``--kms fake``), with ``multipart_threshold``
@@ -136,15 +136,15 @@ async def child_s3(kind: str, config: dict[str, Any]) -> None:
     sys.path.insert(0, str(HERE.parents[1] / "tests"))  # tests/doubles
     from doubles.kms import InMemoryKms
 
+    from enforcer.app import open_kms, s3_options
     from enforcer.config import KmsSettings, S3Settings
     from enforcer.core.policy import RequiredKey, Strategy
-    from enforcer.kms.factory import open_kms_from_settings
-    from enforcer.storage.envelope import envelope_rewriter
+    from enforcer.engine.envelope import envelope_rewriter
     from enforcer.storage.s3 import open_s3_storage
 
     settings = S3Settings(**config["s3"])
     async with AsyncExitStack() as stack:
-        storage = await stack.enter_async_context(open_s3_storage(settings))
+        storage = await stack.enter_async_context(open_s3_storage(s3_options(settings)))
         snapshot = await storage.head(config["bucket"], config["key"])
         assert snapshot is not None, "the plaintext object is missing"
         start = time.perf_counter()
@@ -156,11 +156,10 @@ async def child_s3(kind: str, config: dict[str, Any]) -> None:
         if config["kms"] == "fake":
             kms: Any = InMemoryKms(keys=(config["key_name"],))
         else:
-            kms = await stack.enter_async_context(
-                open_kms_from_settings(KmsSettings(**config["kes"]))
-            )
+            kms = await stack.enter_async_context(open_kms(KmsSettings(**config["kes"])))
         start = time.perf_counter()
-        rewrite = envelope_rewriter(storage, kms, settings)
+        rewrite = envelope_rewriter(storage, kms, multipart_threshold=settings.multipart_threshold,
+                                    part_size=settings.part_size)  # fmt: skip
         required = RequiredKey(
             key=config["key_name"], strategy=Strategy.ENVELOPE, source="benchmark"
         )
@@ -304,6 +303,7 @@ def verify_plaintext(
     args: argparse.Namespace, stack: Any, bucket: str, key: str, digest: str
 ) -> None:
     from enforcer.crypto import envelope
+    from enforcer.engine import envelope as sealing
 
     if args.kms != "kes":
         print("--verify needs --kms kes (the fake KMS lived in the child)")
@@ -312,18 +312,18 @@ def verify_plaintext(
     config = child_config(args, stack, bucket, key)
 
     async def run() -> str:
+        from enforcer.app import open_kms, s3_options
         from enforcer.config import KmsSettings, S3Settings
-        from enforcer.kms.factory import open_kms_from_settings
         from enforcer.storage.s3 import open_s3_storage
 
         async with (
-            open_s3_storage(S3Settings(**config["s3"])) as storage,
-            open_kms_from_settings(KmsSettings(**config["kes"])) as kms,
+            open_s3_storage(s3_options(S3Settings(**config["s3"]))) as storage,
+            open_kms(KmsSettings(**config["kes"])) as kms,
         ):
             snapshot = await storage.head(bucket, key)
             assert snapshot is not None
             header = envelope.EnvelopeHeader.from_metadata(snapshot.attributes.metadata)
-            oek = await envelope.open_envelope(kms, header, bucket, key)
+            oek = await sealing.open_envelope(kms, header, bucket, key)
             body = envelope.BodyDecryptor(oek, header)
             sha = hashlib.sha256()
             async for chunk in storage.read_chunks(snapshot):

@@ -1,7 +1,9 @@
-"""Wiring: settings → adapters → pipeline → consumer, each client in an async context manager.
+"""Wiring: settings → adapter options → adapters → engine → consumer.
 
-Nothing here decides anything; it builds the objects once (wiring once) and makes
-sure every client is closed on the way out.
+The one place that knows both sides: the engine (:mod:`enforcer.engine`, which owns its ports)
+and the adapters that implement them (:mod:`enforcer.storage`, :mod:`enforcer.kms`,
+:mod:`enforcer.kafka`). Adapters are given plain options built here from the settings; nothing
+here decides anything. Every client lives in an async context manager, closed on the way out.
 """
 
 from __future__ import annotations
@@ -15,28 +17,79 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer
+from pydantic import SecretStr
 
 from enforcer import telemetry
-from enforcer.config import Settings
+from enforcer.config import KmsSettings, S3Settings, Settings
 from enforcer.core.policy import Mode, PolicyFile, RequiredKey, Strategy, load_policy_file
+from enforcer.engine.guard import ObjectGuard
 from enforcer.engine.handler import RecordHandler
-from enforcer.engine.outage import Dependency, OutageGate, Probe
+from enforcer.engine.objects import ObjectSnapshot, SseKmsTarget, WriteResult
+from enforcer.engine.outage import OutageGate, Probe
+from enforcer.engine.outcome import Dependency
 from enforcer.engine.pipeline import Pipeline, Rewriter
+from enforcer.engine.ports import Kms, RecordSink
 from enforcer.engine.rules import AliasResolver, KeyCanon, RuleResolver
 from enforcer.errors import ConfigError, EnforcerError
 from enforcer.health import Readiness, readiness_of, serve_health
 from enforcer.kafka.clients import open_consumer
 from enforcer.kafka.consumer import EventConsumer
 from enforcer.kafka.sink import open_kafka_sink
-from enforcer.kms.base import Kms
-from enforcer.kms.factory import open_kms_from_settings
 from enforcer.preflight import check_run
 from enforcer.retrying import RetryPolicy
-from enforcer.storage.listing import S3Listing
-from enforcer.storage.port import ObjectSnapshot, SseKmsTarget, WriteResult
+from enforcer.storage.client import is_aws_endpoint
+from enforcer.storage.options import S3Options
 from enforcer.storage.s3 import S3Storage, open_s3_storage
 
 log = logging.getLogger(__name__)
+
+
+def s3_options(settings: S3Settings) -> S3Options:
+    """The S3 adapter's options; ``copy_if_match: auto`` means AWS endpoints only (MinIO
+    ignores If-Match on CopyObject)."""
+    copy_if_match = settings.copy_if_match == "true" or (
+        settings.copy_if_match == "auto" and is_aws_endpoint(settings.endpoint_url)
+    )
+    return S3Options(
+        endpoint_url=settings.endpoint_url,
+        region=settings.region,
+        access_key_id=_secret(settings.access_key_id),
+        secret_access_key=_secret(settings.secret_access_key),
+        ca_bundle=settings.ca_bundle,
+        max_pool_connections=settings.max_pool_connections,
+        lean_requests=settings.lean_requests,
+        copy_if_match=copy_if_match,
+        multipart_threshold=settings.multipart_threshold,
+        part_size=settings.part_size,
+    )
+
+
+def _secret(value: SecretStr | None) -> str | None:
+    return value.get_secret_value() if value is not None else None
+
+
+@asynccontextmanager
+async def open_kms(settings: KmsSettings) -> AsyncIterator[Kms]:
+    """The configured KMS adapter (``kms.kind`` kes or aws), closed on exit."""
+    if settings.kind == "kes":
+        from enforcer.kms.kes import KesKms
+
+        assert settings.endpoint is not None  # checked by KmsSettings
+        async with KesKms(
+            settings.endpoint,
+            client_cert=settings.client_cert,
+            client_key=settings.client_key,
+            ca_path=settings.ca_path,
+            api_key=_secret(settings.api_key),
+        ) as kes:
+            yield kes
+    elif settings.kind == "aws":
+        from enforcer.kms.aws import open_aws_kms
+
+        async with open_aws_kms(settings.endpoint, settings.region) as aws:
+            yield aws
+    else:
+        raise ConfigError(f"kms.kind {settings.kind!r} has no KMS client")
 
 
 @dataclass
@@ -60,9 +113,9 @@ async def open_runtime(settings: Settings, mode: Mode) -> AsyncIterator[Runtime]
             "KMS: set ENFORCER_KMS__KIND (kes or aws)"
         )
     async with AsyncExitStack() as stack:
-        storage = await stack.enter_async_context(open_s3_storage(settings.s3))
+        storage = await stack.enter_async_context(open_s3_storage(s3_options(settings.s3)))
         kms = (
-            await stack.enter_async_context(open_kms_from_settings(settings.kms))
+            await stack.enter_async_context(open_kms(settings.kms))
             if settings.kms.kind != "none"
             else None
         )
@@ -96,10 +149,31 @@ def _rewriters(storage: S3Storage, kms: Kms | None, settings: Settings) -> dict[
 
     rewriters: dict[Strategy, Rewriter] = {Strategy.SSE_KMS: sse_kms}
     if kms is not None:
-        from enforcer.storage.envelope import envelope_rewriter
+        from enforcer.engine.envelope import envelope_rewriter
 
-        rewriters[Strategy.ENVELOPE] = envelope_rewriter(storage, kms, settings.s3)
+        rewriters[Strategy.ENVELOPE] = envelope_rewriter(
+            storage,
+            kms,
+            multipart_threshold=settings.s3.multipart_threshold,
+            part_size=settings.s3.part_size,
+        )
     return rewriters
+
+
+def object_guard(
+    runtime: Runtime, sink: RecordSink, mode: Mode, *, waits_out_outages: bool = True
+) -> ObjectGuard:
+    """The per-object guard of ``enforcer run`` (and, not waiting out outages, of ``scan``),
+    with its outage gate probing this runtime's storage and KMS."""
+    settings = runtime.settings
+    gate = OutageGate(
+        threshold=settings.outage.failures_before_pause,
+        probe_interval=settings.outage.probe_interval,
+        probes=_probes(runtime.storage, runtime.kms),
+        log_interval=settings.outage.log_interval,
+    )
+    return ObjectGuard(runtime.pipeline, sink, gate, mode, concurrency=settings.concurrency,
+                       waits_out_outages=waits_out_outages)  # fmt: skip
 
 
 def _probes(storage: S3Storage, kms: Kms | None) -> dict[Dependency, Probe]:
@@ -121,7 +195,7 @@ async def _first_identity_check(storage: S3Storage) -> None:
 async def run_service(settings: Settings, mode: Mode, drain_idle: float | None = None) -> int:
     """``enforcer run``: consume until SIGTERM (or, with ``drain_idle``, until caught up)."""
     async with open_runtime(settings, mode) as runtime:
-        await check_run(settings, S3Listing.of(runtime.storage), runtime.kms, runtime.policy)
+        await check_run(settings, runtime.storage.listing, runtime.kms, runtime.policy)
         await _first_identity_check(runtime.storage)
         return await _consume(settings, mode, runtime, drain_idle)
 
@@ -130,15 +204,9 @@ async def _consume(
     settings: Settings, mode: Mode, runtime: Runtime, drain_idle: float | None
 ) -> int:
     async with open_kafka_sink(settings.kafka) as sink:
-        gate = OutageGate(
-            threshold=settings.outage.failures_before_pause,
-            probe_interval=settings.outage.probe_interval,
-            probes=_probes(runtime.storage, runtime.kms),
-            log_interval=settings.outage.log_interval,
-        )
-        handler = RecordHandler(
-            runtime.pipeline, sink, gate, mode, concurrency=settings.concurrency
-        )
+        guard = object_guard(runtime, sink, mode)
+        gate = guard.gate
+        handler = RecordHandler(guard)
         async with open_consumer(settings.kafka, settings.kafka.group_id, "events") as kafka:
             consumer = EventConsumer(
                 kafka,

@@ -19,6 +19,7 @@ from aiokafka.errors import TopicAlreadyExistsError
 
 from enforcer.config import KafkaSettings, Settings
 from enforcer.core.policy import PolicyFile
+from enforcer.engine.ports import KeyState, Kms
 from enforcer.errors import (
     AccessDenied,
     ConfigError,
@@ -27,7 +28,6 @@ from enforcer.errors import (
     TransientError,
 )
 from enforcer.kafka.clients import kafka_call, open_admin
-from enforcer.kms.base import KeyState, Kms
 
 log = logging.getLogger(__name__)
 

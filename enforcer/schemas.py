@@ -15,8 +15,7 @@ from enforcer.config import Settings
 from enforcer.core.events import EventBridgeEvent, S3Notification
 from enforcer.core.policy import PolicyFile
 from enforcer.crypto.envelope import metadata_json_schema
-from enforcer.records import AuditRecord, DeadLetterRecord
-from enforcer.report.lines import ScanLine
+from enforcer.engine.records import AuditRecord, DeadLetterRecord, ScanLine
 
 
 def _models() -> dict[str, type[BaseModel]]:

@@ -120,7 +120,8 @@ def _dispatch(args: argparse.Namespace) -> int:
 async def _check(settings: Settings, bucket: str, key: str) -> dict[str, object]:
     from enforcer.app import open_runtime
     from enforcer.core.events import ObjectEvent
-    from enforcer.records import audit_record
+    from enforcer.engine.records import audit_record
+    from enforcer.telemetry import current_trace_id
 
     event = ObjectEvent(
         event_id="cli-check", event_name="check", bucket=bucket, key=key, source_format="s3"
@@ -128,15 +129,15 @@ async def _check(settings: Settings, bucket: str, key: str) -> dict[str, object]
     started = time.monotonic()
     async with open_runtime(settings, Mode.AUDIT) as runtime:
         outcome = await runtime.pipeline.handle(event)
-    record = audit_record(
-        event, outcome, default_mode=Mode.AUDIT, started=started, now=datetime.now(UTC)
-    )
+    record = audit_record(event, outcome, default_mode=Mode.AUDIT,
+                          duration=time.monotonic() - started, trace_id=current_trace_id(),
+                          now=datetime.now(UTC))  # fmt: skip
     return record.model_dump(mode="json", exclude_none=True)
 
 
 async def _decrypt(settings: Settings, bucket: str, key: str, output: Path | None) -> None:
     from enforcer.app import open_runtime
-    from enforcer.storage.envelope import decrypt_object
+    from enforcer.engine.envelope import decrypt_object
 
     async with open_runtime(settings, Mode.AUDIT) as runtime:
         if runtime.kms is None:

@@ -29,10 +29,10 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from pydantic import ValidationError
 
 from enforcer.config import KafkaSettings
+from enforcer.engine.records import DeadLetterRecord
 from enforcer.errors import BadEvent, KafkaUnavailable, describe_validation
 from enforcer.kafka.clients import kafka_call, open_consumer, open_producer
 from enforcer.kafka.reader import topic_partitions
-from enforcer.records import DeadLetterRecord
 
 #: Header on every replayed record: ``<dlq topic>/<partition>/<offset>`` it came from.
 REPLAY_HEADER = "enforcer-dlq-replay"

@@ -18,14 +18,13 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from typing import Any
 
+from enforcer.app import open_kms, s3_options
 from enforcer.config import Settings
 from enforcer.core.keyref import normalise_key_ref
 from enforcer.core.policy import PolicyFile, load_policy_file
+from enforcer.engine.ports import Kms
 from enforcer.errors import AccessDenied, ConfigError, EnforcerError, KeyMissing
-from enforcer.kms.base import Kms
-from enforcer.kms.factory import open_kms_from_settings
 from enforcer.retrying import retry_transient
-from enforcer.storage.listing import S3Listing
 from enforcer.storage.s3 import S3Storage, open_s3_storage
 
 NO_KMS_MESSAGE = (
@@ -87,7 +86,7 @@ async def keys_from_buckets(
     names = list(dict.fromkeys(buckets))
     if all_buckets:
         try:
-            names += [b for b in await S3Listing.of(storage).list_buckets() if b not in names]
+            names += [b for b in await storage.listing.list_buckets() if b not in names]
         except AccessDenied as exc:
             report.problems.append(f"cannot list buckets (ListBuckets denied): {exc}")
         except EnforcerError as exc:
@@ -157,8 +156,8 @@ async def run_keys_status(
     keys_from_policy(report, load_policy_file(settings.policy_file))
     async with AsyncExitStack() as stack:
         if buckets or all_buckets:
-            storage = await stack.enter_async_context(open_s3_storage(settings.s3))
+            storage = await stack.enter_async_context(open_s3_storage(s3_options(settings.s3)))
             await keys_from_buckets(report, storage, buckets, all_buckets)
-        kms = await stack.enter_async_context(open_kms_from_settings(settings.kms))
+        kms = await stack.enter_async_context(open_kms(settings.kms))
         await check_keys(report, kms)
     return report

@@ -19,10 +19,11 @@ from typing import Any
 
 from enforcer.cli.args import EXIT_OK
 from enforcer.config import Settings
+from enforcer.engine.records import ScanLine
 from enforcer.errors import ConfigError
 from enforcer.kafka.reader import read_to_end
 from enforcer.report.html import render_html
-from enforcer.report.lines import ScanLine, parse_line, read_lines
+from enforcer.report.lines import parse_line, read_lines
 from enforcer.report.model import Group, Report, build_report
 from enforcer.report.table import counts_table, format_table
 

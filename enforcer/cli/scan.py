@@ -29,21 +29,21 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO
 
-from enforcer.app import Runtime, open_runtime
+from enforcer.app import Runtime, object_guard, open_runtime
 from enforcer.cli.args import parse_s3_url
 from enforcer.cli.progress import Progress
 from enforcer.config import Settings
 from enforcer.core.policy import Mode
 from enforcer.engine.checkpoint import Checkpoint, DoneTracker, load_checkpoint, save_checkpoint
+from enforcer.engine.objects import ListedObject
+from enforcer.engine.records import ScanLine
 from enforcer.engine.scanner import Scanner, ScanOptions, ScanSummary
 from enforcer.errors import ConfigError
 from enforcer.kafka.sink import open_event_publisher, open_kafka_sink
 from enforcer.preflight import check_s3_credentials, check_scan, ensure_output_topics
-from enforcer.report.lines import CsvWriter, JsonlWriter, LineWriter, NoWriter, ScanLine
+from enforcer.report.lines import CsvWriter, JsonlWriter, LineWriter, NoWriter
 from enforcer.report.table import counts_table
 from enforcer.storage.inventory import InventoryReader
-from enforcer.storage.listing import S3Listing
-from enforcer.storage.port import ListedObject
 
 #: Seconds between checkpoint writes (and at the end, always).
 CHECKPOINT_EVERY = 2.0
@@ -121,14 +121,11 @@ async def run_scan(settings: Settings, request: ScanRequest) -> ScanSummary:
         if request.progress:
             progress = Progress(sys.stderr, interval=request.progress_interval)
         options = ScanOptions(
-            concurrency=settings.concurrency,
-            outage_threshold=settings.outage.failures_before_pause,
-            events=events,
-            facts_source="inventory" if request.inventory else "listing",
+            events=events, facts_source="inventory" if request.inventory else "listing"
         )
         saver = _CheckpointSaver(path, checkpoint, summary, writer, progress)
-        scanner = Scanner(runtime.pipeline, sink, summary, options, tracker=saver.tracker,
-                          on_line=saver.on_line)  # fmt: skip
+        guard = object_guard(runtime, sink, request.mode, waits_out_outages=False)
+        scanner = Scanner(guard, summary, options, tracker=saver.tracker, on_line=saver.on_line)
         with _interruptible(scanner):
             try:
                 await scanner.run(_source(runtime, request, checkpoint))
@@ -141,7 +138,7 @@ async def run_scan(settings: Settings, request: ScanRequest) -> ScanSummary:
 
 async def _preflight(settings: Settings, runtime: Runtime, request: ScanRequest) -> None:
     """Fail at start, with one clear line, on what would fail every object."""
-    listing = S3Listing.of(runtime.storage)
+    listing = runtime.storage.listing
     if request.bucket:
         await check_scan(settings, listing, request.bucket)
     else:  # an inventory names its buckets row by row
@@ -174,9 +171,9 @@ def _restore(summary: ScanSummary, checkpoint: Checkpoint) -> None:
 def _source(
     runtime: Runtime, request: ScanRequest, checkpoint: Checkpoint
 ) -> AsyncIterator[ListedObject]:
-    listing = S3Listing.of(runtime.storage)
+    listing = runtime.storage.listing
     if request.inventory is not None:
-        reader = InventoryReader(request.inventory, listing._client)
+        reader = InventoryReader(request.inventory, listing)
         return _matching(reader.objects(skip=checkpoint.consumed), request)
     listing.ask_for_metadata()
     if request.versions:

@@ -1,7 +1,8 @@
 """Envelope cryptography compatible with MinIO: the DEK/KEK/OEK chain and DARE 2.0.
 
 :mod:`.dare` and :mod:`.chain` are pure and synchronous; :mod:`.envelope` adds the stored
-metadata format and two async helpers that talk to a :class:`~enforcer.kms.Kms`.
+metadata format. All of it is pure: the parts that call a KMS live in the engine
+(:mod:`enforcer.engine.envelope`).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 from enforcer.crypto.chain import (
     derive_kek,
     derive_part_key,
+    encode_context,
     generate_iv,
     generate_oek,
     kms_context,
@@ -26,8 +28,6 @@ from enforcer.crypto.envelope import (
     encrypt_chunks,
     encrypt_part,
     is_envelope,
-    open_envelope,
-    seal_new_envelope,
 )
 
 __all__ = [
@@ -41,6 +41,7 @@ __all__ = [
     "decrypt_stream",
     "derive_kek",
     "derive_part_key",
+    "encode_context",
     "encrypt_chunks",
     "encrypt_part",
     "encrypt_stream",
@@ -49,8 +50,6 @@ __all__ = [
     "is_envelope",
     "kms_context",
     "object_path",
-    "open_envelope",
-    "seal_new_envelope",
     "seal_oek",
     "unseal_oek",
 ]

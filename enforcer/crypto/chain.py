@@ -75,6 +75,38 @@ def kms_context(
     return context
 
 
+def encode_context(context: Mapping[str, str]) -> bytes:
+    """MinIO's canonical associated data (``kms.Context.MarshalText``).
+
+    A JSON object with keys sorted, no spaces, and Go's HTML-safe escaping (``<``, ``>``, ``&``,
+    control characters, U+2028/9 as ``\\u`` escapes; other non-ASCII as raw UTF-8). The KMS
+    binds the DEK to these exact bytes, so they must match what MinIO sends.
+    """
+    items = sorted(context.items())
+    body = ",".join(f'"{_escape(k)}":"{_escape(v)}"' for k, v in items)
+    return ("{" + body + "}").encode("utf-8")
+
+
+_SIMPLE_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape(text: str) -> str:
+    out: list[str] = []
+    for char in text:
+        code = ord(char)
+        if char in _SIMPLE_ESCAPES:
+            out.append(_SIMPLE_ESCAPES[char])
+        elif code < 0x20 or char in "<>&":
+            out.append(f"\\u00{code:02x}")
+        elif char in "\u2028\u2029":
+            out.append(f"\\u202{code & 0xF:x}")
+        elif 0xD800 <= code <= 0xDFFF:  # a lone surrogate is invalid UTF-8: Go writes U+FFFD
+            out.append("\\ufffd")
+        else:
+            out.append(char)
+    return "".join(out)
+
+
 def generate_iv() -> bytes:
     """A fresh random 32-byte IV for :func:`derive_kek`."""
     return os.urandom(IV_SIZE)

@@ -27,9 +27,8 @@ from typing import Any, Final, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from enforcer.crypto import chain, dare
+from enforcer.crypto.chain import encode_context
 from enforcer.errors import IntegrityError, describe_validation
-from enforcer.kms.base import Kms, encode_context
-from enforcer.telemetry import step
 
 PREFIX = "enforcer-envelope-"
 ENVELOPE_VERSION: Final = 1
@@ -223,44 +222,6 @@ def open_digest(oek: bytes, sealed: bytes) -> bytes:
         return dare.decrypt(_digest_key(oek), sealed)
     except IntegrityError as exc:
         raise IntegrityError(f"the sealed plaintext digest does not open ({exc})") from exc
-
-
-async def seal_new_envelope(
-    kms: Kms, key_name: str, bucket: str, key: str
-) -> tuple[EnvelopeHeaderDraft, bytes]:
-    """Build a fresh chain for ``bucket/key`` under EK ``key_name``; return it and the OEK."""
-    context = chain.kms_context(bucket, key)
-    with step("dek.generate", key=key_name):
-        data_key = await kms.generate_data_key(key_name, context)
-    with step("oek.generate"):
-        oek = chain.generate_oek(data_key.plaintext)
-    with step("kek.derive"):
-        iv = chain.generate_iv()
-        kek = chain.derive_kek(data_key.plaintext, iv, bucket, key)
-    with step("seal"):
-        sealed = chain.seal_oek(kek, oek)
-    draft = EnvelopeHeaderDraft(
-        kms_kind=kms.kind,
-        key_name=data_key.key_name,
-        wrapped_dek=data_key.ciphertext,
-        iv=iv,
-        sealed_oek=sealed,
-        context=context,
-    )
-    return draft, oek
-
-
-async def open_envelope(kms: Kms, header: EnvelopeHeaderDraft, bucket: str, key: str) -> bytes:
-    """Unwrap the DEK through the KMS and unseal the OEK of the envelope at ``bucket/key``."""
-    expected = chain.object_path(bucket, key)
-    if header.context.get(bucket) != expected:
-        raise IntegrityError(f"the envelope is not bound to {expected!r}: was the object moved?")
-    with step("dek.decrypt", key=header.key_name):
-        dek = await kms.decrypt(header.key_name, header.wrapped_dek, header.context)
-    with step("kek.derive"):
-        kek = chain.derive_kek(dek, header.iv, bucket, key, algorithm=header.algorithm)
-    with step("unseal"):
-        return chain.unseal_oek(kek, header.sealed_oek)
 
 
 def encrypt_part(

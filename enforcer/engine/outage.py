@@ -16,8 +16,11 @@ it again without a new log line.
 Logging is bounded: one line when the gate opens, one when it closes, and at most one "still
 paused" line per ``log_interval`` in between.
 
-``successes`` counts real handling successes per dependency — never probes — so the poison rule
-("this event keeps failing while others succeed") can tell one bad object from an outage.
+The gate also owns the rules that tell an outage from one bad event, behind its own API:
+:meth:`OutageGate.mark` notes where the counts of real handling successes stand (never
+probes) when an event starts, :meth:`OutageGate.is_poison` says when an event that keeps failing
+while the same dependency served others is not in an outage at all, and
+:meth:`OutageGate.outage_behind` says whether a refusal is about one object or about us.
 """
 
 from __future__ import annotations
@@ -28,9 +31,11 @@ import time
 from collections import Counter, deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager, suppress
-from enum import StrEnum
+from dataclasses import dataclass
 
+from enforcer.engine.outcome import Dependency
 from enforcer.errors import (
+    AccessDenied,
     CredentialsRejected,
     EnforcerError,
     KmsNotAuthorized,
@@ -42,13 +47,20 @@ from enforcer.telemetry import CREDENTIAL_ALERTS, OUTAGE_PAUSES
 log = logging.getLogger(__name__)
 
 
-class Dependency(StrEnum):
-    STORAGE = "storage"
-    KMS = "kms"
-
-
 #: Asks one dependency whether it is back; raises (any error) while it is not.
 Probe = Callable[[], Awaitable[None]]
+
+#: An event failing with an outage-class error this many rounds while its dependency served
+#: this many other events is not in an outage: it is dead-lettered as ``poison_event``.
+POISON_ROUNDS = 5
+POISON_OTHERS = 5
+
+
+@dataclass(frozen=True)
+class Mark:
+    """Where the counts of real handling successes stood when an event started."""
+
+    successes: Mapping[Dependency, int]
 
 
 def dependency_of(exc: BaseException) -> Dependency | None:
@@ -80,7 +92,7 @@ class OutageGate:
         self._log_interval = log_interval
         self._clock = clock
         self._failures: Counter[Dependency] = Counter()
-        self.successes: Counter[Dependency] = Counter()
+        self._successes: Counter[Dependency] = Counter()  # real handling, never probes
         self._down: dict[Dependency, str] = {}  # dependency -> last reason
         self._credentials = False
         self._half_open = False
@@ -99,6 +111,40 @@ class OutageGate:
     def describe(self) -> str:
         """One line for readiness: why consumption is paused."""
         return f"paused: {self._what()}" if self._down else "consuming"
+
+    def mark(self) -> Mark:
+        """Note where the success counts stand, for :meth:`served_since` and the poison rule."""
+        return Mark(dict(self._successes))
+
+    def served_since(self, mark: Mark, dependency: Dependency) -> int:
+        """Real handling successes with ``dependency`` since ``mark`` (probes never count)."""
+        return self._successes[dependency] - mark.successes.get(dependency, 0)
+
+    def is_poison(self, mark: Mark, dependency: Dependency, rounds: int) -> bool:
+        """An event that failed ``rounds`` times on ``dependency`` while it served enough other
+        events since ``mark`` is not in an outage: it is one bad event."""
+        served = self.served_since(mark, dependency)
+        return rounds >= POISON_ROUNDS and served >= POISON_OTHERS
+
+    async def outage_behind(self, exc: EnforcerError, mark: Mark) -> EnforcerError | None:
+        """Is a refusal about this object, or about us? S3's AccessDenied: ask the storage probe
+        (a signed request that must work for a valid identity). The KMS refusing a key: about
+        the key if the KMS served any other event since ``mark``, else about our access to it.
+        Returns the outage to wait out, or None when the refusal is the event's own."""
+        if isinstance(exc, KmsNotAuthorized):
+            return None if self.served_since(mark, Dependency.KMS) > 0 else exc
+        if isinstance(exc, AccessDenied):
+            return await self.diagnose(Dependency.STORAGE)
+        return None
+
+    async def report_outage(self, exc: EnforcerError) -> Dependency:
+        """A handling round failed with an outage-class error: record it against the dependency
+        it blames, confirmed at once when that dependency's own probe fails too."""
+        dependency = dependency_of(exc)
+        assert dependency is not None, f"not an outage-class error: {exc!r}"
+        confirmed = not self.is_open and await self.diagnose(dependency) is not None
+        self.record_failure(dependency, exc, confirmed=confirmed)
+        return dependency
 
     def _what(self) -> str:
         kind = "credentials refused by" if self._credentials else "outage of"
@@ -130,7 +176,7 @@ class OutageGate:
         """A handling round succeeded (or was refused for its own reasons) using ``used``."""
         used = set(used)
         for dependency in used:
-            self.successes[dependency] += 1
+            self._successes[dependency] += 1
             self._failures[dependency] = 0
         self._trial_running = False
         if self._down and used >= self._down.keys():  # a real success, trial or in flight

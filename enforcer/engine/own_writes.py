@@ -17,7 +17,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, replace
 
 from enforcer.core.events import ObjectEvent
-from enforcer.storage.port import ObjectSnapshot, PreservedAttributes
+from enforcer.engine.objects import ObjectSnapshot, PreservedAttributes
 
 _NO_ATTRIBUTES = PreservedAttributes()
 

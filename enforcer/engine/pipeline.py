@@ -16,12 +16,13 @@ from typing import ParamSpec, TypeVar
 from enforcer.core.events import ObjectEvent
 from enforcer.core.policy import Mode, RequiredKey, Strategy, VersionsPolicy
 from enforcer.core.verdict import Action, Decision, Encryption, ObjectFacts, Plan, Verdict, decide
-from enforcer.engine.outage import Dependency
+from enforcer.engine.objects import ObjectSnapshot, WriteResult
+from enforcer.engine.outcome import Dependency, Outcome
 from enforcer.engine.own_writes import OwnWrites
+from enforcer.engine.ports import Storage
 from enforcer.engine.rules import KeyCanon, RuleResolver
 from enforcer.errors import EnforcerError, KeyMissing, PreconditionFailed, StorageRejected
 from enforcer.retrying import RetryPolicy, retry_transient
-from enforcer.storage.port import ObjectSnapshot, Storage, WriteResult
 from enforcer.telemetry import step
 
 T = TypeVar("T")
@@ -32,25 +33,6 @@ Rewriter = Callable[[ObjectSnapshot, RequiredKey, dict[str, str]], Awaitable[Wri
 
 #: Called, and awaited, right before each rewrite: the durable intent record goes out here.
 Announce = Callable[[ObjectSnapshot, RequiredKey], Awaitable[None]]
-
-
-@dataclass
-class Outcome:
-    """What happened to one event; becomes its audit record."""
-
-    verdict: Verdict | None = None
-    action: Action = Action.NONE
-    required: RequiredKey | None = None
-    observed: ObjectSnapshot | None = None
-    written: WriteResult | None = None
-    purged_version_id: str | None = None
-    reason: str | None = None
-    #: The rewrite succeeded but a step after it failed (e.g. the purge): what, and why.
-    post_rewrite_error: str | None = None
-    attempts: int = 1
-    notes: list[str] = field(default_factory=list)
-    #: Dependencies this handling used successfully (the outage gate's evidence).
-    used: set[Dependency] = field(default_factory=set)
 
 
 @dataclass

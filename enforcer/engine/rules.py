@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable, Iterable
 
 from enforcer.core.keyref import is_alias, normalise_key_ref
 from enforcer.core.policy import PolicyFile, RequiredKey, from_bucket_default, match_rule
-from enforcer.storage.port import Storage
+from enforcer.engine.ports import Storage
 
 Clock = Callable[[], float]
 AliasResolver = Callable[[str], Awaitable[str]]

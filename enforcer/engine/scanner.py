@@ -11,11 +11,14 @@ alone. Non-current versions (``--versions``) go through
 (``--enqueue``) non-compliant current objects are not handled here: one backfill event each goes
 to the notification topic, and the ``enforcer run`` replicas share the rewrites.
 
-Failures are per object: a permanent error is audited as ``failed`` and the scan goes on. A
-dependency outage is not audited — the object was not handled — and after ``outage_threshold``
-of them in a row the scan stops and says so; a :class:`~enforcer.engine.checkpoint.DoneTracker`
-knows how far it got. :meth:`Scanner.interrupt` (SIGINT/SIGTERM) stops the listing and lets the
-objects already started finish, so the done prefix then covers everything started.
+Every handled object goes through the same per-object guard as the service
+(:class:`~enforcer.engine.guard.ObjectGuard`, without dead letters: a scan has no input message
+to replay): a permanent error is audited as ``failed`` and the scan goes on. A dependency outage
+is not audited — the object was not handled — and is reported to the guard's outage gate; once
+the gate opens the scan stops listing and says so; a
+:class:`~enforcer.engine.checkpoint.DoneTracker` knows how far it got.
+:meth:`Scanner.interrupt` (SIGINT/SIGTERM) stops the listing and lets the objects already
+started finish, so the done prefix then covers everything started.
 """
 
 from __future__ import annotations
@@ -28,31 +31,26 @@ from collections import Counter
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
 from opentelemetry import trace
 
 from enforcer.core.events import ObjectEvent, backfill_message
-from enforcer.core.policy import Mode, RequiredKey
 from enforcer.core.verdict import Plan, Verdict
 from enforcer.engine.checkpoint import DoneTracker, Position
-from enforcer.engine.pipeline import Announce, Outcome, Pipeline
-from enforcer.errors import EnforcerError, KeyDisabled, KeyMissing, TransientError
-from enforcer.records import AuditRecord, RecordSink, audit_record, intent_record
-from enforcer.report.lines import ENQUEUED, ScanLine
-from enforcer.report.model import NONCURRENT_EVENT
+from enforcer.engine.guard import ObjectGuard
+from enforcer.engine.objects import ListedObject, ObjectSnapshot, PreservedAttributes
+from enforcer.engine.outcome import Outcome
+from enforcer.engine.ports import EventPublisher
+from enforcer.engine.records import ENQUEUED, NONCURRENT_EVENT, ScanLine
+from enforcer.errors import EnforcerError
 from enforcer.retrying import retry_transient
-from enforcer.storage.port import ListedObject, ObjectSnapshot, PreservedAttributes
-from enforcer.telemetry import KEY_ALERTS, TRACER
+from enforcer.telemetry import TRACER
 
 #: How many failures the summary lists one by one (all of them are counted).
 MAX_LISTED_FAILURES = 20
 #: Objects judged from their listing whose audit records may be in flight at once.
 LIGHT_LANE = 256
-
-
-class EventPublisher(Protocol):
-    async def publish_event(self, key: bytes, value: bytes) -> None: ...
 
 
 @dataclass
@@ -109,35 +107,29 @@ class ScanSummary:
 
 @dataclass
 class ScanOptions:
-    concurrency: int
-    outage_threshold: int
     light_concurrency: int = LIGHT_LANE
     events: EventPublisher | None = None  # --enqueue
     facts_source: str = "listing"  # or "inventory": how lines name a verdict from listed facts
 
 
 class Scanner:
-    """Runs listed objects through the pipeline (or onto the event topic) and audits each."""
+    """Runs listed objects through the guard (or onto the event topic) and audits each."""
 
     def __init__(
         self,
-        pipeline: Pipeline,
-        sink: RecordSink,
+        guard: ObjectGuard,
         summary: ScanSummary,
-        options: ScanOptions,
+        options: ScanOptions | None = None,
         *,
         tracker: DoneTracker | None = None,
         on_line: Callable[[ScanLine], None] = lambda line: None,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
-        self._pipeline = pipeline
-        self._sink = sink
+        self._guard = guard
         self._summary = summary
-        self._options = options
-        self._mode = Mode(summary.mode)
-        self._heavy = asyncio.Semaphore(options.concurrency)
-        self._light = asyncio.Semaphore(options.light_concurrency)
-        self._outages_in_a_row = 0
+        self._options = options or ScanOptions()
+        self._heavy = asyncio.Semaphore(guard.concurrency)
+        self._light = asyncio.Semaphore(self._options.light_concurrency)
         self._stop = asyncio.Event()
         self._interrupted = False
         self._run_id = uuid.uuid4().hex
@@ -178,16 +170,13 @@ class Scanner:
         if item.facts is not None:
             outcome, started = Outcome(), time.monotonic()
             try:
-                decision = await self._pipeline.judge(_snapshot(item), outcome)
+                decision = await self._guard.pipeline.judge(_snapshot(item), outcome)
             except EnforcerError:  # e.g. the bucket's rule could not be read: the HEAD path
                 decision = None  # reports it properly
             if decision is not None and decision.plan is Plan.NOTHING:
-                with trace.use_span(self._listing_span, end_on_exit=False):
-                    record = self._audit(self._event(item), outcome, started)
-                source, latest = self._options.facts_source, item.is_latest
-                await self._spawn(
-                    group, self._light, self._publish, position, record, source, latest
-                )
+                source = self._options.facts_source
+                await self._spawn(group, self._light, self._judged, position, item, outcome,
+                                  time.monotonic() - started, source)  # fmt: skip
                 return
             verdict = decision.verdict if decision else None
         if self._options.events is not None and item.is_latest:
@@ -207,45 +196,38 @@ class Scanner:
         task = group.create_task(work(*args))
         task.add_done_callback(lambda _: lane.release())
 
+    async def _judged(
+        self, position: Position, item: ListedObject, outcome: Outcome, took: float, source: str
+    ) -> None:
+        """An object its listing showed compliant: its audit record, in the listing's trace."""
+        with trace.use_span(self._listing_span, end_on_exit=False):
+            record = await self._guard.publish(self._event(item), outcome, took)
+        self._finish(position, ScanLine.from_audit(record, source=source, is_latest=item.is_latest))
+
     async def _handle(self, position: Position, item: ListedObject) -> None:
         if self._stop.is_set():
             return  # aborted: not done, so a resumed scan takes it again
-        event = self._event(item)
         with TRACER.start_as_current_span("scan.object", attributes={"bucket": item.bucket}):
-            started = time.monotonic()
-            outcome = Outcome()
-            try:
-                if item.is_latest:
-                    outcome = await self._pipeline.handle(
-                        event, outcome, self._announcer(event, outcome)
-                    )
-                else:
-                    outcome = await self._pipeline.handle_noncurrent(event, outcome)
-            except TransientError as exc:
-                self._outage(item.key, exc)
-                return
-            except EnforcerError as exc:
-                record = self._failed(event, outcome, exc, started)
-            else:
-                record = self._audit(event, outcome, started)
-            self._outages_in_a_row = 0
-            await self._publish(position, record, "head", item.is_latest)
+            handled = await self._guard.handle(self._event(item), noncurrent=not item.is_latest)
+        if handled.error is not None:
+            self._summary.fail(item.key, handled.error)
+        if handled.record is None:  # an outage: not done, so a resumed scan takes it again
+            self._stop_if_paused(handled.error)
+            return
+        line = ScanLine.from_audit(handled.record, source="head", is_latest=item.is_latest)
+        self._finish(position, line)
 
-    def _announcer(self, event: ObjectEvent, outcome: Outcome) -> Announce:
-        """Publishes the intent record before each rewrite, as the service does."""
-
-        async def announce(snapshot: ObjectSnapshot, required: RequiredKey) -> None:
-            record = intent_record(event, snapshot, required, outcome.verdict,
-                                   default_mode=self._mode, now=self._now())  # fmt: skip
-            await retry_transient(lambda: self._sink.publish_audit(record))
-
-        return announce
-
-    async def _publish(
-        self, position: Position, record: AuditRecord, source: str, is_latest: bool
-    ) -> None:
-        await retry_transient(lambda: self._sink.publish_audit(record))
-        self._finish(position, ScanLine.from_audit(record, source=source, is_latest=is_latest))
+    def _stop_if_paused(self, error: EnforcerError | None) -> None:
+        """Once the guard's outage gate opens, stop listing: the scan cannot wait as the
+        service does, and a resumed scan continues where it stopped."""
+        if not self._guard.gate.is_open or self._stop.is_set():
+            return
+        self._stop.set()
+        code = error.code if error is not None else "outage"
+        self._summary.aborted = (
+            f"{code}: {self._guard.gate.describe()}; stopped listing: resume the scan once "
+            "the dependency is back (it is idempotent)"
+        )
 
     async def _enqueue(
         self, position: Position, item: ListedObject, verdict: Verdict | None
@@ -263,7 +245,7 @@ class Scanner:
             observed_kms_key=item.facts.kms_key if item.facts else None,
             verdict=verdict.value if verdict else None,
             action=ENQUEUED,
-            mode=self._mode.value,
+            mode=self._summary.mode,
             source=self._options.facts_source if item.facts else None,
             timestamp=self._now(),
         )
@@ -273,31 +255,6 @@ class Scanner:
         self._summary.count(line)
         self._on_line(line)
         self.tracker.finish(position)
-
-    def _failed(
-        self, event: ObjectEvent, outcome: Outcome, exc: EnforcerError, started: float
-    ) -> AuditRecord:
-        if isinstance(exc, KeyMissing | KeyDisabled):
-            KEY_ALERTS.add(1, {"key": exc.key_name, "error": exc.code})
-        self._summary.fail(event.key, exc)
-        return self._audit(event, outcome, started, reason=f"{exc.code}: {exc}")
-
-    def _outage(self, key: str, exc: TransientError) -> None:
-        self._summary.fail(key, exc)
-        self._outages_in_a_row += 1
-        if self._outages_in_a_row >= self._options.outage_threshold and not self._stop.is_set():
-            self._stop.set()
-            self._summary.aborted = (
-                f"{exc.code} on {self._outages_in_a_row} objects in a row: stopped listing; "
-                "resume the scan once the dependency is back (it is idempotent)"
-            )
-
-    def _audit(
-        self, event: ObjectEvent, outcome: Outcome, started: float, reason: str | None = None
-    ) -> AuditRecord:
-        """The audit record the service would write for this outcome."""
-        return audit_record(event, outcome, default_mode=self._mode, started=started,
-                            now=self._now(), failure=reason)  # fmt: skip
 
     def _event(self, item: ListedObject) -> ObjectEvent:
         """Unique per scan run and object version, stable within the run."""

@@ -1,7 +1,8 @@
 """The Kafka loop: fetch, fan out with bounded concurrency, keep per-object order, commit safely.
 
-Only the mechanics live here; what happens to a record is the handler's business
-(:class:`enforcer.engine.handler.RecordHandler`). Guarantees:
+Only the mechanics live here; what happens to a record is the engine's business: each one is
+handed over as an :class:`enforcer.engine.ports.Message` to the handler it was given (the
+engine's :class:`~enforcer.engine.handler.RecordHandler`). Guarantees:
 
 * records with the same Kafka key (``bucket/object``) run one after another, in offset order;
   others run concurrently: at most ``4 x concurrency`` records are in flight (the window), and
@@ -24,14 +25,13 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import IllegalStateError, KafkaError
 from aiokafka.structs import ConsumerRecord
 
-from enforcer.engine.outage import OutageGate
+from enforcer.engine.ports import ConsumptionGate, Message
 from enforcer.telemetry import CONSUMER_LAG, IN_FLIGHT, PAUSED
 
 log = logging.getLogger(__name__)
@@ -46,17 +46,7 @@ POLL_KEEPALIVE = 60.0
 COMMIT_INTERVAL = 1.0
 
 
-@dataclass(frozen=True)
-class KafkaMessage:
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    headers: dict[str, bytes] = field(default_factory=dict)
-
-
-Handler = Callable[[KafkaMessage], Awaitable[None]]
+Handler = Callable[[Message], Awaitable[None]]
 
 
 class OffsetTracker:
@@ -111,7 +101,7 @@ class EventConsumer:
         consumer: AIOKafkaConsumer,
         handler: Handler,
         *,
-        gate: OutageGate,
+        gate: ConsumptionGate,
         concurrency: int,
         shutdown_timeout: float,
         drain_idle: float | None = None,
@@ -187,14 +177,12 @@ class EventConsumer:
             for r in records:
                 self._schedule(
                     tp,
-                    KafkaMessage(
-                        r.topic, r.partition, r.offset, r.key, r.value, dict(r.headers or ())
-                    ),
+                    Message(r.topic, r.partition, r.offset, r.key, r.value, dict(r.headers or ())),
                 )
                 count += 1
         return count
 
-    def _schedule(self, tp: TopicPartition, message: KafkaMessage) -> None:
+    def _schedule(self, tp: TopicPartition, message: Message) -> None:
         self._offsets.started(tp, message.offset)
         previous = self._tails.get(message.key) if message.key is not None else None
         task = asyncio.create_task(self._run_one(tp, message, previous))
@@ -204,7 +192,7 @@ class EventConsumer:
         task.add_done_callback(lambda t: self._done(t, message.key))
 
     async def _run_one(
-        self, tp: TopicPartition, message: KafkaMessage, previous: asyncio.Task[None] | None
+        self, tp: TopicPartition, message: Message, previous: asyncio.Task[None] | None
     ) -> None:
         if previous is not None:
             await asyncio.wait([previous])  # same object: strictly after the earlier record

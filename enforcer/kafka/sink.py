@@ -13,9 +13,9 @@ from contextlib import asynccontextmanager
 from aiokafka import AIOKafkaProducer
 
 from enforcer.config import KafkaSettings
+from enforcer.engine.records import DLQ_KEY_LIMIT, AuditRecord, DeadLetterRecord, without_payload
 from enforcer.errors import RecordTooLarge
 from enforcer.kafka.clients import kafka_call, open_producer
-from enforcer.records import DLQ_KEY_LIMIT, AuditRecord, DeadLetterRecord, without_payload
 
 log = logging.getLogger(__name__)
 

@@ -20,6 +20,7 @@ from botocore.exceptions import (
     ParamValidationError,
 )
 
+from enforcer.engine.ports import DataKey, KeyInfo, KeyState
 from enforcer.errors import (
     ConfigError,
     EnforcerError,
@@ -29,7 +30,7 @@ from enforcer.errors import (
     KmsNotAuthorized,
     KmsUnavailable,
 )
-from enforcer.kms.base import PROBE_POLICY, DataKey, KeyInfo, KeyState, traced
+from enforcer.kms.base import PROBE_POLICY, traced
 
 T = TypeVar("T")
 
@@ -166,7 +167,7 @@ async def open_aws_kms(
     Credentials left ``None`` come from botocore's usual chain (env, profile, instance role).
     """
     config = AioConfig(
-        retries={"max_attempts": 1, "mode": "standard"},
+        retries={"total_max_attempts": 1, "mode": "standard"},
         connect_timeout=request_timeout,
         read_timeout=request_timeout,
     )

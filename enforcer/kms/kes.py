@@ -24,6 +24,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from enforcer.crypto.chain import encode_context
+from enforcer.engine.ports import DataKey, KeyInfo, KeyState
 from enforcer.errors import (
     ConfigError,
     IntegrityError,
@@ -31,7 +33,7 @@ from enforcer.errors import (
     KmsNotAuthorized,
     KmsUnavailable,
 )
-from enforcer.kms.base import PROBE_POLICY, DataKey, KeyInfo, KeyState, encode_context, traced
+from enforcer.kms.base import PROBE_POLICY, traced
 
 _KEY_NAME = re.compile(r"[0-9A-Za-z_-]{1,80}")
 _API_KEY_PREFIX = "kes:v1:"

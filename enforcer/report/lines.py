@@ -12,17 +12,13 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import Iterator
-from datetime import datetime
 from pathlib import Path
 from typing import IO, Protocol
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import ValidationError
 
+from enforcer.engine.records import ScanLine
 from enforcer.errors import ConfigError
-from enforcer.records import AuditRecord
-
-#: Action of an object ``enforcer scan --enqueue`` handed to the service instead of handling.
-ENQUEUED = "enqueued"
 
 CSV_COLUMNS = (
     "Bucket",
@@ -45,58 +41,20 @@ _ENCRYPTION_STATUS = {
 }
 
 
-class ScanLine(BaseModel):
-    """Where one object (version) stands after a scan looked at it."""
-
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
-    bucket: str
-    key: str
-    version_id: str | None = None
-    is_latest: bool = True
-    observed_sse: str | None = None
-    observed_kms_key: str | None = None
-    required_key: str | None = None
-    verdict: str | None = None
-    action: str
-    reason: str | None = None
-    mode: str | None = None
-    event_name: str | None = None
-    source: str | None = None  # listing | inventory | head (scan lines only)
-    timestamp: datetime
-
-    @classmethod
-    def from_audit(cls, record: AuditRecord, *, source: str, is_latest: bool = True) -> ScanLine:
-        return cls.model_construct(  # the record is validated already: no second pass
-            bucket=record.bucket,
-            key=record.key,
-            version_id=record.version_id,
-            is_latest=is_latest,
-            observed_sse=record.observed_sse,
-            observed_kms_key=record.observed_kms_key,
-            required_key=record.required_key,
-            verdict=record.verdict.value if record.verdict else None,
-            action=record.action.value,
-            reason=record.reason,
-            mode=record.mode,
-            event_name=record.event_name,
-            source=source,
-            timestamp=record.timestamp,
-        )
-
-    def csv_row(self) -> list[str]:
-        return [
-            self.bucket,
-            self.key,
-            self.version_id or "",
-            "true" if self.is_latest else "false",
-            _ENCRYPTION_STATUS.get(self.observed_sse or "", ""),
-            self.observed_kms_key or "",
-            self.required_key or "",
-            self.verdict or "",
-            self.action,
-            self.reason or "",
-        ]
+def csv_row(line: ScanLine) -> list[str]:
+    """One CSV row, in the columns of :data:`CSV_COLUMNS`."""
+    return [
+        line.bucket,
+        line.key,
+        line.version_id or "",
+        "true" if line.is_latest else "false",
+        _ENCRYPTION_STATUS.get(line.observed_sse or "", ""),
+        line.observed_kms_key or "",
+        line.required_key or "",
+        line.verdict or "",
+        line.action,
+        line.reason or "",
+    ]
 
 
 class LineWriter(Protocol):
@@ -127,7 +85,7 @@ class CsvWriter:
             self._csv.writerow(CSV_COLUMNS)
 
     def write(self, line: ScanLine) -> None:
-        self._csv.writerow(line.csv_row())
+        self._csv.writerow(csv_row(line))
 
     def flush(self) -> None:
         self._stream.flush()

@@ -16,10 +16,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from enforcer.report.lines import ScanLine
+from enforcer.engine.records import NONCURRENT_EVENT, ScanLine
 
-#: Event name of the audit records of non-current versions (``enforcer scan --versions``).
-NONCURRENT_EVENT = "scan:version"
 #: How many objects the report lists one by one (all are counted).
 MAX_LISTED = 500
 _UNCOUNTED_VERDICTS = {"gone", "out_of_scope"}

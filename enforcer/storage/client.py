@@ -25,16 +25,17 @@ from aiobotocore.config import AioConfig
 from botocore.utils import parse_timestamp as botocore_parse_timestamp
 
 from enforcer import __version__
-from enforcer.config import S3Settings
+from enforcer.storage.options import S3Options
 
 USER_AGENT = f"sse-enforcer/{__version__}"
 
 
-def client_config(settings: S3Settings) -> AioConfig:
+def client_config(options: S3Options) -> AioConfig:
     return AioConfig(
         s3={"addressing_style": "path"},
-        retries={"max_attempts": 1, "mode": "standard"},  # retries are ours (retrying.py)
-        max_pool_connections=settings.max_pool_connections,
+        # One attempt: retries are ours (retrying.py). "max_attempts" would count retries only.
+        retries={"total_max_attempts": 1, "mode": "standard"},
+        max_pool_connections=options.max_pool_connections,
         connect_timeout=5,
         read_timeout=60,
         parameter_validation=False,
@@ -71,11 +72,3 @@ def is_aws_endpoint(endpoint_url: str | None) -> bool:
         return True
     host = urlsplit(endpoint_url).hostname or ""
     return host.endswith((".amazonaws.com", ".amazonaws.com.cn"))
-
-
-def copy_checks_if_match(settings: S3Settings) -> bool:
-    """Whether this store checks ``If-Match`` on CopyObject (``auto``: AWS endpoints only; MinIO
-    ignores it there, so a server-side copy would not be lost-update-free)."""
-    if settings.copy_if_match == "auto":
-        return is_aws_endpoint(settings.endpoint_url)
-    return settings.copy_if_match == "true"

@@ -28,13 +28,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote_plus
 
-from botocore.exceptions import BotoCoreError, ClientError
-
 from enforcer.core.verdict import Encryption
+from enforcer.engine.objects import ListedFacts, ListedObject
 from enforcer.errors import ConfigError
-from enforcer.retrying import RetryPolicy, retry_transient
-from enforcer.storage.errors import translate
-from enforcer.storage.port import ListedFacts, ListedObject
+from enforcer.storage.listing import S3Listing
 
 #: Column names accepted for the object's KMS key (case-insensitive).
 KMS_KEY_COLUMNS = ("kmskeyarn", "ssekmskeyid", "kmskeyid", "sse-kms-key-id")
@@ -128,12 +125,11 @@ def _csv_rows(data: bytes, where: str) -> Iterator[list[str]]:
 
 
 class InventoryReader:
-    """Reads a manifest and its files, locally or from S3 (through ``client``)."""
+    """Reads a manifest and its files, locally or from S3 (through ``listing``)."""
 
-    def __init__(self, location: str, client: Any | None = None) -> None:
+    def __init__(self, location: str, listing: S3Listing | None = None) -> None:
         self.location = location
-        self._client = client
-        self._retry = RetryPolicy()
+        self._listing = listing
 
     async def objects(self, skip: int = 0) -> AsyncIterator[ListedObject]:
         """Every object (version) in the report, in file and row order, after ``skip``."""
@@ -162,18 +158,7 @@ class InventoryReader:
                 return await asyncio.to_thread(Path(location).read_bytes)
             except OSError as exc:
                 raise ConfigError(f"inventory {location}: {exc.strerror}") from exc
-        client = self._client
-        if client is None:
+        if self._listing is None:
             raise ConfigError(f"{location}: reading an inventory from S3 needs the S3 client")
         bucket, _, key = location.removeprefix("s3://").partition("/")
-
-        async def call() -> bytes:
-            try:
-                response = await client.get_object(Bucket=bucket, Key=key)
-                async with response["Body"] as body:
-                    return bytes(await body.read())
-            except (ClientError, BotoCoreError) as exc:
-                raise translate(exc, f"GET {location}") from exc
-
-        data, _ = await retry_transient(call, self._retry)
-        return data
+        return await self._listing.read_object(bucket, key)

@@ -7,15 +7,29 @@ own S3 SigV4 signer with the client's own credentials (so refreshing credentials
 work as before) — sends it over aiohttp, and maps the response headers to the same dict botocore
 returns, through the header tables of botocore's S3 service model.
 
-It takes only the common case. An error status, a transport error, or a parameter it does not
-send the way botocore would (a timestamp, a non-ASCII value, a streamed body) raises
-:class:`NotLean`, and the caller repeats the call through aiobotocore: errors, retries of odd
-cases and their translation stay in one proven place. ``tests/integration/test_lean_s3.py``
-checks both paths give the same answers on MinIO and on moto.
+It answers the way aiobotocore does, so the storage adapter handles both paths with the same
+code (:class:`~enforcer.storage.transport.S3Transport` picks one per call):
+
+* an error status raises botocore's :class:`~botocore.exceptions.ClientError` with the same
+  ``Error`` code and message (from the S3 error document, or from the status for a HEAD) and
+  the same ``ResponseMetadata``, so the one error mapping (:mod:`enforcer.storage.errors`)
+  translates it; a transport failure raises botocore's
+  :class:`~botocore.exceptions.HTTPClientError`. Nothing is sent twice: retries are the retry
+  policy's, with its backoff (a 503 SlowDown included);
+* a request it would not send the way botocore does (a timestamp parameter, a non-ASCII value,
+  an empty key) raises :class:`NotLean` **before** anything is sent, and only then does the
+  transport use aiobotocore instead;
+* an answer with a typed header it cannot read (a date or a number that is not one) raises
+  :class:`~enforcer.errors.StorageRejected` for that object (botocore would raise a bare
+  ``ValueError``).
+
+``tests/integration/test_lean_s3.py`` checks both paths give the same answers, and the same
+errors, on MinIO and on moto.
 """
 
 from __future__ import annotations
 
+import http
 import ssl
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -28,20 +42,20 @@ import aiohttp
 from aiobotocore.credentials import AioCredentials
 from botocore.auth import S3SigV4Auth
 from botocore.awsrequest import AWSRequest
+from botocore.exceptions import ClientError, HTTPClientError
 from yarl import URL
 
-from enforcer.config import S3Settings
-from enforcer.errors import StorageUnavailable
+from enforcer.errors import StorageRejected, StorageUnavailable
 from enforcer.storage.client import USER_AGENT, parse_timestamp
-from enforcer.telemetry import LEAN_FALLBACKS
+from enforcer.storage.options import S3Options
 
 
 class NotLean(Exception):
-    """This call is not for the lean path: repeat it through aiobotocore."""
+    """This call is not for the lean path (found before anything was sent): use aiobotocore."""
 
     def __init__(self, operation: str, reason: str) -> None:
         super().__init__(f"{operation}: {reason}")
-        LEAN_FALLBACKS.add(1, {"operation": operation, "reason": reason})
+        self.operation, self.reason = operation, reason
 
 
 class HeaderTable:
@@ -68,7 +82,8 @@ class HeaderTable:
                 self.request_prefix = header
 
     def parse(self, operation: str, headers: Mapping[str, str]) -> dict[str, Any]:
-        """Response headers (lower-case names) → botocore's response dict."""
+        """Response headers (lower-case names) → botocore's response dict; a typed header that
+        does not read as its type is :class:`~enforcer.errors.StorageRejected`."""
         parsed: dict[str, Any] = {}
         metadata: dict[str, str] = {}
         for name, value in headers.items():
@@ -76,9 +91,9 @@ class HeaderTable:
                 metadata[name.removeprefix(self.response_prefix)] = value
             elif (field := self.response.get(name)) is not None:
                 try:
-                    parsed.update(_field(operation, field, value))
+                    parsed.update(_field(field, value))
                 except (ValueError, TypeError, OverflowError):
-                    raise NotLean(operation, f"header {name}") from None
+                    raise StorageRejected(f"{operation}: unreadable header {name}") from None
         if self.response_prefix:
             parsed["Metadata"] = metadata
         return parsed
@@ -104,7 +119,7 @@ def _members(shape: Any) -> list[tuple[str, Any]]:
     return list(shape.members.items()) if shape is not None else []
 
 
-def _field(operation: str, field: tuple[str, str], value: str) -> dict[str, Any]:
+def _field(field: tuple[str, str], value: str) -> dict[str, Any]:
     name, kind = field
     if kind == "string":
         return {name: value}
@@ -119,11 +134,12 @@ def _field(operation: str, field: tuple[str, str], value: str) -> dict[str, Any]
             except (ValueError, TypeError, OverflowError):
                 return {"ExpiresString": value}
         return {name: parse_timestamp(value)}
-    raise NotLean(operation, f"{kind} header {name}")
+    raise ValueError(f"{kind} header {name}")
 
 
 class LeanS3:
-    """The four calls, each returning what aiobotocore's would (or raising :class:`NotLean`)."""
+    """The four calls, each answering (or failing) as aiobotocore's would; :class:`NotLean`
+    only before sending."""
 
     def __init__(
         self,
@@ -147,7 +163,7 @@ class LeanS3:
         async with self._request("HeadObject", "HEAD", bucket, key, _query(version_id)) as answer:
             if answer.status == 404:
                 return None
-            _expect(answer, "HeadObject")
+            await _expect(answer, "HeadObject")
             return self._head.parse("HeadObject", _headers(answer, "HeadObject"))
 
     @asynccontextmanager
@@ -159,7 +175,7 @@ class LeanS3:
         async with self._request(
             "GetObject", "GET", bucket, key, _query(version_id), headers
         ) as answer:
-            _expect(answer, "GetObject")
+            await _expect(answer, "GetObject")
             yield answer.content
 
     async def put_object(
@@ -168,7 +184,7 @@ class LeanS3:
         """PutObject of ``body`` with ``params`` (botocore's parameter names)."""
         headers = self._put.headers("PutObject", params)
         async with self._request("PutObject", "PUT", bucket, key, "", headers, body) as answer:
-            _expect(answer, "PutObject")
+            await _expect(answer, "PutObject")
             return self._put.parse("PutObject", _headers(answer, "PutObject"))
 
     async def get_object_tagging(
@@ -176,12 +192,12 @@ class LeanS3:
     ) -> dict[str, Any]:
         query = _query(version_id, "tagging")
         async with self._request("GetObjectTagging", "GET", bucket, key, query) as answer:
-            _expect(answer, "GetObjectTagging")
+            await _expect(answer, "GetObjectTagging")
             document = await answer.read()
         try:
             root = ElementTree.fromstring(document)  # noqa: S314 - the store's own answer
         except ElementTree.ParseError:
-            raise NotLean("GetObjectTagging", "unreadable body") from None
+            raise StorageRejected("GetObjectTagging: unreadable answer") from None
         tags = [
             {"Key": tag.findtext("{*}Key", ""), "Value": tag.findtext("{*}Value", "")}
             for tag in root.iterfind(".//{*}Tag")  # with or without S3's namespace (MinIO)
@@ -210,8 +226,10 @@ class LeanS3:
             answer = await self._http.request(
                 method, URL(url, encoded=True), headers=sent, data=body or None
             )
-        except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as exc:  # no answer
+        except (aiohttp.InvalidURL, ValueError) as exc:  # refused by aiohttp before sending
             raise NotLean(operation, type(exc).__name__) from exc
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:  # sent, no answer
+            raise HTTPClientError(error=exc) from exc
         try:
             yield answer
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:  # the body broke off
@@ -222,26 +240,21 @@ class LeanS3:
 
 
 @asynccontextmanager
-async def open_lean(
-    session: Any, client: Any, settings: S3Settings
-) -> AsyncIterator[LeanS3 | None]:
+async def open_lean(session: Any, client: Any, options: S3Options) -> AsyncIterator[LeanS3 | None]:
     """The lean path beside aiobotocore ``client`` of ``session``, with the client's endpoint,
     region, credentials and service model; None when configured off or without credentials
     (aiobotocore then says what is missing)."""
-    if not settings.lean_requests:
+    if not options.lean_requests:
         yield None
         return
-    if settings.access_key_id is not None and settings.secret_access_key is not None:
-        credentials: Any = AioCredentials(
-            settings.access_key_id.get_secret_value(),
-            settings.secret_access_key.get_secret_value(),
-        )
+    if options.access_key_id is not None and options.secret_access_key is not None:
+        credentials: Any = AioCredentials(options.access_key_id, options.secret_access_key)
     else:  # the session's provider chain, the object the client itself signs with
         credentials = await session.get_credentials()
     if credentials is None or _proxied(client.meta.endpoint_url):
         yield None
         return
-    async with _open_http(settings) as http:
+    async with _open_http(options) as http:
         yield LeanS3(
             http,
             client.meta.endpoint_url,
@@ -251,14 +264,14 @@ async def open_lean(
         )
 
 
-def _open_http(settings: S3Settings) -> aiohttp.ClientSession:
+def _open_http(options: S3Options) -> aiohttp.ClientSession:
     """The lean path's connection pool, configured as aiobotocore configures its own: bodies
     exactly as stored (no decompression), no automatic Content-Type, the same TLS trust and
     timeouts. (Proxies are aiobotocore's business: with one the lean path is off.)"""
-    ca = settings.ca_bundle
+    ca = options.ca_bundle
     context = ssl.create_default_context(cafile=str(ca)) if ca else True
     return aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(limit=settings.max_pool_connections, ssl=context),
+        connector=aiohttp.TCPConnector(limit=options.max_pool_connections, ssl=context),
         timeout=aiohttp.ClientTimeout(sock_connect=5, sock_read=60),
         skip_auto_headers={"Content-Type", "Accept-Encoding"},
         auto_decompress=False,
@@ -283,9 +296,38 @@ def _headers(answer: aiohttp.ClientResponse, operation: str) -> dict[str, str]:
     try:
         return {k.decode().lower(): v.decode() for k, v in answer.raw_headers}
     except UnicodeDecodeError:
-        raise NotLean(operation, "header not UTF-8") from None
+        raise StorageRejected(f"{operation}: a header that is not UTF-8") from None
 
 
-def _expect(answer: aiohttp.ClientResponse, operation: str) -> None:
-    if answer.status != 200:
-        raise NotLean(operation, str(answer.status))
+async def _expect(answer: aiohttp.ClientResponse, operation: str) -> None:
+    """Raise on an error status the :class:`ClientError` botocore would raise for it."""
+    if answer.status < 300:
+        return
+    body = b"" if answer.method == "HEAD" else await answer.read()
+    headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in answer.raw_headers}
+    raise ClientError(error_response(answer.status, headers, body), operation)
+
+
+def error_response(status: int, headers: dict[str, str], body: bytes) -> dict[str, Any]:
+    """botocore's parsed error for an S3 answer: ``Code`` and ``Message`` from the error
+    document, or the status and its reason phrase when there is none (a HEAD) (pure)."""
+    code, message = str(status), _reason(status)
+    if body:
+        try:
+            root = ElementTree.fromstring(body)  # noqa: S314 - the store's own answer
+        except ElementTree.ParseError:
+            root = None
+        if root is not None and root.tag.rsplit("}", 1)[-1] == "Error":
+            code = root.findtext("{*}Code") or root.findtext("Code") or code
+            message = root.findtext("{*}Message") or root.findtext("Message") or ""
+    return {
+        "Error": {"Code": code, "Message": message},
+        "ResponseMetadata": {"HTTPStatusCode": status, "HTTPHeaders": headers},
+    }
+
+
+def _reason(status: int) -> str:
+    try:
+        return http.HTTPStatus(status).phrase
+    except ValueError:
+        return ""

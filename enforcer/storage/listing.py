@@ -1,10 +1,9 @@
-"""Read-only listing on the storage's S3 client: the objects (or versions) under a prefix, the
-buckets.
+"""Read-only S3 on the storage's client: the objects (or versions) under a prefix, the buckets,
+whole small objects (inventory manifests).
 
-Written as a mixin over ``self._client`` so :class:`~enforcer.storage.s3.S3Storage` can take it
-as a base class; until then :meth:`S3Listing.of` borrows the storage's client (same connection
-pool, closed by :func:`~enforcer.storage.s3.open_s3_storage`). Errors are translated once, here,
-like the rest of the S3 adapter; every page is retried through :mod:`enforcer.retrying`.
+:class:`~enforcer.storage.s3.S3Storage` holds one as ``storage.listing``, on its own client (the
+same connection pool, closed with it). Errors are translated once, here, like the rest of the S3
+adapter; every request is retried through :mod:`enforcer.retrying`.
 
 **Listing with metadata.** MinIO extends ListObjectsV2 and ListObjectVersions with
 ``metadata=true``: each entry then carries a ``<UserMetadata>`` element holding, among others,
@@ -28,12 +27,11 @@ from urllib.parse import parse_qsl, unquote_plus
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from enforcer.engine.objects import ListedFacts, ListedObject
 from enforcer.errors import AccessDenied, CredentialsRejected, EnforcerError
 from enforcer.retrying import RetryPolicy, retry_transient
 from enforcer.storage.errors import translate
-from enforcer.storage.port import ListedFacts, ListedObject
 from enforcer.storage.responses import encryption_of
-from enforcer.storage.s3 import S3Storage
 
 #: ListObjectsV2's own maximum page size.
 PAGE_SIZE = 1000
@@ -153,12 +151,13 @@ def _listed(
 # ---------------------------------------------------------------- the adapter
 
 
-class S3ListingMixin:
-    """Listing (objects, versions, buckets), ``authenticate`` and ``bucket_exists`` for any class
-    that holds an aiobotocore ``_client``."""
+class S3Listing:
+    """Listing (objects, versions, buckets), ``authenticate``, ``bucket_exists`` and whole-object
+    reads on an aiobotocore ``client``."""
 
-    _client: Any
-    retry: RetryPolicy = RetryPolicy()
+    def __init__(self, client: Any, retry: RetryPolicy | None = None) -> None:
+        self._client = client
+        self.retry = retry or RetryPolicy()
 
     def ask_for_metadata(self) -> None:
         """Send ``metadata=true`` on this client's listings from now on (idempotent)."""
@@ -258,6 +257,20 @@ class S3ListingMixin:
         page, _ = await retry_transient(call, self.retry)
         return page
 
+    async def read_object(self, bucket: str, key: str) -> bytes:
+        """A whole (small) object, such as an inventory manifest."""
+
+        async def call() -> bytes:
+            try:
+                response = await self._client.get_object(Bucket=bucket, Key=key)
+                async with response["Body"] as body:
+                    return bytes(await body.read())
+            except (ClientError, BotoCoreError) as exc:
+                raise translate(exc, f"GET s3://{bucket}/{key}") from exc
+
+        data, _ = await retry_transient(call, self.retry)
+        return data
+
     async def authenticate(self) -> None:
         """One signed request (ListBuckets): :class:`CredentialsRejected` if the store does not
         accept our credentials. A plain AccessDenied means they were accepted (the user may just
@@ -333,14 +346,3 @@ def _facts_of(page: dict[str, Any], count: int) -> list[ListedFacts | None]:
     if len(facts) != count:  # cannot pair them up safely: HEAD everything on this page
         return [None] * count
     return facts
-
-
-class S3Listing(S3ListingMixin):
-    """The mixin on a borrowed client."""
-
-    def __init__(self, client: Any) -> None:
-        self._client = client
-
-    @classmethod
-    def of(cls, storage: S3Storage) -> S3Listing:
-        return cls(storage._client)  # the same adapter's client: see the module doc

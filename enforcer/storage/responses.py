@@ -10,7 +10,7 @@ from urllib.parse import urlencode
 from enforcer.core.verdict import Encryption
 from enforcer.crypto.envelope import PREFIX as ENVELOPE_PREFIX
 from enforcer.crypto.envelope import is_envelope
-from enforcer.storage.port import ObjectSnapshot, PreservedAttributes, WriteResult
+from enforcer.engine.objects import ObjectSnapshot, PreservedAttributes, WriteResult
 
 
 def snapshot_from_head(bucket: str, key: str, head: dict[str, Any]) -> ObjectSnapshot:

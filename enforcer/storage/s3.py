@@ -1,4 +1,8 @@
-"""S3Storage: the storage port on aiobotocore (MinIO and AWS S3).
+"""S3Storage: the engine's storage port on S3 (MinIO and AWS S3), over one transport.
+
+Every request goes through :class:`~enforcer.storage.transport.S3Transport` (aiobotocore, with
+the lean path for the hot calls) and every error is translated once, here, by
+:mod:`enforcer.storage.errors`. The same clients serve the read-only :attr:`S3Storage.listing`.
 
 The rewrite never trusts an unlocked read-modify-write: MinIO's in-place CopyObject reads its source
 without a lock, so every rewrite ends in a request the server checks atomically under the object's
@@ -16,73 +20,48 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import IO, Any
 
-from aiobotocore.session import get_session
 from botocore.exceptions import BotoCoreError, ClientError
 
-from enforcer.config import S3Settings
 from enforcer.core.verdict import Encryption
-from enforcer.errors import AccessDenied, CredentialsRejected, StorageRejected
-from enforcer.storage.client import client_config, copy_checks_if_match, use_fast_timestamps
-from enforcer.storage.errors import error_code, is_sse_c_refusal, translate
-from enforcer.storage.lean import LeanS3, NotLean, open_lean
-from enforcer.storage.port import (
+from enforcer.engine.objects import (
     SPOOL_IN_MEMORY,
     ObjectSnapshot,
     SseKmsTarget,
     WriteResult,
     check_read_size,
 )
+from enforcer.errors import AccessDenied, CredentialsRejected, StorageRejected
+from enforcer.storage.errors import error_code, is_sse_c_refusal, translate
+from enforcer.storage.listing import S3Listing
+from enforcer.storage.options import S3Options
 from enforcer.storage.responses import snapshot_from_head, write_headers, write_result
+from enforcer.storage.transport import S3Transport, open_s3_transport
 
 #: Objects up to this size are rewritten from one bytes object, without a spool.
 SMALL_BODY = 1024 * 1024
-_READ_CHUNK = 1024 * 1024
 # No default encryption; or no bucket at all (deleted since the event): its objects are gone.
 _NO_ENCRYPTION_CONFIG = {"ServerSideEncryptionConfigurationNotFoundError", "NoSuchBucket"}
 
 
 @asynccontextmanager
-async def open_s3_storage(settings: S3Settings) -> AsyncIterator[S3Storage]:
+async def open_s3_storage(options: S3Options) -> AsyncIterator[S3Storage]:
     """The storage port on S3; its clients are closed when the context exits."""
-    async with open_s3_clients(settings) as (client, lean):
-        yield S3Storage(client, settings, lean)
-
-
-@asynccontextmanager
-async def open_s3_clients(settings: S3Settings) -> AsyncIterator[tuple[Any, LeanS3 | None]]:
-    """The aiobotocore client and, beside it, the lean path for the hot calls (None when off)."""
-    session = get_session()
-    use_fast_timestamps(session)
-    async with (
-        session.create_client(
-            "s3",
-            endpoint_url=settings.endpoint_url,
-            region_name=settings.region,
-            aws_access_key_id=_secret(settings.access_key_id),
-            aws_secret_access_key=_secret(settings.secret_access_key),
-            verify=str(settings.ca_bundle) if settings.ca_bundle else None,
-            config=client_config(settings),
-        ) as client,
-        open_lean(session, client, settings) as lean,
-    ):
-        yield client, lean
-
-
-def _secret(value: Any) -> str | None:
-    return value.get_secret_value() if value is not None else None
+    async with open_s3_transport(options) as transport:
+        yield S3Storage(transport, options)
 
 
 class S3Storage:
-    """Every call goes through aiobotocore, except that the hot ones try ``lean`` first (when
-    configured) and repeat through aiobotocore whatever it does not take (:class:`NotLean`)."""
+    """The storage port (:class:`~enforcer.engine.ports.BodyStorage`) on one S3 transport."""
 
-    def __init__(self, client: Any, settings: S3Settings, lean: LeanS3 | None = None) -> None:
-        self._client = client
-        self._lean = lean
+    def __init__(self, transport: S3Transport, options: S3Options) -> None:
+        self._transport = transport
+        self._client = transport.client  # the operations the lean path does not take
         self._identity_confirmed = False
-        self.multipart_threshold = settings.multipart_threshold
-        self.part_size = settings.part_size
-        self.copy_if_match = copy_checks_if_match(settings)
+        self.multipart_threshold = options.multipart_threshold
+        self.part_size = options.part_size
+        self.copy_if_match = options.copy_if_match
+        #: Read-only listing over the same clients (the scan, the preflight, ``keys status``).
+        self.listing = S3Listing(transport.client)
 
     # ------------------------------------------------------------ health
 
@@ -108,19 +87,13 @@ class S3Storage:
     async def head(
         self, bucket: str, key: str, version_id: str | None = None
     ) -> ObjectSnapshot | None:
-        if self._lean is not None:
-            with contextlib.suppress(NotLean):
-                found = await self._lean.head_object(bucket, key, version_id)
-                return None if found is None else snapshot_from_head(bucket, key, found)
-        params = {"Bucket": bucket, "Key": key} | ({"VersionId": version_id} if version_id else {})
         try:
-            response = await self._client.head_object(**params)
+            found = await self._transport.head_object(bucket, key, version_id)
         except ClientError as exc:
             status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-            if status == 404:
-                return None
             if status == 400:
-                exc = await self._explain_bad_request(exc, params)
+                params = {"Bucket": bucket, "Key": key}
+                exc = await self._explain_bad_request(exc, params | _version(version_id))
                 if is_sse_c_refusal(*error_code(exc)):
                     return ObjectSnapshot(
                         bucket, key, "", 0, Encryption.SSE_C, version_id=version_id
@@ -128,7 +101,7 @@ class S3Storage:
             raise translate(exc, f"HEAD {bucket}/{key}") from exc
         except BotoCoreError as exc:
             raise translate(exc, f"HEAD {bucket}/{key}") from exc
-        return snapshot_from_head(bucket, key, response)
+        return None if found is None else snapshot_from_head(bucket, key, found)
 
     async def _explain_bad_request(self, exc: ClientError, params: dict[str, str]) -> ClientError:
         """The store's own words for a HEAD answered 400 (a HEAD has no error body).
@@ -166,20 +139,13 @@ class S3Storage:
         return None
 
     async def read_tags(self, snapshot: ObjectSnapshot) -> dict[str, str]:
-        params = _object_params(snapshot)
         try:
-            response = await self._get_tagging(params)
+            response = await self._transport.get_object_tagging(
+                snapshot.bucket, snapshot.key, snapshot.version_id
+            )
         except (ClientError, BotoCoreError) as exc:
             raise translate(exc, f"GetObjectTagging {snapshot.bucket}/{snapshot.key}") from exc
         return {t["Key"]: t["Value"] for t in response.get("TagSet", [])}
-
-    async def _get_tagging(self, params: dict[str, str]) -> dict[str, Any]:
-        if self._lean is not None:
-            with contextlib.suppress(NotLean):
-                return await self._lean.get_object_tagging(
-                    params["Bucket"], params["Key"], params.get("VersionId")
-                )
-        return await self._client.get_object_tagging(**params)  # type: ignore[no-any-return]
 
     async def delete_version(self, bucket: str, key: str, version_id: str) -> None:
         # MinIO grants version deletes only with s3:DeleteObject, which also allows deleting the
@@ -254,25 +220,14 @@ class S3Storage:
 
     async def read_chunks(self, snapshot: ObjectSnapshot) -> AsyncIterator[bytes]:
         """Stream exactly the inspected version (GET with If-Match), 1 MiB at a time."""
-        if self._lean is not None:
-            try:
-                async with self._lean.get_object(
-                    snapshot.bucket, snapshot.key, snapshot.version_id, snapshot.etag
-                ) as stream:
-                    async for chunk in stream.iter_chunked(_READ_CHUNK):
-                        yield chunk
-                return
-            except NotLean:
-                pass
-        where = f"GET {snapshot.bucket}/{snapshot.key}"
+        chunks = self._transport.read_object(
+            snapshot.bucket, snapshot.key, snapshot.version_id, snapshot.etag
+        )
         try:
-            response = await self._client.get_object(
-                **_object_params(snapshot), IfMatch=snapshot.etag
-            )
-            async with response["Body"] as body:
-                while chunk := await body.read(_READ_CHUNK):
-                    yield chunk
+            async for chunk in chunks:
+                yield chunk
         except (ClientError, BotoCoreError) as exc:
+            where = f"GET {snapshot.bucket}/{snapshot.key}"
             raise translate(exc, where, _bare_key(snapshot.kms_key)) from exc
 
     async def put_if_match(
@@ -306,21 +261,11 @@ class S3Storage:
         headers: dict[str, Any],
     ) -> WriteResult:
         """PutObject replacing exactly the inspected object, atomically (If-Match)."""
-        if self._lean is not None and isinstance(body, bytes):
-            with contextlib.suppress(NotLean):
-                response = await self._lean.put_object(
-                    snapshot.bucket, snapshot.key, body, headers | {"IfMatch": snapshot.etag}
-                )
-                return write_result(response)
+        params = headers | {"IfMatch": snapshot.etag}
+        if not isinstance(body, bytes):
+            params["ContentLength"] = length
         try:
-            response = await self._client.put_object(
-                Bucket=snapshot.bucket,
-                Key=snapshot.key,
-                Body=body,
-                ContentLength=length,
-                IfMatch=snapshot.etag,
-                **headers,
-            )
+            response = await self._transport.put_object(snapshot.bucket, snapshot.key, body, params)
         except (ClientError, BotoCoreError) as exc:
             where = f"PUT {snapshot.bucket}/{snapshot.key}"
             raise translate(exc, where, headers.get("SSEKMSKeyId", "")) from exc
@@ -427,10 +372,11 @@ class S3Storage:
 
 
 def _object_params(snapshot: ObjectSnapshot) -> dict[str, str]:
-    params = {"Bucket": snapshot.bucket, "Key": snapshot.key}
-    if snapshot.version_id:
-        params["VersionId"] = snapshot.version_id
-    return params
+    return {"Bucket": snapshot.bucket, "Key": snapshot.key} | _version(snapshot.version_id)
+
+
+def _version(version_id: str | None) -> dict[str, str]:
+    return {"VersionId": version_id} if version_id else {}
 
 
 def _bare_key(reported: str | None) -> str:

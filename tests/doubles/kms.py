@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from enforcer.crypto.chain import encode_context
+from enforcer.engine.ports import DataKey, KeyInfo, KeyState
 from enforcer.errors import AccessDenied, IntegrityError, KeyDisabled, KeyMissing, KmsUnavailable
-from enforcer.kms.base import DataKey, KeyInfo, KeyState, encode_context
 
 _NONCE = 12
 

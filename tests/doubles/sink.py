@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from enforcer.core.verdict import Action
-from enforcer.records import AuditRecord, DeadLetterRecord
+from enforcer.engine.records import AuditRecord, DeadLetterRecord
 
 
 class MemorySink:

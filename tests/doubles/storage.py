@@ -14,8 +14,8 @@ from typing import IO
 from enforcer.core.verdict import Encryption
 from enforcer.crypto.envelope import PREFIX as ENVELOPE_PREFIX
 from enforcer.crypto.envelope import is_envelope
+from enforcer.engine.objects import ObjectSnapshot, SseKmsTarget, WriteResult
 from enforcer.errors import PreconditionFailed
-from enforcer.storage.port import ObjectSnapshot, SseKmsTarget, WriteResult
 
 #: Bodies are handed out in chunks of this size, as a GET streams them.
 CHUNK = 64 * 1024

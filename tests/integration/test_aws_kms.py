@@ -16,6 +16,8 @@ from botocore.exceptions import ClientError
 from support import free_port
 
 from enforcer.crypto import envelope
+from enforcer.engine import envelope as sealing
+from enforcer.engine.ports import KeyState
 from enforcer.errors import (
     ConfigError,
     EnforcerError,
@@ -25,7 +27,6 @@ from enforcer.errors import (
     KmsNotAuthorized,
     KmsUnavailable,
 )
-from enforcer.kms import KeyState
 from enforcer.kms.aws import AwsKms, _translate_client_error, open_aws_kms
 
 pytestmark = pytest.mark.integration
@@ -137,12 +138,12 @@ async def test_missing_key(aws: AwsKms, name: str) -> None:
 
 
 async def test_envelope_through_aws(aws: AwsKms, moto_key: MotoKey) -> None:
-    draft, oek = await envelope.seal_new_envelope(aws, moto_key.alias, "bucket", "k")
+    draft, oek = await sealing.seal_new_envelope(aws, moto_key.alias, "bucket", "k")
     header = envelope.EnvelopeHeader.from_metadata(
         draft.complete(oek, plaintext_size=1).to_metadata()
     )
     assert (header.kms_kind, header.key_name) == ("aws", moto_key.arn)
-    assert await envelope.open_envelope(aws, header, "bucket", "k") == oek
+    assert await sealing.open_envelope(aws, header, "bucket", "k") == oek
 
 
 async def test_unreachable() -> None:

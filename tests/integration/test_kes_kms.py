@@ -22,8 +22,9 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from support import StackEnv
 
 from enforcer.crypto import envelope
+from enforcer.engine import envelope as sealing
+from enforcer.engine.ports import KeyState
 from enforcer.errors import AccessDenied, ConfigError, IntegrityError, KeyMissing, KmsUnavailable
-from enforcer.kms import KeyState
 from enforcer.kms.kes import KesKms, identity_of, parse_api_key, validate_key_name
 
 pytestmark = pytest.mark.integration
@@ -298,10 +299,10 @@ async def test_api_key_of_the_enforcer_identity(
 
 
 async def test_envelope_through_kes(enforcer_kes: KesKms, ek: str) -> None:
-    draft, oek = await envelope.seal_new_envelope(enforcer_kes, ek, "bucket", "a/b.txt")
+    draft, oek = await sealing.seal_new_envelope(enforcer_kes, ek, "bucket", "a/b.txt")
     header = draft.complete(oek, plaintext_size=0)
     parsed = envelope.EnvelopeHeader.from_metadata(header.to_metadata())
-    assert await envelope.open_envelope(enforcer_kes, parsed, "bucket", "a/b.txt") == oek
+    assert await sealing.open_envelope(enforcer_kes, parsed, "bucket", "a/b.txt") == oek
 
 
 async def test_unreachable_kes(

@@ -3,8 +3,9 @@
 The same requests go through both paths: HEAD of objects with every preserved attribute, SSE-KMS,
 SSE-S3, odd key names and old versions; GET of exact versions; PutObject with the rewrite's
 parameters; GetObjectTagging. The responses must be equal field by field (botocore's own
-``ResponseMetadata`` aside), and whatever the lean path does not take must raise ``NotLean`` so the
-storage repeats it through aiobotocore.
+``ResponseMetadata`` aside), an error status must raise the same ``ClientError`` code on both
+paths, and whatever the lean path would not send as botocore does must raise ``NotLean`` before
+sending, so the transport sends it through aiobotocore instead.
 """
 
 from __future__ import annotations
@@ -16,11 +17,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 from support import MakeBucket, MakeKey, StackEnv, enforcer_s3_settings, moto_client
 
+from enforcer.app import s3_options
 from enforcer.config import S3Settings
 from enforcer.storage.lean import LeanS3, NotLean
-from enforcer.storage.s3 import open_s3_clients
+from enforcer.storage.transport import open_s3_transport
 
 ODD_KEY = "dir/ünï cøde key ?#%+=&;,'()*!~$@[]{}|^`.bin"
 ATTRIBUTES: dict[str, Any] = {
@@ -51,11 +54,19 @@ async def read_lean(lean: LeanS3, bucket: str, key: str, version: str | None, et
         return await stream.read()
 
 
+def assert_same_error(lean: ClientError, client: ClientError, status: int) -> None:
+    """The lean path's error is botocore's: same code, message and status."""
+    assert lean.response["Error"]["Code"] == client.response["Error"]["Code"]
+    assert lean.response["Error"]["Message"] == client.response["Error"]["Message"]
+    assert lean.response["ResponseMetadata"]["HTTPStatusCode"] == status
+    assert client.response["ResponseMetadata"]["HTTPStatusCode"] == status
+
+
 @pytest.fixture
 async def paths(stack: StackEnv) -> AsyncIterator[tuple[Any, LeanS3]]:
-    async with open_s3_clients(enforcer_s3_settings(stack)) as (client, lean):
-        assert lean is not None, "the lean path is on by default"
-        yield client, lean
+    async with open_s3_transport(s3_options(enforcer_s3_settings(stack))) as transport:
+        assert transport.lean is not None, "the lean path is on by default"
+        yield transport.client, transport.lean
 
 
 async def test_head_get_and_tags_match_aiobotocore_on_minio(
@@ -84,8 +95,11 @@ async def test_head_get_and_tags_match_aiobotocore_on_minio(
     assert old is not None and old["TagCount"] == 2 and old["Metadata"]["owner"] == "alice"
     assert await read_lean(lean, bucket, "attrs", older["VersionId"], old["ETag"]) == b"v1"
     assert await read_lean(lean, bucket, ODD_KEY, None, "*") == b"odd"
-    with pytest.raises(NotLean, match="GetObject: 412"):  # a newer write: aiobotocore says so
+    with pytest.raises(ClientError) as lean_412:  # a newer write: the same error on both paths
         await read_lean(lean, bucket, "attrs", None, old["ETag"])
+    with pytest.raises(ClientError) as client_412:
+        await client.get_object(Bucket=bucket, Key="attrs", IfMatch=old["ETag"])
+    assert_same_error(lean_412.value, client_412.value, 412)
     assert newer["ETag"] != old["ETag"]
 
     tags = await lean.get_object_tagging(bucket, "attrs", older["VersionId"])
@@ -138,8 +152,12 @@ async def test_put_matches_aiobotocore_on_minio(
 
     stale = heads["by-client"]["ETag"]
     s3_admin.put_object(Bucket=bucket, Key="by-client", Body=b"a user's newer write")
-    with pytest.raises(NotLean, match="PutObject: 412"):
+    with pytest.raises(ClientError) as lean_412:
         await lean.put_object(bucket, "by-client", body, params | {"IfMatch": stale})
+    with pytest.raises(ClientError) as client_412:
+        await client.put_object(Bucket=bucket, Key="by-client", Body=body, IfMatch=stale,
+                                **params)  # fmt: skip
+    assert_same_error(lean_412.value, client_412.value, 412)
     with pytest.raises(NotLean, match="parameter ObjectLockRetainUntilDate"):
         await lean.put_object(
             bucket, "by-lean", body, {"ObjectLockRetainUntilDate": datetime.now(UTC)}
@@ -159,7 +177,8 @@ async def test_lean_path_matches_aiobotocore_on_moto(moto_endpoint: str) -> None
                   SSEKMSKeyId=key_id)  # fmt: skip
     settings = S3Settings(endpoint_url=moto_endpoint, access_key_id="testing",
                           secret_access_key="testing")  # fmt: skip
-    async with open_s3_clients(settings) as (client, lean):
+    async with open_s3_transport(s3_options(settings)) as transport:
+        client, lean = transport.client, transport.lean
         assert lean is not None
         await head_both(client, lean, bucket, "attrs")
         await head_both(client, lean, bucket, ODD_KEY)
@@ -187,7 +206,8 @@ async def test_the_lean_path_signs_with_the_default_credential_chain(
     bucket = make_bucket(notify=False)
     s3_admin.put_object(Bucket=bucket, Key="k", Body=b"x")
     settings = S3Settings(endpoint_url=env["ENFORCER_S3__ENDPOINT_URL"])
-    async with open_s3_clients(settings) as (_client, lean):
+    async with open_s3_transport(s3_options(settings)) as transport:
+        lean = transport.lean
         assert lean is not None
         head = await lean.head_object(bucket, "k", None)
         assert head is not None and head["ContentLength"] == 1

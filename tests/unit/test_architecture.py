@@ -12,7 +12,7 @@ import enforcer.crypto
 CORE = [
     *(f"{pkg.__name__}.{m.name}" for pkg in (enforcer.core, enforcer.crypto)
       for m in pkgutil.iter_modules(pkg.__path__)),
-    "enforcer.records",
+    "enforcer.engine.records",
 ]  # fmt: skip
 CLIENTS = ["aiokafka", "aiobotocore", "botocore", "httpx", "aiohttp"]
 

@@ -9,10 +9,12 @@ from aiokafka import TopicPartition
 from doubles.kafka import TOPIC, MemoryKafka
 from scrape import value
 
-from enforcer.engine.outage import Dependency, OutageGate
+from enforcer.engine.outage import OutageGate
+from enforcer.engine.outcome import Dependency
+from enforcer.engine.ports import Message
 from enforcer.errors import KmsUnavailable
 from enforcer.kafka import consumer as consumer_module
-from enforcer.kafka.consumer import EventConsumer, KafkaMessage
+from enforcer.kafka.consumer import EventConsumer
 
 
 def consumer_for(kafka: MemoryKafka, handler, gate=None, concurrency=4):  # type: ignore[no-untyped-def]
@@ -34,7 +36,7 @@ async def test_same_key_in_order_other_keys_concurrently_and_bounded() -> None:
     seen: dict[bytes, list[bytes]] = {b"a": [], b"b": []}
     running = peak = 0
 
-    async def handler(message: KafkaMessage) -> None:
+    async def handler(message: Message) -> None:
         nonlocal running, peak
         running += 1
         peak = max(peak, running)
@@ -55,7 +57,7 @@ async def test_a_slow_record_holds_back_the_commit_of_later_ones() -> None:
     release = asyncio.Event()
     commits: list[int] = []
 
-    async def handler(message: KafkaMessage) -> None:
+    async def handler(message: Message) -> None:
         if message.key == b"slow":
             await release.wait()
 
@@ -81,7 +83,7 @@ async def test_open_gate_pauses_every_partition_and_resumes() -> None:
     gate.record_failure(Dependency.KMS, KmsUnavailable("down"))
     passed: list[int] = []
 
-    async def handler(message: KafkaMessage) -> None:
+    async def handler(message: Message) -> None:
         async with gate.admitted():
             passed.append(message.offset)
             if len(passed) == 1:
@@ -103,7 +105,7 @@ async def test_stop_finishes_in_flight_work_and_commits() -> None:
     for _ in range(3):
         kafka.produce(0, b"k")
 
-    async def handler(message: KafkaMessage) -> None:
+    async def handler(message: Message) -> None:
         await asyncio.sleep(0.05)
 
     consumer = EventConsumer(kafka, handler, gate=OutageGate(threshold=1, probe_interval=1),
@@ -121,7 +123,7 @@ async def test_handler_crash_is_fatal_and_its_offset_is_not_committed() -> None:
     kafka.produce(0, b"boom")
     kafka.produce(0, b"after")
 
-    async def handler(message: KafkaMessage) -> None:
+    async def handler(message: Message) -> None:
         if message.key == b"boom":
             raise RuntimeError("bug")
 
@@ -141,7 +143,7 @@ async def test_a_long_outage_with_every_slot_taken_keeps_polling_to_stay_in_the_
     gate = OutageGate(threshold=1, probe_interval=60)
     started = asyncio.Event()
 
-    async def handler(message: KafkaMessage) -> None:
+    async def handler(message: Message) -> None:
         gate.record_failure(Dependency.STORAGE, KmsUnavailable("down"))
         started.set()
         async with gate.admitted():  # waits: the probe interval is longer than this test
@@ -168,7 +170,7 @@ async def test_slow_work_that_keeps_the_window_full_still_polls_now_and_then(
         kafka.produce(0, f"k{i}".encode())
     release = asyncio.Event()
 
-    async def handler(message: KafkaMessage) -> None:
+    async def handler(message: Message) -> None:
         await release.wait()  # a dependency that hangs without failing: the gate stays closed
 
     consumer = consumer_for(kafka, handler, concurrency=1)
@@ -191,7 +193,7 @@ async def test_gauges_show_pause_and_lag_while_paused_then_clear() -> None:
     gate = OutageGate(threshold=1, probe_interval=60)
     gate.record_failure(Dependency.KMS, KmsUnavailable("down"))
 
-    async def handler(message: KafkaMessage) -> None:
+    async def handler(message: Message) -> None:
         async with gate.admitted():
             pass
 

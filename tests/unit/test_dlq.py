@@ -10,8 +10,8 @@ import pytest
 from aiokafka import TopicPartition
 
 from enforcer.cli.dlq import ReplaySummary, decode_dead_letter
+from enforcer.engine.records import DeadLetterRecord, dead_letter, without_payload
 from enforcer.errors import BadEvent
-from enforcer.records import DeadLetterRecord, dead_letter, without_payload
 
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 

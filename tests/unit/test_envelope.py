@@ -16,8 +16,9 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from enforcer.crypto import chain, dare, envelope
 from enforcer.crypto.envelope import EnvelopeHeader
+from enforcer.engine import envelope as sealing
+from enforcer.engine.ports import DataKey
 from enforcer.errors import IntegrityError
-from enforcer.kms import DataKey
 
 BUCKET, KEY = "photos", "2024/cat.jpg"
 KIB64 = 64 * 1024
@@ -44,7 +45,7 @@ def kms() -> RecordingKms:
 async def new_header(
     kms: RecordingKms, data: bytes = b"hello", part_size: int | None = None
 ) -> tuple[EnvelopeHeader, bytes]:
-    draft, oek = await envelope.seal_new_envelope(kms, "ek-1", BUCKET, KEY)
+    draft, oek = await sealing.seal_new_envelope(kms, "ek-1", BUCKET, KEY)
     digest = hashlib.sha256(data).digest()
     return draft.complete(
         oek, plaintext_size=len(data), plaintext_sha256=digest, part_size=part_size
@@ -60,7 +61,7 @@ async def test_seal_and_open(kms: RecordingKms, spans: InMemorySpanExporter) -> 
     assert names == ["dek.generate", "oek.generate", "kek.derive", "seal"]
     assert (header.kms_kind, header.key_name) == ("fake", "ek-1")
     assert header.context == {BUCKET: f"{BUCKET}/{KEY}"}
-    assert await envelope.open_envelope(kms, header, BUCKET, KEY) == oek
+    assert await sealing.open_envelope(kms, header, BUCKET, KEY) == oek
 
 
 async def test_each_envelope_gets_a_fresh_chain(kms: RecordingKms) -> None:
@@ -75,7 +76,7 @@ async def test_no_key_material_in_metadata_repr_or_spans(
     kms: RecordingKms, spans: InMemorySpanExporter
 ) -> None:
     header, oek = await new_header(kms, b"secret data")
-    await envelope.open_envelope(kms, header, BUCKET, KEY)
+    await sealing.open_envelope(kms, header, BUCKET, KEY)
     dek = kms.handed_out[0].plaintext
     forms = [form for k in (dek, oek) for form in (k.hex(), base64.b64encode(k).decode(), str(k))]
     forms.append(hashlib.sha256(b"secret data").hexdigest())  # the digest is stored sealed
@@ -92,7 +93,7 @@ async def test_no_key_material_in_metadata_repr_or_spans(
 async def test_moved_object_does_not_open(kms: RecordingKms, bucket: str, key: str) -> None:
     header, _ = await new_header(kms)
     with pytest.raises(IntegrityError, match="not bound to"):
-        await envelope.open_envelope(kms, header, bucket, key)
+        await sealing.open_envelope(kms, header, bucket, key)
 
 
 async def test_moved_object_with_rewritten_context_still_fails(kms: RecordingKms) -> None:
@@ -100,7 +101,7 @@ async def test_moved_object_with_rewritten_context_still_fails(kms: RecordingKms
     header, _ = await new_header(kms)
     forged = header.model_copy(update={"context": {BUCKET: f"{BUCKET}/2024/dog.jpg"}})
     with pytest.raises(IntegrityError):
-        await envelope.open_envelope(kms, forged, BUCKET, "2024/dog.jpg")
+        await sealing.open_envelope(kms, forged, BUCKET, "2024/dog.jpg")
 
 
 async def test_kek_binds_the_path_even_if_the_kms_agrees(kms: RecordingKms) -> None:
@@ -117,7 +118,7 @@ async def test_tampered_iv_or_sealed_key(kms: RecordingKms) -> None:
     for field, value in (("iv", bytes(32)), ("sealed_oek", bytes(64))):
         broken = header.model_copy(update={field: value})
         with pytest.raises(IntegrityError, match="cannot unseal"):
-            await envelope.open_envelope(kms, broken, BUCKET, KEY)
+            await sealing.open_envelope(kms, broken, BUCKET, KEY)
 
 
 # --- metadata -------------------------------------------------------------------------------
@@ -141,7 +142,7 @@ async def test_metadata_round_trip(kms: RecordingKms) -> None:
 
 
 async def test_optional_fields_absent(kms: RecordingKms) -> None:
-    draft, oek = await envelope.seal_new_envelope(kms, "ek-1", BUCKET, KEY)
+    draft, oek = await sealing.seal_new_envelope(kms, "ek-1", BUCKET, KEY)
     header = draft.complete(oek, plaintext_size=3)
     metadata = header.to_metadata()
     assert "enforcer-envelope-sha256" not in metadata

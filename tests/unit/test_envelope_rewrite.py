@@ -1,4 +1,4 @@
-"""The ``envelope`` strategy (enforcer.storage.envelope) on the in-memory store and KMS: the
+"""The ``envelope`` strategy (enforcer.engine.envelope) on the in-memory store and KMS: the
 same port the S3 adapter implements, so the strategy is tested without a server."""
 
 from __future__ import annotations
@@ -10,16 +10,16 @@ import pytest
 from doubles.kms import InMemoryKms
 from doubles.storage import MemoryStorage
 
-from enforcer.config import MiB, S3Settings
 from enforcer.core.policy import RequiredKey, Strategy
 from enforcer.core.verdict import Encryption
 from enforcer.crypto.envelope import PREFIX, EnvelopeHeader
+from enforcer.engine.envelope import decrypt_object, envelope_rewriter
+from enforcer.engine.objects import PreservedAttributes
 from enforcer.errors import PreconditionFailed
-from enforcer.storage.envelope import decrypt_object, envelope_rewriter
-from enforcer.storage.port import PreservedAttributes
 
 REQUIRED = RequiredKey(key="ek", strategy=Strategy.ENVELOPE, source="policy:b/")
-SETTINGS = S3Settings(multipart_threshold=5 * MiB, part_size=5 * MiB)
+MiB = 1024 * 1024
+PARTS = {"multipart_threshold": 5 * MiB, "part_size": 5 * MiB}
 
 
 @pytest.fixture
@@ -46,7 +46,7 @@ async def test_rewrite_then_decrypt_gives_the_plaintext_back(
 ) -> None:
     data = os.urandom(size)
     snapshot = storage.put("b", "k", data)
-    written = await envelope_rewriter(storage, kms, SETTINGS)(snapshot, REQUIRED, {"t": "1"})
+    written = await envelope_rewriter(storage, kms, **PARTS)(snapshot, REQUIRED, {"t": "1"})
 
     stored = storage.latest("b", "k")
     assert stored is not None and stored.snapshot.etag == written.etag
@@ -60,7 +60,7 @@ async def test_large_objects_go_up_in_parts_each_its_own_stream(
     storage: MemoryStorage, kms: InMemoryKms
 ) -> None:
     snapshot = storage.put("b", "k", os.urandom(11 * MiB))
-    await envelope_rewriter(storage, kms, SETTINGS)(snapshot, REQUIRED, {})
+    await envelope_rewriter(storage, kms, **PARTS)(snapshot, REQUIRED, {})
 
     assert len(storage.uploaded_parts) == 3  # 5 + 5 + 1 MiB of plaintext
     stored = storage.latest("b", "k")
@@ -74,7 +74,7 @@ async def test_user_metadata_and_attributes_are_kept_beside_the_envelope(
 ) -> None:
     attributes = PreservedAttributes(metadata={"dept": "fin"}, cache_control="no")
     snapshot = storage.put("b", "k", b"x", attributes=attributes)
-    await envelope_rewriter(storage, kms, SETTINGS)(snapshot, REQUIRED, {})
+    await envelope_rewriter(storage, kms, **PARTS)(snapshot, REQUIRED, {})
 
     stored = storage.latest("b", "k")
     assert stored is not None
@@ -88,7 +88,7 @@ async def test_a_concurrent_user_write_wins(storage: MemoryStorage, kms: InMemor
     storage.before_write.append(lambda: storage.put("b", "k", b"the user's"))
 
     with pytest.raises(PreconditionFailed):
-        await envelope_rewriter(storage, kms, SETTINGS)(snapshot, REQUIRED, {})
+        await envelope_rewriter(storage, kms, **PARTS)(snapshot, REQUIRED, {})
     stored = storage.latest("b", "k")
     assert stored is not None and stored.data == b"the user's"
     assert stored.snapshot.encryption is Encryption.NONE
@@ -99,7 +99,7 @@ async def test_an_envelope_under_another_key_is_rewritten_from_its_plaintext(
 ) -> None:
     kms.create_key("old-ek")
     old = RequiredKey(key="old-ek", strategy=Strategy.ENVELOPE, source="policy:b/")
-    rewrite = envelope_rewriter(storage, kms, SETTINGS)
+    rewrite = envelope_rewriter(storage, kms, **PARTS)
     await rewrite(storage.put("b", "k", b"data"), old, {})
     first = storage.latest("b", "k")
     assert first is not None and first.snapshot.kms_key == "old-ek"

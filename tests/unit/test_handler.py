@@ -10,9 +10,13 @@ from scrape import value
 
 from enforcer.core.policy import Mode, PolicyFile, Rule, Strategy, VersionsPolicy
 from enforcer.core.verdict import Action, Verdict
+from enforcer.engine.guard import ObjectGuard
 from enforcer.engine.handler import RecordHandler
-from enforcer.engine.outage import Dependency, OutageGate, Probe
+from enforcer.engine.objects import ObjectSnapshot, SseKmsTarget, WriteResult
+from enforcer.engine.outage import OutageGate, Probe
+from enforcer.engine.outcome import Dependency
 from enforcer.engine.pipeline import Pipeline
+from enforcer.engine.ports import Message
 from enforcer.engine.rules import KeyCanon, RuleResolver
 from enforcer.errors import (
     AccessDenied,
@@ -22,13 +26,12 @@ from enforcer.errors import (
     KmsUnavailable,
     StorageUnavailable,
 )
-from enforcer.kafka.consumer import EventConsumer, KafkaMessage
+from enforcer.kafka.consumer import EventConsumer
 from enforcer.retrying import RetryPolicy
-from enforcer.storage.port import ObjectSnapshot, SseKmsTarget, WriteResult
 
 
-def message(value: bytes | None, offset: int = 7) -> KafkaMessage:
-    return KafkaMessage("minio-events", 2, offset, b"b/k", value)
+def message(value: bytes | None, offset: int = 7) -> Message:
+    return Message("minio-events", 2, offset, b"b/k", value)
 
 
 def minio(key: str = "k", name: str = "s3:ObjectCreated:Put") -> bytes:
@@ -70,7 +73,8 @@ class Harness:
             mode,
             {Strategy.SSE_KMS: rewrite},
         )
-        self.handler = RecordHandler(pipeline, self.sink, self.gate, mode, concurrency=concurrency)
+        guard = ObjectGuard(pipeline, self.sink, self.gate, mode, concurrency=concurrency)
+        self.handler = RecordHandler(guard)
 
 
 async def test_handled_event_yields_one_flat_audit_record() -> None:
@@ -109,7 +113,7 @@ async def test_bad_event_goes_to_dlq_with_reason_and_position(payload: bytes | N
 def test_binary_payload_is_kept_as_base64() -> None:
     from datetime import UTC, datetime
 
-    from enforcer.records import dead_letter
+    from enforcer.engine.records import dead_letter
 
     now = datetime.now(UTC)
     record = dead_letter(
@@ -182,7 +186,7 @@ async def test_one_object_failing_while_others_succeed_is_dead_lettered_not_retr
             raise StorageUnavailable("500 on this object only")
         return await h.storage.rewrite_sse_kms(snapshot, SseKmsTarget(required.key), tags)
 
-    h.handler._pipeline.rewriters[Strategy.SSE_KMS] = rewrite
+    h.handler.guard.pipeline.rewriters[Strategy.SSE_KMS] = rewrite
     await h.handler(message(minio("poison")))
     [dlq] = h.sink.dead_letters
     assert dlq.error_class == "poison_event" and "other events used storage" in dlq.reason
@@ -285,7 +289,7 @@ async def test_kms_refusing_the_only_key_pauses_but_one_refused_key_among_workin
             raise KmsNotAuthorized("kms:NotAuthorized")
         return await h.storage.rewrite_sse_kms(snapshot, SseKmsTarget(required.key), tags)
 
-    h.handler._pipeline.rewriters[Strategy.SSE_KMS] = rewrite
+    h.handler.guard.pipeline.rewriters[Strategy.SSE_KMS] = rewrite
     await h.handler(message(minio("k")))
     [dlq] = h.sink.dead_letters
     assert dlq.error_class == "access_denied"
@@ -308,7 +312,7 @@ async def test_events_of_a_refused_key_waiting_at_the_gate_leave_the_slot_to_a_w
             raise KmsNotAuthorized("kms:NotAuthorized")
         return await h.storage.rewrite_sse_kms(snapshot, SseKmsTarget(required.key), tags)
 
-    h.handler._pipeline.rewriters[Strategy.SSE_KMS] = rewrite
+    h.handler.guard.pipeline.rewriters[Strategy.SSE_KMS] = rewrite
     consumer = EventConsumer(
         kafka, h.handler, gate=h.gate, concurrency=1, shutdown_timeout=2, drain_idle=0.05
     )
@@ -345,9 +349,9 @@ async def test_dry_run_logs_one_info_line_per_object_with_its_verdict(
 ) -> None:
     h = Harness(Mode.AUDIT)
     h.storage.put("b", "k", b"x")
-    caplog.set_level(logging.INFO, logger="enforcer.engine.handler")
+    caplog.set_level(logging.INFO, logger="enforcer.engine.guard")
     await h.handler(message(minio()))
-    [line] = [r for r in caplog.records if r.name == "enforcer.engine.handler"]
+    [line] = [r for r in caplog.records if r.name == "enforcer.engine.guard"]
     assert line.levelno == logging.INFO
     fields = {k: getattr(line, k) for k in ("bucket", "key", "verdict", "action")}
     wanted = {"bucket": "b", "key": "k", "verdict": "plaintext", "action": "would_reencrypt"}

@@ -8,8 +8,8 @@ from doubles.kms import InMemoryKms
 from enforcer.cli.keys import StatusReport, check_keys, keys_from_policy, run_keys_status
 from enforcer.config import Settings
 from enforcer.core.policy import PolicyFile, Rule
+from enforcer.engine.ports import KeyState
 from enforcer.errors import ConfigError
-from enforcer.kms import KeyState
 
 
 def report_for(*rules: Rule) -> StatusReport:

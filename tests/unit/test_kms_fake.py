@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 from doubles.kms import InMemoryKms
 
+from enforcer.crypto.chain import encode_context
+from enforcer.engine.ports import DataKey, KeyState, Kms
 from enforcer.errors import AccessDenied, IntegrityError, KeyDisabled, KeyMissing, KmsUnavailable
-from enforcer.kms import DataKey, KeyState, Kms, encode_context
 
 CTX = {"bucket": "bucket/object"}
 

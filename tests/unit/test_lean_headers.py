@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 import botocore.session
 import pytest
 
+from enforcer.errors import StorageRejected
 from enforcer.storage.lean import HeaderTable, NotLean
 
 MODEL = botocore.session.get_session().get_service_model("s3")
@@ -78,6 +79,15 @@ def test_what_the_lean_path_does_not_send_goes_to_aiobotocore(
         HeaderTable(MODEL, "PutObject").headers("PutObject", params)
 
 
-def test_a_header_botocore_would_not_read_goes_to_aiobotocore() -> None:
-    with pytest.raises(NotLean, match="header content-length"):
-        HeaderTable(MODEL, "HeadObject").parse("HeadObject", {"content-length": "many"})
+@pytest.mark.parametrize(
+    ("header", "value"),
+    [("content-length", "many"), ("x-amz-object-lock-retain-until-date", "someday")],
+)
+def test_an_answer_with_an_unreadable_typed_header_is_refused_not_asked_again(
+    header: str, value: str
+) -> None:
+    """The request was answered: asking again would send it twice. The object's answer cannot
+    be trusted (its size, its retention), so it is refused for that object (botocore raises a
+    bare ValueError there)."""
+    with pytest.raises(StorageRejected, match=f"unreadable header {header}"):
+        HeaderTable(MODEL, "HeadObject").parse("HeadObject", {header: value})

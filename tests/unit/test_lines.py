@@ -8,7 +8,8 @@ import io
 from datetime import UTC, datetime
 from pathlib import Path
 
-from enforcer.report.lines import CSV_COLUMNS, CsvWriter, JsonlWriter, ScanLine, read_lines
+from enforcer.engine.records import ScanLine
+from enforcer.report.lines import CSV_COLUMNS, CsvWriter, JsonlWriter, read_lines
 
 WHEN = datetime(2026, 12, 1, tzinfo=UTC)
 

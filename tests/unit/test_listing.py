@@ -6,8 +6,8 @@ from pathlib import Path
 from typing import Any
 
 from enforcer.core.verdict import Encryption
+from enforcer.engine.objects import ListedFacts
 from enforcer.storage.listing import facts_from_user_metadata, parse_listing_metadata
-from enforcer.storage.port import ListedFacts
 
 DATA = Path(__file__).parents[1] / "data"
 

@@ -3,7 +3,8 @@ import logging
 
 import pytest
 
-from enforcer.engine.outage import Dependency, OutageGate
+from enforcer.engine.outage import OutageGate
+from enforcer.engine.outcome import Dependency
 from enforcer.errors import (
     CredentialsRejected,
     KmsNotAuthorized,
@@ -130,10 +131,11 @@ async def test_probes_never_count_as_successes() -> None:
         return None
 
     gate = OutageGate(threshold=1, probe_interval=0.01, probes={STORAGE: probe})
+    mark = gate.mark()
     gate.record_failure(STORAGE, StorageUnavailable("x"))
     trial = asyncio.create_task(gate.admitted().__aenter__())
     await asyncio.wait_for(trial, timeout=1)
-    assert gate.successes[STORAGE] == 0 and gate.is_open
+    assert gate.served_since(mark, STORAGE) == 0 and gate.is_open
 
 
 async def test_a_trial_that_did_not_use_the_dependency_hands_the_turn_on() -> None:

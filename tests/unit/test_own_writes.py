@@ -1,7 +1,7 @@
 from enforcer.core.events import ObjectEvent
 from enforcer.core.verdict import Encryption
+from enforcer.engine.objects import ObjectSnapshot, PreservedAttributes
 from enforcer.engine.own_writes import OwnWrites
-from enforcer.storage.port import ObjectSnapshot, PreservedAttributes
 
 
 def written(key: str = "k", etag: str = '"e1"', version_id: str | None = None) -> ObjectSnapshot:

@@ -7,11 +7,11 @@ from doubles.storage import MemoryStorage
 from enforcer.core.events import ObjectEvent
 from enforcer.core.policy import Mode, PolicyFile, Rule, Strategy, VersionsPolicy
 from enforcer.core.verdict import Action, Encryption, Verdict
+from enforcer.engine.objects import ObjectSnapshot, PreservedAttributes, SseKmsTarget, WriteResult
 from enforcer.engine.pipeline import Pipeline
 from enforcer.engine.rules import KeyCanon, RuleResolver
 from enforcer.errors import KeyMissing, StorageRejected, StorageUnavailable
 from enforcer.retrying import RetryPolicy
-from enforcer.storage.port import ObjectSnapshot, PreservedAttributes, SseKmsTarget, WriteResult
 
 
 def event(bucket: str = "b", key: str = "k") -> ObjectEvent:

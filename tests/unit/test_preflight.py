@@ -7,6 +7,7 @@ from doubles.kms import InMemoryKms
 
 from enforcer.config import KafkaSettings, Settings
 from enforcer.core.policy import PolicyFile, Rule
+from enforcer.engine.ports import KeyState
 from enforcer.errors import (
     AccessDenied,
     ConfigError,
@@ -15,7 +16,6 @@ from enforcer.errors import (
     KmsUnavailable,
     StorageUnavailable,
 )
-from enforcer.kms.base import KeyState
 from enforcer.preflight import check_buckets, check_kms, check_run, check_s3_credentials
 
 SOURCE = "ENFORCER_POLICY_FILE p.yaml"

@@ -7,9 +7,9 @@ import json
 import re
 from datetime import UTC, datetime, timedelta
 
+from enforcer.engine.records import NONCURRENT_EVENT, ScanLine
 from enforcer.report.html import render_html
-from enforcer.report.lines import ScanLine
-from enforcer.report.model import NONCURRENT_EVENT, build_report
+from enforcer.report.model import build_report
 
 T0 = datetime(2026, 12, 1, 9, tzinfo=UTC)
 

@@ -14,12 +14,8 @@ from enforcer.core.events import BACKFILL_EVENT_SOURCE, ObjectEvent, parse_messa
 from enforcer.core.policy import Mode, PolicyFile, RequiredKey, Rule, Strategy, VersionsPolicy
 from enforcer.core.verdict import Encryption
 from enforcer.engine.checkpoint import DoneTracker
-from enforcer.engine.pipeline import Pipeline, Rewriter
-from enforcer.engine.rules import KeyCanon, RuleResolver
-from enforcer.engine.scanner import MAX_LISTED_FAILURES, Scanner, ScanOptions, ScanSummary
-from enforcer.errors import KeyMissing, KmsUnavailable
-from enforcer.report.lines import ScanLine
-from enforcer.storage.port import (
+from enforcer.engine.guard import ObjectGuard
+from enforcer.engine.objects import (
     ListedFacts,
     ListedObject,
     ObjectSnapshot,
@@ -27,6 +23,12 @@ from enforcer.storage.port import (
     SseKmsTarget,
     WriteResult,
 )
+from enforcer.engine.outage import OutageGate
+from enforcer.engine.pipeline import Pipeline, Rewriter
+from enforcer.engine.records import ScanLine
+from enforcer.engine.rules import KeyCanon, RuleResolver
+from enforcer.engine.scanner import MAX_LISTED_FAILURES, Scanner, ScanOptions, ScanSummary
+from enforcer.errors import KeyMissing, KmsUnavailable
 
 
 class MemoryEvents:
@@ -70,9 +72,12 @@ def scanner(
         rewriters={Strategy.SSE_KMS: rewrite or sse_kms},
     )
     summary = ScanSummary("b", "", mode.value, "audit")
-    options = ScanOptions(concurrency=concurrency, outage_threshold=3, events=events)
+    gate = OutageGate(threshold=3, probe_interval=60)
+    guard = ObjectGuard(pipeline, sink, gate, mode, concurrency=concurrency,
+                        waits_out_outages=False)  # fmt: skip
     sink_lines = lines if lines is not None else []
-    return Scanner(pipeline, sink, summary, options, on_line=sink_lines.append), summary
+    scanner = Scanner(guard, summary, ScanOptions(events=events), on_line=sink_lines.append)
+    return scanner, summary
 
 
 def bucket_with(*objects: tuple[str, Encryption, str | None]) -> MemoryStorage:

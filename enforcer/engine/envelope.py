@@ -5,7 +5,8 @@ at most one part (memory up to 8 MiB, then disk) → PUT or multipart upload com
 If-Match, so a user's concurrent write still wins. Objects up to the multipart threshold are one
 DARE stream under the OEK with the plaintext SHA-256 sealed in the header; larger ones are one
 stream per part under ``derive_part_key(oek, n)`` (the digest is not known when the upload must
-begin, so it is omitted there). Reading back: :func:`decrypt_object`.
+begin, so it is omitted there). Reading back: :func:`decrypt_object`. It talks to the KMS and
+the storage only through the engine's ports; the cryptography itself is :mod:`enforcer.crypto`.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import IO
 
-from enforcer.config import S3Settings
 from enforcer.core.policy import RequiredKey
 from enforcer.core.verdict import Encryption
 from enforcer.crypto import chain, dare
@@ -26,32 +26,65 @@ from enforcer.crypto.envelope import (
     EnvelopeHeaderDraft,
     decrypt_body,
     encrypted_size,
-    open_envelope,
-    seal_new_envelope,
 )
+from enforcer.engine.objects import SPOOL_IN_MEMORY, ObjectSnapshot, WriteResult, check_read_size
 from enforcer.engine.pipeline import Rewriter
+from enforcer.engine.ports import BodyStorage, Kms
 from enforcer.errors import IntegrityError, ObjectUnreadable
-from enforcer.kms.base import Kms
-from enforcer.storage.port import (
-    SPOOL_IN_MEMORY,
-    BodyStorage,
-    ObjectSnapshot,
-    WriteResult,
-    check_read_size,
-)
 from enforcer.telemetry import step
 
 
-def envelope_rewriter(storage: BodyStorage, kms: Kms, settings: S3Settings) -> Rewriter:
+async def seal_new_envelope(
+    kms: Kms, key_name: str, bucket: str, key: str
+) -> tuple[EnvelopeHeaderDraft, bytes]:
+    """Build a fresh chain for ``bucket/key`` under EK ``key_name``; return it and the OEK."""
+    context = chain.kms_context(bucket, key)
+    with step("dek.generate", key=key_name):
+        data_key = await kms.generate_data_key(key_name, context)
+    with step("oek.generate"):
+        oek = chain.generate_oek(data_key.plaintext)
+    with step("kek.derive"):
+        iv = chain.generate_iv()
+        kek = chain.derive_kek(data_key.plaintext, iv, bucket, key)
+    with step("seal"):
+        sealed = chain.seal_oek(kek, oek)
+    draft = EnvelopeHeaderDraft(
+        kms_kind=kms.kind,
+        key_name=data_key.key_name,
+        wrapped_dek=data_key.ciphertext,
+        iv=iv,
+        sealed_oek=sealed,
+        context=context,
+    )
+    return draft, oek
+
+
+async def open_envelope(kms: Kms, header: EnvelopeHeaderDraft, bucket: str, key: str) -> bytes:
+    """Unwrap the DEK through the KMS and unseal the OEK of the envelope at ``bucket/key``."""
+    expected = chain.object_path(bucket, key)
+    if header.context.get(bucket) != expected:
+        raise IntegrityError(f"the envelope is not bound to {expected!r}: was the object moved?")
+    with step("dek.decrypt", key=header.key_name):
+        dek = await kms.decrypt(header.key_name, header.wrapped_dek, header.context)
+    with step("kek.derive"):
+        kek = chain.derive_kek(dek, header.iv, bucket, key, algorithm=header.algorithm)
+    with step("unseal"):
+        return chain.unseal_oek(kek, header.sealed_oek)
+
+
+def envelope_rewriter(
+    storage: BodyStorage, kms: Kms, *, multipart_threshold: int, part_size: int
+) -> Rewriter:
+    """The ``envelope`` strategy's rewrite: objects above ``multipart_threshold`` bytes go up in
+    parts of ``part_size``."""
+
     async def rewrite(
         snapshot: ObjectSnapshot, required: RequiredKey, tags: dict[str, str]
     ) -> WriteResult:
         source = await _plaintext_of(storage, kms, snapshot)
         draft, oek = await seal_new_envelope(kms, required.key, snapshot.bucket, snapshot.key)
-        if source.size > settings.multipart_threshold:
-            return await _write_parts(
-                storage, snapshot, source, draft, oek, tags, settings.part_size
-            )
+        if source.size > multipart_threshold:
+            return await _write_parts(storage, snapshot, source, draft, oek, tags, part_size)
         return await _write_single(storage, snapshot, source, draft, oek, tags)
 
     return rewrite

@@ -1,16 +1,15 @@
-"""The storage port: what the pipeline needs from S3, as values and a Protocol.
+"""The values the engine and its storage port exchange: objects, their versions, writes and
+listings (plain frozen dataclasses, no I/O).
 
-:class:`~enforcer.storage.s3.S3Storage` implements it on aiobotocore; the tests' ``MemoryStorage``
-(``tests/doubles/storage.py``) in memory. Everything the rewrite must keep unchanged travels in
-:class:`PreservedAttributes`, so "nothing else changes" is one value compared before and after.
+Everything a rewrite must keep unchanged travels in :class:`PreservedAttributes`, so "nothing
+else changes" is one value compared before and after. The ports that carry these values are in
+:mod:`enforcer.engine.ports`.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import IO, Protocol
 
 from enforcer.core.verdict import Encryption
 from enforcer.crypto.envelope import PREFIX as ENVELOPE_PREFIX
@@ -102,61 +101,6 @@ class ListedObject:
     is_latest: bool = True
     last_modified: datetime | None = None
     facts: ListedFacts | None = None
-
-
-class Storage(Protocol):
-    async def head(
-        self, bucket: str, key: str, version_id: str | None = None
-    ) -> ObjectSnapshot | None:
-        """The object's facts, or None when it does not exist (any more)."""
-
-    async def bucket_default_key(self, bucket: str) -> str | None:
-        """The bucket's default SSE-KMS key (``mc encrypt set sse-kms``), if any."""
-
-    async def read_tags(self, snapshot: ObjectSnapshot) -> dict[str, str]: ...
-
-    async def rewrite_sse_kms(
-        self, snapshot: ObjectSnapshot, target: SseKmsTarget, tags: dict[str, str]
-    ) -> WriteResult:
-        """Rewrite the object in place, all data, under ``target``.
-
-        Raises PreconditionFailed when the object is no longer the one in ``snapshot``.
-        """
-
-    async def delete_version(self, bucket: str, key: str, version_id: str) -> None: ...
-
-
-class BodyStorage(Storage, Protocol):
-    """The port for a strategy that rewrites the bytes itself (``envelope``): read exactly the
-    inspected version, write a new body that replaces it only while it is still current.
-
-    Both writes carry ``snapshot.attributes`` over unchanged, set ``tags``, and add ``metadata``
-    to the user metadata; they raise PreconditionFailed when a user wrote meanwhile.
-    """
-
-    def read_chunks(self, snapshot: ObjectSnapshot) -> AsyncIterator[bytes]:
-        """The inspected version's bytes (raises PreconditionFailed once it changed)."""
-
-    async def put_if_match(
-        self,
-        snapshot: ObjectSnapshot,
-        body: bytes | IO[bytes],
-        length: int,
-        *,
-        tags: dict[str, str],
-        metadata: dict[str, str],
-    ) -> WriteResult:
-        """Replace the object with ``body`` in one request."""
-
-    async def upload_if_match(
-        self,
-        snapshot: ObjectSnapshot,
-        parts: AsyncIterator[tuple[IO[bytes], int]],
-        *,
-        tags: dict[str, str],
-        metadata: dict[str, str],
-    ) -> WriteResult:
-        """Replace the object with ``parts`` (body, length), completed only if still current."""
 
 
 def check_read_size(snapshot: ObjectSnapshot, size: int) -> None:

@@ -1,8 +1,9 @@
-"""Audit and dead-letter records: the models (a contract, see docs/contract.md), their builders
-(pure) and the sink port that publishes them.
+"""Audit, dead-letter and scan-line records: the models (a contract, see docs/contract.md) and
+their builders, pure (the caller passes the clock's reading and the trace id).
 
 Audit records are flat JSON so stream SQL engines can read them: ``bucket``, ``key`` (decoded),
-``verdict``, ``action`` and ``mode`` are top-level. Neither record ever holds key material.
+``verdict``, ``action`` and ``mode`` are top-level. No record ever holds key material. They are
+published through the engine's :class:`~enforcer.engine.ports.RecordSink` port.
 """
 
 from __future__ import annotations
@@ -10,10 +11,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import time
 from dataclasses import replace
 from datetime import datetime
-from typing import Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -21,9 +20,8 @@ from enforcer import __version__
 from enforcer.core.events import IgnoredRecord, ObjectEvent
 from enforcer.core.policy import Mode, RequiredKey, effective_mode
 from enforcer.core.verdict import Action, Verdict
-from enforcer.engine.pipeline import Outcome
-from enforcer.storage.port import ObjectSnapshot
-from enforcer.telemetry import current_trace_id
+from enforcer.engine.objects import ObjectSnapshot
+from enforcer.engine.outcome import Outcome
 
 AUDIT_SCHEMA_VERSION = 2
 DLQ_SCHEMA_VERSION = 2
@@ -117,25 +115,20 @@ class DeadLetterRecord(BaseModel):
     enforcer_version: str
 
 
-class RecordSink(Protocol):
-    async def publish_audit(self, record: AuditRecord) -> None: ...
-
-    async def publish_dead_letter(self, record: DeadLetterRecord, key: bytes | None) -> None: ...
-
-
 def audit_record(
     event: ObjectEvent,
     outcome: Outcome,
     *,
     default_mode: Mode,
-    started: float,
+    duration: float,
+    trace_id: str,
     now: datetime,
     failure: str | None = None,
 ) -> AuditRecord:
     """The audit record of one handled event, in the effective mode (audit wins).
 
-    ``started`` is the ``time.monotonic()`` the handling began; ``failure`` turns the record
-    into action ``failed`` with that reason. The trace id is the current span's.
+    ``duration``: seconds the handling took; ``trace_id``: the trace it ran in; ``failure``
+    turns the record into action ``failed`` with that reason.
     """
     if failure is not None:  # keeps ``written``: a failure after the write names the new version
         outcome = replace(outcome, action=Action.FAILED, reason=failure, notes=[])
@@ -163,8 +156,8 @@ def audit_record(
         post_rewrite_error=outcome.post_rewrite_error,
         strategy=required.strategy.value if required else None,
         attempts=outcome.attempts,
-        duration_ms=round((time.monotonic() - started) * 1000, 3),
-        trace_id=current_trace_id(),
+        duration_ms=round(duration * 1000, 3),
+        trace_id=trace_id,
         mode=mode.value,
         timestamp=now,
         enforcer_version=__version__,
@@ -178,15 +171,15 @@ def intent_record(
     verdict: Verdict | None,
     *,
     default_mode: Mode,
+    trace_id: str,
     now: datetime,
 ) -> AuditRecord:
     """The intent record published before a rewrite of ``snapshot`` under ``required``."""
     outcome = Outcome(
         verdict=verdict, action=Action.REWRITING, required=required, observed=snapshot
     )
-    record = audit_record(event, outcome, default_mode=default_mode, started=time.monotonic(),
-                          now=now)  # fmt: skip
-    return record.model_copy(update={"duration_ms": 0.0})
+    return audit_record(event, outcome, default_mode=default_mode, duration=0.0,
+                        trace_id=trace_id, now=now)  # fmt: skip
 
 
 def audit_for_ignored(
@@ -271,3 +264,49 @@ def _carried(value: bytes | None, limit: int) -> tuple[str | None, str, bool]:
 def without_payload(record: DeadLetterRecord) -> DeadLetterRecord:
     """The same record with the payload dropped (the broker refused even the cut one)."""
     return record.model_copy(update={"original_payload": None, "truncated": True})
+
+
+#: Action of an object ``enforcer scan --enqueue`` handed to the service instead of handling.
+ENQUEUED = "enqueued"
+#: ``event_name`` of a scan's record about a non-current version (``scan --versions``).
+NONCURRENT_EVENT = "scan:version"
+
+
+class ScanLine(BaseModel):
+    """Where one object (version) stands after a scan looked at it."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    bucket: str
+    key: str
+    version_id: str | None = None
+    is_latest: bool = True
+    observed_sse: str | None = None
+    observed_kms_key: str | None = None
+    required_key: str | None = None
+    verdict: str | None = None
+    action: str
+    reason: str | None = None
+    mode: str | None = None
+    event_name: str | None = None
+    source: str | None = None  # listing | inventory | head (scan lines only)
+    timestamp: datetime
+
+    @classmethod
+    def from_audit(cls, record: AuditRecord, *, source: str, is_latest: bool = True) -> ScanLine:
+        return cls.model_construct(  # the record is validated already: no second pass
+            bucket=record.bucket,
+            key=record.key,
+            version_id=record.version_id,
+            is_latest=is_latest,
+            observed_sse=record.observed_sse,
+            observed_kms_key=record.observed_kms_key,
+            required_key=record.required_key,
+            verdict=record.verdict.value if record.verdict else None,
+            action=record.action.value,
+            reason=record.reason,
+            mode=record.mode,
+            event_name=record.event_name,
+            source=source,
+            timestamp=record.timestamp,
+        )
