@@ -14,13 +14,13 @@ import logging
 import signal
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 from aiokafka import AIOKafkaConsumer
 from pydantic import SecretStr
 
 from enforcer import telemetry
-from enforcer.config import KmsSettings, S3Settings, Settings
+from enforcer.config import KafkaSettings, KmsSettings, S3Settings, Settings
 from enforcer.core.policy import Mode, PolicyFile, RequiredKey, Strategy, load_policy_file
 from enforcer.engine.guard import ObjectGuard
 from enforcer.engine.handler import RecordHandler
@@ -34,6 +34,7 @@ from enforcer.errors import ConfigError, EnforcerError
 from enforcer.health import Readiness, readiness_of, serve_health
 from enforcer.kafka.clients import open_consumer
 from enforcer.kafka.consumer import EventConsumer
+from enforcer.kafka.options import KafkaOptions
 from enforcer.kafka.sink import open_kafka_sink
 from enforcer.preflight import check_run
 from enforcer.retrying import RetryPolicy
@@ -62,6 +63,15 @@ def s3_options(settings: S3Settings) -> S3Options:
         multipart_threshold=settings.multipart_threshold,
         part_size=settings.part_size,
     )
+
+
+def kafka_options(settings: KafkaSettings) -> KafkaOptions:
+    """The Kafka adapters' options: the settings' fields of the same names, secrets unwrapped."""
+    values = {f.name: getattr(settings, f.name) for f in fields(KafkaOptions)}
+    values["topics"] = tuple(settings.topics)
+    for name in ("sasl_password", "ssl_key_password"):
+        values[name] = _secret(values[name])
+    return KafkaOptions(**values)
 
 
 def _secret(value: SecretStr | None) -> str | None:
@@ -195,7 +205,8 @@ async def _first_identity_check(storage: S3Storage) -> None:
 async def run_service(settings: Settings, mode: Mode, drain_idle: float | None = None) -> int:
     """``enforcer run``: consume until SIGTERM (or, with ``drain_idle``, until caught up)."""
     async with open_runtime(settings, mode) as runtime:
-        await check_run(settings, runtime.storage.listing, runtime.kms, runtime.policy)
+        kafka = kafka_options(settings.kafka)
+        await check_run(settings, kafka, runtime.storage.listing, runtime.kms, runtime.policy)
         await _first_identity_check(runtime.storage)
         return await _consume(settings, mode, runtime, drain_idle)
 
@@ -203,11 +214,12 @@ async def run_service(settings: Settings, mode: Mode, drain_idle: float | None =
 async def _consume(
     settings: Settings, mode: Mode, runtime: Runtime, drain_idle: float | None
 ) -> int:
-    async with open_kafka_sink(settings.kafka) as sink:
+    kafka_settings = kafka_options(settings.kafka)
+    async with open_kafka_sink(kafka_settings) as sink:
         guard = object_guard(runtime, sink, mode)
         gate = guard.gate
         handler = RecordHandler(guard)
-        async with open_consumer(settings.kafka, settings.kafka.group_id, "events") as kafka:
+        async with open_consumer(kafka_settings, settings.kafka.group_id, "events") as kafka:
             consumer = EventConsumer(
                 kafka,
                 handler,

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
-from enforcer.config import KafkaSettings, Settings
+from enforcer.config import Settings
 from enforcer.core.policy import PolicyFile
 from enforcer.engine.ports import KeyState, Kms
 from enforcer.errors import (
@@ -28,12 +28,13 @@ from enforcer.errors import (
     TransientError,
 )
 from enforcer.kafka.clients import kafka_call, open_admin
+from enforcer.kafka.options import KafkaOptions
 
 log = logging.getLogger(__name__)
 
 
 class StorageProbe(Protocol):
-    """What the checks ask of the storage (:class:`~enforcer.storage.listing.S3ListingMixin`)."""
+    """What the checks ask of the storage (:class:`~enforcer.storage.listing.S3Listing`)."""
 
     async def authenticate(self) -> None: ...
 
@@ -81,7 +82,7 @@ async def check_kms(kms: Kms, policy: PolicyFile, source: str) -> None:
                         name, info.state.value)  # fmt: skip
 
 
-async def check_input_topics(settings: KafkaSettings) -> None:
+async def check_input_topics(settings: KafkaOptions) -> None:
     """The topics to consume exist (subscribing to a missing one would wait silently)."""
     async with open_admin(settings) as admin:
         existing = set(await kafka_call(admin.list_topics(), "listing topics"))
@@ -91,7 +92,7 @@ async def check_input_topics(settings: KafkaSettings) -> None:
         )
 
 
-async def ensure_output_topics(settings: KafkaSettings) -> None:
+async def ensure_output_topics(settings: KafkaOptions) -> None:
     """The audit and DLQ topics exist, created now if missing, so their first use does not
     log "topic not found"."""
     async with open_admin(settings) as admin:
@@ -119,7 +120,11 @@ async def _create_topics(admin: AIOKafkaAdminClient, names: list[str], like: str
 
 
 async def check_run(
-    settings: Settings, listing: StorageProbe, kms: Kms | None, policy: PolicyFile
+    settings: Settings,
+    kafka: KafkaOptions,
+    listing: StorageProbe,
+    kms: Kms | None,
+    policy: PolicyFile,
 ) -> None:
     """Everything ``enforcer run`` can check before it consumes."""
     source = f"ENFORCER_POLICY_FILE {settings.policy_file}"
@@ -133,8 +138,8 @@ async def check_run(
             await check_kms(kms, policy, source)
         except TransientError as exc:
             _unchecked("the KMS", exc)
-    await check_input_topics(settings.kafka)
-    await ensure_output_topics(settings.kafka)
+    await check_input_topics(kafka)
+    await ensure_output_topics(kafka)
 
 
 def _unchecked(what: str, exc: TransientError) -> None:
@@ -143,8 +148,8 @@ def _unchecked(what: str, exc: TransientError) -> None:
     log.warning("could not check %s at start (%s); starting anyway", what, exc)
 
 
-async def check_scan(settings: Settings, listing: StorageProbe, bucket: str) -> None:
+async def check_scan(kafka: KafkaOptions, listing: StorageProbe, bucket: str) -> None:
     """What ``enforcer scan`` needs: credentials, the bucket, somewhere to put its records."""
     await check_s3_credentials(listing)
     await check_buckets(listing, [bucket], "the scanned URL")
-    await ensure_output_topics(settings.kafka)
+    await ensure_output_topics(kafka)

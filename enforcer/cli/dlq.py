@@ -28,10 +28,10 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from pydantic import ValidationError
 
-from enforcer.config import KafkaSettings
 from enforcer.engine.records import DeadLetterRecord
 from enforcer.errors import BadEvent, KafkaUnavailable, describe_validation
 from enforcer.kafka.clients import kafka_call, open_consumer, open_producer
+from enforcer.kafka.options import KafkaOptions
 from enforcer.kafka.reader import topic_partitions
 
 #: Header on every replayed record: ``<dlq topic>/<partition>/<offset>`` it came from.
@@ -219,7 +219,7 @@ class DlqReplayer:
 
 
 async def run_replay(
-    settings: KafkaSettings, *, limit: int | None = None, dry_run: bool = False
+    settings: KafkaOptions, *, limit: int | None = None, dry_run: bool = False
 ) -> ReplaySummary:
     """``enforcer dlq replay``: replay the DLQ topic up to its current end."""
     group_id = f"{settings.group_id}.dlq-replay"

@@ -119,9 +119,12 @@ def _scan(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _dlq_replay(settings: Settings, args: argparse.Namespace) -> int:
+    from enforcer.app import kafka_options
     from enforcer.cli.dlq import run_replay
 
-    summary = asyncio.run(run_replay(settings.kafka, limit=args.limit, dry_run=args.dry_run))
+    summary = asyncio.run(
+        run_replay(kafka_options(settings.kafka), limit=args.limit, dry_run=args.dry_run)
+    )
     _print(summary.as_dict())
     return EXIT_OK
 

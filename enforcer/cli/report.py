@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from enforcer.app import kafka_options
 from enforcer.cli.args import EXIT_OK
 from enforcer.config import Settings
 from enforcer.engine.records import ScanLine
@@ -72,7 +73,7 @@ def run_report(settings: Settings, args: argparse.Namespace) -> int:
 async def _audit_lines(settings: Settings) -> list[ScanLine]:
     topic = settings.kafka.audit_topic
     lines, unreadable = [], 0
-    async for value in read_to_end(settings.kafka, topic):
+    async for value in read_to_end(kafka_options(settings.kafka), topic):
         try:
             lines.append(parse_line(value or b"", topic))
         except ConfigError:

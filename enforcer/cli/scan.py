@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO
 
-from enforcer.app import Runtime, object_guard, open_runtime
+from enforcer.app import Runtime, kafka_options, object_guard, open_runtime
 from enforcer.cli.args import parse_s3_url
 from enforcer.cli.progress import Progress
 from enforcer.config import Settings
@@ -112,10 +112,12 @@ async def run_scan(settings: Settings, request: ScanRequest) -> ScanSummary:
     async with AsyncExitStack() as stack:
         runtime = await stack.enter_async_context(open_runtime(settings, request.mode))
         await _preflight(settings, runtime, request)
-        sink = await stack.enter_async_context(open_kafka_sink(settings.kafka))
+        sink = await stack.enter_async_context(open_kafka_sink(kafka_options(settings.kafka)))
         events = None
         if request.enqueue:
-            events = await stack.enter_async_context(open_event_publisher(settings.kafka))
+            events = await stack.enter_async_context(
+                open_event_publisher(kafka_options(settings.kafka))
+            )
         writer = stack.enter_context(_line_writer(request))
         progress = None
         if request.progress:
@@ -140,10 +142,10 @@ async def _preflight(settings: Settings, runtime: Runtime, request: ScanRequest)
     """Fail at start, with one clear line, on what would fail every object."""
     listing = runtime.storage.listing
     if request.bucket:
-        await check_scan(settings, listing, request.bucket)
+        await check_scan(kafka_options(settings.kafka), listing, request.bucket)
     else:  # an inventory names its buckets row by row
         await check_s3_credentials(listing)
-        await ensure_output_topics(settings.kafka)
+        await ensure_output_topics(kafka_options(settings.kafka))
 
 
 def _starting_checkpoint(request: ScanRequest, path: Path) -> Checkpoint:

@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 
+from enforcer.app import kafka_options
 from enforcer.cli.args import EXIT_FAILURE, EXIT_OK
 from enforcer.config import Settings
 from enforcer.kafka.lag import read_group_status, render_table
@@ -39,7 +40,9 @@ def add_status_command(commands: Any) -> None:
 
 
 def run_status(settings: Settings, args: argparse.Namespace) -> int:
-    status = asyncio.run(read_group_status(settings.kafka, args.group or settings.kafka.group_id))
+    status = asyncio.run(
+        read_group_status(kafka_options(settings.kafka), args.group or settings.kafka.group_id)
+    )
     health_url = args.health_url or (
         f"http://127.0.0.1:{settings.health_port}" if settings.health_port else None
     )

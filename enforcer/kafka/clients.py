@@ -17,8 +17,8 @@ from aiokafka.errors import (
     RecordTooLargeError,
 )
 
-from enforcer.config import KafkaSettings
 from enforcer.errors import KafkaUnavailable, RecordTooLarge
+from enforcer.kafka.options import KafkaOptions
 from enforcer.kafka.security import check_credentials, client_options
 
 _TOO_LARGE = (MessageSizeTooLargeError, RecordTooLargeError, RecordListTooLargeError)
@@ -38,31 +38,31 @@ async def kafka_call(call: Awaitable[T], what: str) -> T:
 
 async def _start(
     client: AIOKafkaProducer | AIOKafkaConsumer | AIOKafkaAdminClient,
-    settings: KafkaSettings,
+    kafka: KafkaOptions,
     options: dict[str, Any],
 ) -> None:
     """Check the credentials (unless PLAINTEXT), then start; stop the client if that fails."""
     try:
-        if settings.security_protocol != "PLAINTEXT":
-            await check_credentials(settings, options)
-        await kafka_call(client.start(), f"connecting to Kafka at {settings.bootstrap_servers}")
+        if kafka.security_protocol != "PLAINTEXT":
+            await check_credentials(kafka, options)
+        await kafka_call(client.start(), f"connecting to Kafka at {kafka.bootstrap_servers}")
     except BaseException:
         await client.close() if isinstance(client, AIOKafkaAdminClient) else await client.stop()
         raise
 
 
 @asynccontextmanager
-async def open_producer(settings: KafkaSettings, role: str) -> AsyncIterator[AIOKafkaProducer]:
+async def open_producer(kafka: KafkaOptions, role: str) -> AsyncIterator[AIOKafkaProducer]:
     """Idempotent, ``acks=all``: a send returns only once the broker has the record."""
-    options = client_options(settings)
+    options = client_options(kafka)
     producer = AIOKafkaProducer(
         **options,
-        client_id=f"{settings.client_id}-{role}",
+        client_id=f"{kafka.client_id}-{role}",
         acks="all",
         enable_idempotence=True,
         linger_ms=0,
     )
-    await _start(producer, settings, options)
+    await _start(producer, kafka, options)
     try:
         yield producer
     finally:
@@ -71,7 +71,7 @@ async def open_producer(settings: KafkaSettings, role: str) -> AsyncIterator[AIO
 
 @asynccontextmanager
 async def open_consumer(
-    settings: KafkaSettings,
+    kafka: KafkaOptions,
     group_id: str | None,
     role: str,
     *,
@@ -82,17 +82,17 @@ async def open_consumer(
     """A group member that commits by hand (offsets are ours to commit, never automatic); with
     ``group_id`` None a stand-alone reader. Naming ``topics`` subscribes and loads their
     partitions at start."""
-    options = client_options(settings)
+    options = client_options(kafka)
     consumer = AIOKafkaConsumer(
         *topics,
         **options,
         group_id=group_id,
-        client_id=f"{settings.client_id}-{role}",
+        client_id=f"{kafka.client_id}-{role}",
         enable_auto_commit=False,
-        auto_offset_reset=auto_offset_reset or settings.auto_offset_reset,
-        max_poll_records=max_poll_records or settings.max_poll_records,
+        auto_offset_reset=auto_offset_reset or kafka.auto_offset_reset,
+        max_poll_records=max_poll_records or kafka.max_poll_records,
     )
-    await _start(consumer, settings, options)
+    await _start(consumer, kafka, options)
     try:
         yield consumer
     finally:
@@ -101,13 +101,13 @@ async def open_consumer(
 
 @asynccontextmanager
 async def open_admin(
-    settings: KafkaSettings, role: str = "admin"
+    kafka: KafkaOptions, role: str = "admin"
 ) -> AsyncIterator[AIOKafkaAdminClient]:
     """An admin client (topic metadata and creation, consumer groups, offsets) with the same
     security as the others."""
-    options = client_options(settings)
-    admin = AIOKafkaAdminClient(**options, client_id=f"{settings.client_id}-{role}")
-    await _start(admin, settings, options)
+    options = client_options(kafka)
+    admin = AIOKafkaAdminClient(**options, client_id=f"{kafka.client_id}-{role}")
+    await _start(admin, kafka, options)
     try:
         yield admin
     finally:
@@ -115,7 +115,7 @@ async def open_admin(
 
 
 @asynccontextmanager
-async def open_reader(settings: KafkaSettings, topic: str) -> AsyncIterator[AIOKafkaConsumer]:
+async def open_reader(kafka: KafkaOptions, topic: str) -> AsyncIterator[AIOKafkaConsumer]:
     """A consumer outside any group, subscribed to ``topic``: for metadata and plain reads."""
-    async with open_consumer(settings, None, "reader", topics=[topic]) as consumer:
+    async with open_consumer(kafka, None, "reader", topics=[topic]) as consumer:
         yield consumer

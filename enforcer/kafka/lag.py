@@ -13,8 +13,8 @@ from typing import Any
 from aiokafka import TopicPartition
 from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
 
-from enforcer.config import KafkaSettings
 from enforcer.kafka.clients import kafka_call, open_admin, open_consumer
+from enforcer.kafka.options import KafkaOptions
 
 
 @dataclass(frozen=True)
@@ -125,14 +125,14 @@ def decode_member(raw: dict[str, Any]) -> Member:
     return Member(raw["member_id"], raw["client_id"], raw["client_host"], tuple(assigned))
 
 
-async def read_group_status(settings: KafkaSettings, group: str) -> GroupStatus:
+async def read_group_status(kafka: KafkaOptions, group: str) -> GroupStatus:
     """Ask the brokers where ``group`` stands on its input topics (and any it committed on)."""
-    async with open_admin(settings, "status") as admin:
+    async with open_admin(kafka, "status") as admin:
         [described] = await kafka_call(admin.describe_consumer_groups([group]), "describing")
         committed = await kafka_call(admin.list_consumer_group_offsets(group), "reading offsets")
         # Only topics that exist: naming a missing one in a metadata request can create it.
         existing = set(await kafka_call(admin.list_topics(), "listing topics"))
-        topics = sorted({*settings.topics, *(tp.topic for tp in committed)} & existing)
+        topics = sorted({*kafka.topics, *(tp.topic for tp in committed)} & existing)
         metadata = await kafka_call(admin.describe_topics(topics), "describing topics")
     info = described.to_object()["groups"][0]
     members = tuple(decode_member(m) for m in info["members"])
@@ -142,7 +142,7 @@ async def read_group_status(settings: KafkaSettings, group: str) -> GroupStatus:
         if t["error_code"] == 0
         for p in t["partitions"]
     )
-    starts, ends = await _log_offsets(settings, partitions) if partitions else ({}, {})
+    starts, ends = await _log_offsets(kafka, partitions) if partitions else ({}, {})
     holder = {tp: m for m in members for tp in m.partitions}
     rows = tuple(
         PartitionLag(
@@ -155,15 +155,15 @@ async def read_group_status(settings: KafkaSettings, group: str) -> GroupStatus:
         )
         for tp in partitions
     )
-    missing = tuple(sorted(set(settings.topics) - existing))
+    missing = tuple(sorted(set(kafka.topics) - existing))
     return GroupStatus(group, info["state"] or "Dead", members, rows, missing_topics=missing)
 
 
 async def _log_offsets(
-    settings: KafkaSettings, partitions: list[TopicPartition]
+    kafka: KafkaOptions, partitions: list[TopicPartition]
 ) -> tuple[dict[TopicPartition, int], dict[TopicPartition, int]]:
     """The oldest retained and the next offset of each partition."""
-    async with open_consumer(settings, None, "status") as reader:
+    async with open_consumer(kafka, None, "status") as reader:
         starts = await kafka_call(reader.beginning_offsets(partitions), "reading log starts")
         ends = await kafka_call(reader.end_offsets(partitions), "reading log ends")
     return starts, ends

@@ -13,21 +13,21 @@ from collections.abc import AsyncIterator
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from enforcer.config import KafkaSettings
 from enforcer.errors import KafkaUnavailable
 from enforcer.kafka.clients import kafka_call, open_consumer, open_reader
+from enforcer.kafka.options import KafkaOptions
 
 #: Give up when the topic yields nothing for this long while records are still expected.
 STALL_SECONDS = 30.0
 
 
-async def read_to_end(settings: KafkaSettings, topic: str) -> AsyncIterator[bytes | None]:
+async def read_to_end(kafka: KafkaOptions, topic: str) -> AsyncIterator[bytes | None]:
     """The values of ``topic``'s records, partition by partition batches, up to the start-time
     end. A topic that does not exist yields nothing (and is not created)."""
     async with open_consumer(
-        settings, None, "report", auto_offset_reset="earliest", max_poll_records=5000
+        kafka, None, "report", auto_offset_reset="earliest", max_poll_records=5000
     ) as consumer:
-        partitions = await topic_partitions(consumer, settings, topic)
+        partitions = await topic_partitions(consumer, kafka, topic)
         if not partitions:
             return
         consumer.assign(partitions)
@@ -38,7 +38,7 @@ async def read_to_end(settings: KafkaSettings, topic: str) -> AsyncIterator[byte
 
 
 async def topic_partitions(
-    consumer: AIOKafkaConsumer, settings: KafkaSettings, topic: str
+    consumer: AIOKafkaConsumer, kafka: KafkaOptions, topic: str
 ) -> list[TopicPartition]:
     """``topic``'s partitions; none if it does not exist (and it is not created).
 
@@ -47,7 +47,7 @@ async def topic_partitions(
     """
     if topic not in await kafka_call(consumer.topics(), "listing topics"):
         return []
-    async with open_reader(settings, topic) as reader:
+    async with open_reader(kafka, topic) as reader:
         found = reader.partitions_for_topic(topic) or set()
     return [TopicPartition(topic, p) for p in sorted(found)]
 

@@ -3,7 +3,7 @@ aiokafka client of the enforcer is given, and a credentials check before a clien
 
 :func:`check_credentials` opens one connection to a bootstrap broker with that security: a broker
 the CA does not trust, a refused client certificate or rejected SASL credentials are configuration
-errors (exit 2, one line naming the settings), not outages to retry.
+errors (exit 2, one line naming the setting), not outages to retry.
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ from aiokafka.errors import (
 )
 from aiokafka.helpers import create_ssl_context
 
-from enforcer.config import KafkaSettings
 from enforcer.errors import ConfigError
+from enforcer.kafka.options import KafkaOptions
 
 #: Renew an MSK IAM token this long before it expires (tokens live 15 minutes).
 TOKEN_RENEW_MARGIN = 60.0
@@ -79,35 +79,35 @@ def _msk_signer() -> Signer:
     return sign
 
 
-def client_options(settings: KafkaSettings) -> dict[str, Any]:
+def client_options(kafka: KafkaOptions) -> dict[str, Any]:
     """The security keyword arguments every aiokafka client of the enforcer gets."""
     options: dict[str, Any] = {
-        "bootstrap_servers": settings.bootstrap_servers,
-        "security_protocol": settings.security_protocol,
+        "bootstrap_servers": kafka.bootstrap_servers,
+        "security_protocol": kafka.security_protocol,
     }
-    if settings.security_protocol in {"SSL", "SASL_SSL"}:
-        options["ssl_context"] = _ssl_context(settings)
-    mechanism = settings.sasl_mechanism
+    if kafka.security_protocol in {"SSL", "SASL_SSL"}:
+        options["ssl_context"] = _ssl_context(kafka)
+    mechanism = kafka.sasl_mechanism
     if mechanism == "OAUTHBEARER":
-        assert settings.sasl_aws_region is not None  # checked by the settings
+        assert kafka.sasl_aws_region is not None  # checked by the settings
         options["sasl_mechanism"] = mechanism
-        options["sasl_oauth_token_provider"] = MskIamTokenProvider(settings.sasl_aws_region)
+        options["sasl_oauth_token_provider"] = MskIamTokenProvider(kafka.sasl_aws_region)
     elif mechanism is not None:
-        assert settings.sasl_password is not None  # checked by the settings
+        assert kafka.sasl_password is not None  # checked by the settings
         options["sasl_mechanism"] = mechanism
-        options["sasl_plain_username"] = settings.sasl_username
-        options["sasl_plain_password"] = settings.sasl_password.get_secret_value()
+        options["sasl_plain_username"] = kafka.sasl_username
+        options["sasl_plain_password"] = kafka.sasl_password
     return options
 
 
-def _ssl_context(settings: KafkaSettings) -> ssl.SSLContext:
-    password = settings.ssl_key_password
+def _ssl_context(kafka: KafkaOptions) -> ssl.SSLContext:
+    password = kafka.ssl_key_password
     try:
         context: ssl.SSLContext = create_ssl_context(
-            cafile=settings.ssl_cafile,
-            certfile=settings.ssl_certfile,
-            keyfile=settings.ssl_keyfile,
-            password=password.get_secret_value() if password else None,
+            cafile=kafka.ssl_cafile,
+            certfile=kafka.ssl_certfile,
+            keyfile=kafka.ssl_keyfile,
+            password=password,
         )
     except (ssl.SSLError, OSError) as exc:
         raise ConfigError(
@@ -117,17 +117,17 @@ def _ssl_context(settings: KafkaSettings) -> ssl.SSLContext:
     return context
 
 
-async def check_credentials(settings: KafkaSettings, options: dict[str, Any]) -> None:
+async def check_credentials(kafka: KafkaOptions, options: dict[str, Any]) -> None:
     """Connect once to the first bootstrap broker that answers; raise ConfigError if it refuses
     our certificate authority, client certificate or credentials. Unreachable brokers are left
     to the client's own start, which reports them."""
     security = {k: v for k, v in options.items() if k != "bootstrap_servers"}
-    for server in settings.bootstrap_servers.split(","):
+    for server in kafka.bootstrap_servers.split(","):
         host, _, port = server.strip().rpartition(":")
         try:
             conn = await create_conn(host, int(port), request_timeout_ms=10_000, **security)
         except (OSError, KafkaError, TimeoutError, ValueError) as exc:
-            refusal = refusal_error(exc, settings, server.strip())
+            refusal = refusal_error(exc, kafka, server.strip())
             if refusal is not None:
                 raise refusal from exc
             continue
@@ -135,7 +135,7 @@ async def check_credentials(settings: KafkaSettings, options: dict[str, Any]) ->
         return
 
 
-def refusal_error(exc: BaseException, settings: KafkaSettings, server: str) -> ConfigError | None:
+def refusal_error(exc: BaseException, kafka: KafkaOptions, server: str) -> ConfigError | None:
     """The configuration error a failed first connection means, or None if it is an outage."""
     if isinstance(exc, ssl.SSLCertVerificationError):
         return ConfigError(
@@ -145,12 +145,12 @@ def refusal_error(exc: BaseException, settings: KafkaSettings, server: str) -> C
     if isinstance(
         exc, SaslAuthenticationFailed | AuthenticationFailedError | UnsupportedSaslMechanismError
     ):
-        who = "" if settings.sasl_mechanism == "OAUTHBEARER" else f" as {settings.sasl_username!r}"
+        who = "" if kafka.sasl_mechanism == "OAUTHBEARER" else f" as {kafka.sasl_username!r}"
         return ConfigError(
-            f"Kafka broker {server} refused SASL {settings.sasl_mechanism} authentication{who}: "
+            f"Kafka broker {server} refused SASL {kafka.sasl_mechanism} authentication{who}: "
             f"{exc} (check ENFORCER_KAFKA__SASL_*)"
         )
-    if not settings.security_protocol.endswith("SSL"):
+    if not kafka.security_protocol.endswith("SSL"):
         return None
     if isinstance(exc, ssl.SSLError):
         return ConfigError(f"TLS with Kafka broker {server} failed: {exc} (is it a TLS listener?)")

@@ -12,19 +12,19 @@ from contextlib import asynccontextmanager
 
 from aiokafka import AIOKafkaProducer
 
-from enforcer.config import KafkaSettings
 from enforcer.engine.records import DLQ_KEY_LIMIT, AuditRecord, DeadLetterRecord, without_payload
 from enforcer.errors import RecordTooLarge
 from enforcer.kafka.clients import kafka_call, open_producer
+from enforcer.kafka.options import KafkaOptions
 
 log = logging.getLogger(__name__)
 
 
 class KafkaRecordSink:
-    def __init__(self, producer: AIOKafkaProducer, settings: KafkaSettings) -> None:
+    def __init__(self, producer: AIOKafkaProducer, kafka: KafkaOptions) -> None:
         self._producer = producer
-        self._audit_topic = settings.audit_topic
-        self._dlq_topic = settings.dlq_topic
+        self._audit_topic = kafka.audit_topic
+        self._dlq_topic = kafka.dlq_topic
 
     async def publish_audit(self, record: AuditRecord) -> None:
         await self._send(self._audit_topic, record.model_dump_json().encode(), record.kafka_key)
@@ -47,9 +47,9 @@ class KafkaRecordSink:
 
 
 @asynccontextmanager
-async def open_kafka_sink(settings: KafkaSettings) -> AsyncIterator[KafkaRecordSink]:
-    async with open_producer(settings, "audit") as producer:
-        yield KafkaRecordSink(producer, settings)
+async def open_kafka_sink(kafka: KafkaOptions) -> AsyncIterator[KafkaRecordSink]:
+    async with open_producer(kafka, "audit") as producer:
+        yield KafkaRecordSink(producer, kafka)
 
 
 class KafkaEventPublisher:
@@ -66,7 +66,7 @@ class KafkaEventPublisher:
 
 
 @asynccontextmanager
-async def open_event_publisher(settings: KafkaSettings) -> AsyncIterator[KafkaEventPublisher]:
+async def open_event_publisher(kafka: KafkaOptions) -> AsyncIterator[KafkaEventPublisher]:
     """A publisher to the first configured notification topic."""
-    async with open_producer(settings, "backfill") as producer:
-        yield KafkaEventPublisher(producer, settings.topics[0])
+    async with open_producer(kafka, "backfill") as producer:
+        yield KafkaEventPublisher(producer, kafka.topics[0])

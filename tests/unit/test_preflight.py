@@ -5,6 +5,7 @@ import logging
 import pytest
 from doubles.kms import InMemoryKms
 
+from enforcer.app import kafka_options
 from enforcer.config import KafkaSettings, Settings
 from enforcer.core.policy import PolicyFile, Rule
 from enforcer.engine.ports import KeyState
@@ -77,7 +78,8 @@ async def test_a_kms_that_is_down_at_start_is_left_to_the_outage_gate(
             raise KmsUnavailable("KES at https://kes:7373 is unreachable")
 
     settings = Settings(kafka=KafkaSettings(bootstrap_servers="127.0.0.1:1"))
+    down = Listing(set(), StorageUnavailable("down"))
     with pytest.raises(KafkaUnavailable):  # Kafka must answer; storage and KMS may be down
-        await check_run(settings, Listing(set(), StorageUnavailable("down")), DownKms(), policy())
+        await check_run(settings, kafka_options(settings.kafka), down, DownKms(), policy())
     assert "could not check S3 at start" in caplog.text
     assert "could not check the KMS at start" in caplog.text
