@@ -23,6 +23,7 @@ $(VENV)/.installed: pyproject.toml
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 # The package, then the tests (two runs: unit and integration each have a conftest module).
 types: install

@@ -169,9 +169,10 @@ class S3Settings(_Section):
     max_pool_connections: int = Field(default=32, ge=1)
     lean_requests: bool = Field(
         default=True,
-        description="Send HEAD, GET, PUT and GetObjectTagging of small objects over a lean "
-        "aiohttp path signed by botocore's SigV4 signer (several times less CPU per request); "
-        "anything unexpected is repeated through aiobotocore. false: aiobotocore only.",
+        description="Send HEAD, GET, PUT and GetObjectTagging over a lean aiohttp path signed "
+        "by botocore's SigV4 signer (several times less CPU per request), failing exactly as "
+        "aiobotocore would; a request it would not encode as botocore does goes through "
+        "aiobotocore before anything is sent. false: aiobotocore only.",
     )
     copy_if_match: Literal["auto", "true", "false"] = Field(
         default="auto",

@@ -30,7 +30,7 @@ import logging
 import time
 from collections import Counter, deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
-from contextlib import asynccontextmanager, suppress
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from enforcer.engine.outcome import Dependency
@@ -85,12 +85,16 @@ class OutageGate:
         probes: Mapping[Dependency, Probe] | None = None,
         log_interval: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
+        """``clock`` reads the time for the log lines; ``sleep`` waits out a probe interval
+        (tests drive both by hand)."""
         self._threshold = threshold
         self._probe_interval = probe_interval
         self._probes = dict(probes or {})
         self._log_interval = log_interval
         self._clock = clock
+        self._sleep = sleep
         self._failures: Counter[Dependency] = Counter()
         self._successes: Counter[Dependency] = Counter()  # real handling, never probes
         self._down: dict[Dependency, str] = {}  # dependency -> last reason
@@ -229,14 +233,17 @@ class OutageGate:
                 self._notify()  # left without the trial (cancelled): the next in line takes it
 
     async def _changed_within_interval(self, changed: asyncio.Event) -> bool:
-        """Wait for ``changed`` for at most one probe interval; True when it was set.
-        ``asyncio.timeout``, not ``wait_for``: on Python 3.11 ``wait_for`` can swallow a
-        cancellation that arrives as the event is set, and a shutdown would wait on this loop."""
-        with suppress(TimeoutError):
-            async with asyncio.timeout(self._probe_interval):
-                await changed.wait()
-            return True
-        return False
+        """Wait for ``changed`` for at most one probe interval; True when it was set. A
+        cancellation always propagates (on Python 3.11 ``wait_for`` could swallow one that
+        arrives as the event is set, and a shutdown would wait on this loop)."""
+        waits = [asyncio.ensure_future(changed.wait()), asyncio.ensure_future(
+            self._sleep(self._probe_interval))]  # fmt: skip
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for wait in waits:
+                wait.cancel()
+        return changed.is_set()
 
     async def _probe_once(self, changed: asyncio.Event) -> None:
         if await self._changed_within_interval(changed):

@@ -7,6 +7,7 @@ import asyncio
 import pytest
 from aiokafka import TopicPartition
 from doubles.kafka import TOPIC, MemoryKafka
+from doubles.time import settle
 from scrape import value
 
 from enforcer.engine.outage import OutageGate
@@ -15,6 +16,13 @@ from enforcer.engine.ports import Message
 from enforcer.errors import KmsUnavailable
 from enforcer.kafka import consumer as consumer_module
 from enforcer.kafka.consumer import EventConsumer
+
+
+async def turns_of_the_loop(kafka: MemoryKafka, turns: int) -> None:
+    """Wait until the consumer has polled ``turns`` more times (a turn: poll, commit, gauges)."""
+    for _ in range(turns):
+        kafka.polled.clear()
+        await asyncio.wait_for(kafka.polled.wait(), timeout=2)
 
 
 def consumer_for(kafka: MemoryKafka, handler, gate=None, concurrency=4):  # type: ignore[no-untyped-def]
@@ -34,17 +42,26 @@ async def test_same_key_in_order_other_keys_concurrently_and_bounded() -> None:
         kafka.produce(0, b"a", str(i).encode())
         kafka.produce(0, b"b", str(i).encode())
     seen: dict[bytes, list[bytes]] = {b"a": [], b"b": []}
-    running = peak = 0
+    running: list[bytes] = []  # keys of the records being handled
+    started: asyncio.Queue[asyncio.Event] = asyncio.Queue()
+    peak = 0
 
     async def handler(message: Message) -> None:
-        nonlocal running, peak
-        running += 1
-        peak = max(peak, running)
-        await asyncio.sleep(0.01 * (5 - int(message.value or b"0")))  # later ones are faster
+        nonlocal peak
+        running.append(message.key or b"")
+        peak = max(peak, len(running))
+        go = asyncio.Event()
+        started.put_nowait(go)
+        await go.wait()
         seen[message.key or b""].append(message.value or b"")
-        running -= 1
+        running.remove(message.key or b"")
 
-    await consumer_for(kafka, handler, concurrency=2).run()
+    task = asyncio.create_task(consumer_for(kafka, handler, concurrency=2).run())
+    for _ in range(10):  # the newest record to start finishes first: order cannot be luck
+        (await asyncio.wait_for(started.get(), timeout=2)).set()
+        await settle()
+        assert len(set(running)) == len(running)  # never two records of one key at once
+    await asyncio.wait_for(task, timeout=2)
     assert seen[b"a"] == seen[b"b"] == [b"0", b"1", b"2", b"3", b"4"]
     assert peak == 2  # both keys in parallel (how many objects at once is the handler's bound)
     assert kafka.committed == {TopicPartition(TOPIC, 0): 10}
@@ -54,12 +71,14 @@ async def test_a_slow_record_holds_back_the_commit_of_later_ones() -> None:
     kafka = MemoryKafka()
     kafka.produce(0, b"slow")
     kafka.produce(0, b"fast")
-    release = asyncio.Event()
+    release, fast_done = asyncio.Event(), asyncio.Event()
     commits: list[int] = []
 
     async def handler(message: Message) -> None:
         if message.key == b"slow":
             await release.wait()
+        else:
+            fast_done.set()
 
     async def commit(offsets: dict[TopicPartition, int]) -> None:
         commits.extend(offsets.values())
@@ -68,7 +87,8 @@ async def test_a_slow_record_holds_back_the_commit_of_later_ones() -> None:
     kafka.commit = commit  # type: ignore[method-assign]
     consumer = consumer_for(kafka, handler)
     task = asyncio.create_task(consumer.run())
-    await asyncio.sleep(0.1)
+    await asyncio.wait_for(fast_done.wait(), timeout=2)
+    await turns_of_the_loop(kafka, 2)  # each turn polls, then commits what it may
     assert commits == []  # "fast" is done, but offset 0 is not: nothing may be committed
     release.set()
     await task
@@ -91,7 +111,7 @@ async def test_open_gate_pauses_every_partition_and_resumes() -> None:
 
     consumer = consumer_for(kafka, handler, gate=gate)
     task = asyncio.create_task(consumer.run())
-    await asyncio.sleep(0.1)
+    await turns_of_the_loop(kafka, 3)
     assert kafka.paused_set == kafka.assignment()
     assert not task.done()  # drain mode does not stop during an outage
     gate.record_success({Dependency.KMS})
@@ -105,14 +125,18 @@ async def test_stop_finishes_in_flight_work_and_commits() -> None:
     for _ in range(3):
         kafka.produce(0, b"k")
 
+    started, release = asyncio.Event(), asyncio.Event()
+
     async def handler(message: Message) -> None:
-        await asyncio.sleep(0.05)
+        started.set()
+        await release.wait()
 
     consumer = EventConsumer(kafka, handler, gate=OutageGate(threshold=1, probe_interval=1),
                              concurrency=4, shutdown_timeout=2)  # fmt: skip
     task = asyncio.create_task(consumer.run())
-    await asyncio.sleep(0.02)
-    consumer.stop()
+    await asyncio.wait_for(started.wait(), timeout=2)
+    consumer.stop()  # with all three records in flight (one key: one after another)
+    release.set()
     await asyncio.wait_for(task, timeout=2)
     assert kafka.committed == {TopicPartition(TOPIC, 0): 3}
 
@@ -176,7 +200,7 @@ async def test_slow_work_that_keeps_the_window_full_still_polls_now_and_then(
     consumer = consumer_for(kafka, handler, concurrency=1)
     task = asyncio.create_task(consumer.run())
     await asyncio.wait_for(kafka.polled.wait(), timeout=2)  # the first poll fills the window
-    await asyncio.sleep(0)
+    await settle()
     assert len(consumer._tasks) == 4  # the window (4 x concurrency) is full
     kafka.polled.clear()
     await asyncio.wait_for(kafka.polled.wait(), timeout=2)  # polled anyway, for one record
@@ -200,12 +224,13 @@ async def test_gauges_show_pause_and_lag_while_paused_then_clear() -> None:
     consumer = consumer_for(kafka, handler, gate=gate)
     task = asyncio.create_task(consumer.run())
 
-    async def observed() -> None:
-        lag = {"topic": TOPIC, "partition": "0"}
-        while value("enforcer_paused") != 1 or value("enforcer_consumer_lag", **lag) != 3:  # noqa: ASYNC110 - polling the rendered metrics is the point
-            await asyncio.sleep(0.01)
-
-    await asyncio.wait_for(observed(), timeout=2)  # all three records wait behind the pause
+    lag = {"topic": TOPIC, "partition": "0"}
+    for _ in range(50):  # each turn of the loop sets the gauges
+        if value("enforcer_paused") == 1 and value("enforcer_consumer_lag", **lag) == 3:
+            break
+        await turns_of_the_loop(kafka, 1)
+    assert value("enforcer_paused") == 1  # all three records wait behind the pause
+    assert value("enforcer_consumer_lag", **lag) == 3
     gate.record_success({Dependency.KMS})
     await asyncio.wait_for(task, timeout=2)
     assert value("enforcer_paused") == 0 and value("enforcer_records_in_flight") == 0

@@ -40,14 +40,16 @@ async def test_objects_run_concurrently_up_to_the_limit_and_in_order_per_object(
 
 
 async def test_the_first_failure_is_raised_as_itself_and_stops_the_rest() -> None:
-    handled = []
+    never = asyncio.Event()  # the others would wait for ever: only cancelling them ends the run
+    started: list[int] = []
 
     async def handle(item: Item) -> None:
+        started.append(item.n)
         if item.n == 3:
             raise LookupError("boom")
-        await asyncio.sleep(0.01)
-        handled.append(item.n)
+        await never.wait()
 
+    items = [Item("b", f"k{i}", i) for i in range(100)]
     with pytest.raises(LookupError, match="boom"):
-        await run_per_object([Item("b", f"k{i}", i) for i in range(100)], handle, limit=4)
-    assert len(handled) < 100
+        await asyncio.wait_for(run_per_object(items, handle, limit=4), timeout=2)
+    assert 3 in started and len(started) < 100

@@ -2,6 +2,7 @@ import asyncio
 import logging
 
 import pytest
+from doubles.time import ManualTime, settle
 
 from enforcer.engine.outage import OutageGate
 from enforcer.engine.outcome import Dependency
@@ -37,40 +38,46 @@ async def test_a_success_resets_only_its_own_dependency() -> None:
 
 
 async def test_the_failed_dependency_is_probed_and_a_passing_probe_lets_one_trial_through() -> None:
-    calls: list[str] = []
+    probed: asyncio.Queue[str] = asyncio.Queue()
     storage_up = asyncio.Event()
 
     async def storage_probe() -> None:
-        calls.append("storage")
+        probed.put_nowait("storage")
         if not storage_up.is_set():
             raise StorageUnavailable("down")
 
     async def kms_probe() -> None:
-        calls.append("kms")
+        probed.put_nowait("kms")
 
-    gate = OutageGate(
-        threshold=1, probe_interval=0.01, probes={STORAGE: storage_probe, KMS: kms_probe}
-    )
+    time = ManualTime()
+    probes = {STORAGE: storage_probe, KMS: kms_probe}
+    gate = OutageGate(threshold=1, probe_interval=5, probes=probes, sleep=time.sleep)
     gate.record_failure(STORAGE, StorageUnavailable("x"))
     entered: list[int] = []
+    trial_began, hold = asyncio.Event(), asyncio.Event()
 
     async def waiter(i: int) -> None:
         async with gate.admitted():
             entered.append(i)
-            await asyncio.sleep(1)
+            trial_began.set()
+            await hold.wait()
 
     tasks = [asyncio.create_task(waiter(i)) for i in range(5)]
-    await asyncio.sleep(0.1)
-    assert entered == [] and "kms" not in calls and calls.count("storage") >= 2
+    for _ in range(2):  # each probe interval: one probe of the storage, none of the KMS
+        await settle()
+        time.advance(5)
+        assert await asyncio.wait_for(probed.get(), timeout=2) == "storage"
+    await settle()
+    assert entered == [] and probed.empty()
     storage_up.set()
-    await asyncio.sleep(0.1)
+    time.advance(5)
+    await asyncio.wait_for(trial_began.wait(), timeout=2)
+    await settle()
     assert len(entered) == 1 and gate.is_open  # half-open: one trial at a time
     gate.record_success({STORAGE})
-    await asyncio.sleep(0.05)
+    hold.set()
+    await asyncio.wait_for(asyncio.gather(*tasks), timeout=2)
     assert len(entered) == 5 and not gate.is_open
-    for task in tasks:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 async def test_trials_take_turns_so_an_event_that_keeps_failing_cannot_hold_the_gate() -> None:
@@ -79,12 +86,15 @@ async def test_trials_take_turns_so_an_event_that_keeps_failing_cannot_hold_the_
 
     gate = OutageGate(threshold=1, probe_interval=0.01, probes={KMS: kms_answers_us})
     trials: list[str] = []
+    three_refused = asyncio.Event()
 
     async def handle(name: str, refused: bool) -> None:
         """The handler's loop: one attempt per turn until the event is done."""
         while True:
             async with gate.admitted():
                 trials.append(name)
+                if trials.count("refused") == 3:
+                    three_refused.set()
                 if not refused:
                     gate.record_success({STORAGE, KMS})
                     return
@@ -93,7 +103,7 @@ async def test_trials_take_turns_so_an_event_that_keeps_failing_cannot_hold_the_
 
     gate.record_failure(KMS, KmsNotAuthorized("kms:NotAuthorized"))  # the refused key's event
     refused = asyncio.create_task(handle("refused", refused=True))
-    await asyncio.sleep(0.05)  # it alone has had the trials so far
+    await asyncio.wait_for(three_refused.wait(), timeout=2)  # it alone has had the trials
     working = asyncio.create_task(handle("working", refused=False))
     await asyncio.wait_for(working, timeout=2)
     refused.cancel()
@@ -115,7 +125,7 @@ async def test_a_cancellation_that_meets_a_change_of_the_gate_is_not_lost() -> N
         gate.record_failure(KMS, KmsUnavailable("down"))
         first = asyncio.create_task(gate.admitted().__aenter__())  # probes, then waits
         waiting = asyncio.create_task(gate.admitted().__aenter__())  # waits for a change
-        await asyncio.sleep(0.01)
+        await settle()
         task = first if prober else waiting
         gate.record_failure(KMS, KmsUnavailable("another event"))  # sets the event...
         task.cancel()  # ...and the shutdown comes before the waiter runs again

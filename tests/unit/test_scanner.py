@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 from doubles.sink import MemorySink
 from doubles.storage import MemoryStorage
+from doubles.time import settle
 
 from enforcer.core.events import BACKFILL_EVENT_SOURCE, ObjectEvent, parse_message
 from enforcer.core.policy import Mode, PolicyFile, RequiredKey, Rule, Strategy, VersionsPolicy
@@ -287,6 +288,7 @@ async def test_an_interrupted_scan_finishes_what_it_started_and_knows_where_to_r
 async def test_concurrency_is_bounded() -> None:
     storage = bucket_with(*[(f"k{i}", Encryption.NONE, None) for i in range(20)])
     running, peak = 0, 0
+    three_at_once = asyncio.Event()
 
     async def slow(
         snapshot: ObjectSnapshot, required: RequiredKey, tags: dict[str, str]
@@ -294,7 +296,10 @@ async def test_concurrency_is_bounded() -> None:
         nonlocal running, peak
         running += 1
         peak = max(peak, running)
-        await asyncio.sleep(0.01)
+        if running == 3:
+            three_at_once.set()
+        await asyncio.wait_for(three_at_once.wait(), timeout=2)  # hold until three run at once
+        await settle()  # give a fourth every chance to start
         running -= 1
         return await storage.rewrite_sse_kms(snapshot, SseKmsTarget(required.key), tags)
 
