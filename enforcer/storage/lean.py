@@ -17,8 +17,8 @@ code (:class:`~enforcer.storage.transport.S3Transport` picks one per call):
   :class:`~botocore.exceptions.HTTPClientError`. Nothing is sent twice: retries are the retry
   policy's, with its backoff (a 503 SlowDown included);
 * a request it would not send the way botocore does (a timestamp parameter, a non-ASCII value,
-  an empty key) raises :class:`NotLean` **before** anything is sent, and only then does the
-  transport use aiobotocore instead;
+  an empty key, a bucket name botocore refuses) raises :class:`NotLean` **before** anything is
+  sent, and only then does the transport use aiobotocore instead;
 * an answer with a typed header it cannot read (a date or a number that is not one) raises
   :class:`~enforcer.errors.StorageRejected` for that object (botocore would raise a bare
   ``ValueError``).
@@ -43,6 +43,7 @@ from aiobotocore.credentials import AioCredentials
 from botocore.auth import S3SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.exceptions import ClientError, HTTPClientError
+from botocore.handlers import VALID_BUCKET
 from yarl import URL
 
 from enforcer.errors import StorageRejected, StorageUnavailable
@@ -217,6 +218,8 @@ class LeanS3:
     ) -> AsyncIterator[aiohttp.ClientResponse]:
         if not key:  # "/bucket/" would name the bucket, not an object
             raise NotLean(operation, "empty key")
+        if not VALID_BUCKET.search(bucket):  # botocore refuses it before sending: let it say so
+            raise NotLean(operation, "bucket name")
         url = f"{self._endpoint}/{quote(bucket, safe='')}/{quote(key, safe='/~')}{query}"
         request = AWSRequest(method=method, url=url, headers=headers or {}, data=body)
         frozen = await self._credentials.get_frozen_credentials()
