@@ -20,7 +20,7 @@ from opentelemetry import trace
 
 from enforcer.core.events import IgnoredRecord, ObjectEvent, parse_message
 from enforcer.core.policy import Mode, RequiredKey
-from enforcer.core.verdict import Action
+from enforcer.core.verdict import Action, Verdict
 from enforcer.engine.fanout import run_per_object
 from enforcer.engine.outage import Dependency, OutageGate, dependency_of
 from enforcer.engine.pipeline import Announce, Outcome, Pipeline
@@ -56,6 +56,7 @@ from enforcer.telemetry import (
     EVENTS,
     KEY_ALERTS,
     KEY_AVAILABLE,
+    OBJECTS,
     TRACER,
     context_from_headers,
     current_trace_id,
@@ -269,6 +270,8 @@ def _observe(event: ObjectEvent, record: AuditRecord) -> None:
     """The metrics of one handled object event, and in audit mode its one INFO log line."""
     action = record.action
     EVENTS.add(1, {"verdict": str(record.verdict), "action": action.value, "mode": record.mode})
+    if (result := _compliance(record)) is not None:
+        OBJECTS.add(1, {"bucket": record.bucket, "result": result})
     EVENT_DURATION.record(record.duration_ms / 1000, {"action": action.value, "mode": record.mode})
     if action is Action.REENCRYPTED and record.required_key:
         KEY_AVAILABLE.set(1, {"key": record.required_key})
@@ -289,3 +292,18 @@ def _observe(event: ObjectEvent, record: AuditRecord) -> None:
                 "action": action.value,
             },
         )
+
+
+_NONCOMPLIANT = frozenset({Verdict.PLAINTEXT, Verdict.SSE_S3, Verdict.WRONG_KEY, Verdict.SSE_C})
+
+
+def _compliance(record: AuditRecord) -> str | None:
+    """``enforcer_objects_total``'s result for one audited event; None (not counted) for an
+    object that is gone or that no rule covers."""
+    if record.action is Action.FAILED:
+        return "failed"
+    if record.action in (Action.REENCRYPTED, Action.PURGED):
+        return "fixed"
+    if record.verdict is Verdict.COMPLIANT:
+        return "compliant"
+    return "noncompliant" if record.verdict in _NONCOMPLIANT else None

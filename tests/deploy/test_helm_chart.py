@@ -179,6 +179,14 @@ def test_prometheusrule_carries_the_rule_file(render: Render) -> None:
     assert rendered == rules["groups"]
 
 
+def test_prometheusrule_names_the_release_consumer_group(render: Render) -> None:
+    documents = render(ALL_FEATURES, **{"kafka.groupId": "enforcer-eu"})
+    [group] = one(documents, "PrometheusRule")["spec"]["groups"]
+    broker = next(r for r in group["rules"] if r["alert"] == "SseEnforcerBrokerLagGrowing")
+    assert broker["expr"].count('consumergroup="enforcer-eu"') == 2
+    assert "sse-enforcer" not in broker["expr"]
+
+
 @pytest.mark.parametrize(
     "values", [[], [ALL_FEATURES], [AWS_PRESET]], ids=["default", "all", "aws"]
 )
