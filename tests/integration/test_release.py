@@ -5,6 +5,7 @@ every distribution of requirements.lock (the set the image installs) with its ha
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 
@@ -84,3 +85,15 @@ def test_the_sbom_is_dated_by_the_commit_with_no_random_serial(dist: Dist) -> No
     bom = json.loads(dist.one("sse-enforcer-*.cdx.json").read_text())
     assert "serialNumber" not in bom
     assert bom["metadata"]["timestamp"] == dist.info["created"].replace("Z", "+00:00")
+
+
+def test_a_tag_that_is_not_the_version_is_refused_before_anything_is_built(dist: Dist) -> None:
+    before = (dist.folder / "SHA256SUMS").read_bytes()
+    done = subprocess.run(  # noqa: S603 - the project's own script
+        [str(ROOT / "deploy" / "release" / "dist")],
+        cwd=ROOT, capture_output=True, text=True, check=False, timeout=120,
+        env={**os.environ, "RELEASE_TAG": "v0.0.0-not-this"},
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert f"the tag v0.0.0-not-this is not v{dist.version}" in done.stderr
+    assert (dist.folder / "SHA256SUMS").read_bytes() == before  # dist/ left as it was
