@@ -13,7 +13,7 @@ from chart_support import CHART, KUBE_VERSION, Document, one, run_helm, validate
 from release import Dist
 
 # The first test builds the release (`make dist`: the image takes minutes the first time).
-pytestmark = pytest.mark.timeout(2700)
+pytestmark = [pytest.mark.image, pytest.mark.timeout(2700)]
 
 
 @pytest.fixture(scope="module")

@@ -61,7 +61,8 @@ def test_pipx_install_gives_a_working_enforcer_command(tmp_path: Path) -> None:
     assert "complete -o default -F _enforcer_complete enforcer" in script
 
 
-@pytest.mark.timeout(2700)  # the first use of `dist` runs `make dist` (the image: minutes)
+@pytest.mark.image  # the first use of `dist` runs `make dist` (the image: minutes)
+@pytest.mark.timeout(2700)
 def test_the_released_wheel_installs_into_a_clean_venv_and_runs(dist: Dist, tmp_path: Path) -> None:
     wheel = dist.one("sse_enforcer-*-py3-none-any.whl")
     assert wheel.name == f"sse_enforcer-{dist.version}-py3-none-any.whl"
@@ -82,6 +83,7 @@ def test_the_released_wheel_installs_into_a_clean_venv_and_runs(dist: Dist, tmp_
     assert "usage: enforcer" in run(str(venv / "bin" / "enforcer"), "--help", env=env)
 
 
+@pytest.mark.image
 @pytest.mark.timeout(2700)
 def test_the_released_sdist_holds_the_sources_the_wheel_was_built_from(dist: Dist) -> None:
     sdist = dist.one("sse_enforcer-*.tar.gz")

@@ -12,7 +12,8 @@ import subprocess
 import pytest
 from release import ROOT, Dist
 
-pytestmark = pytest.mark.timeout(2700)  # the first use of `dist` runs `make dist`
+# The first use of `dist` runs `make dist`, which builds the image (minutes the first time).
+pytestmark = [pytest.mark.image, pytest.mark.timeout(2700)]
 
 PIN = re.compile(r"^([A-Za-z0-9_.-]+)==([^\s;\\]+)", re.M)
 HASH = re.compile(r"--hash=sha256:([0-9a-f]{64})")
