@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STACK := deploy/local/stack
 PYTHON ?= python3.11
 
-.PHONY: check lint types unit test demo install stack-up stack-down lock browser tools image bench
+.PHONY: check lint types unit test demo install stack-up stack-down lock browser tools image bench dist
 
 check: lint types unit
 
@@ -30,7 +30,7 @@ types: install
 	$(BIN)/mypy
 	MYPYPATH=tests:examples $(BIN)/mypy tests/unit tests/doubles tests/conftest.py
 	MYPYPATH=tests:tests/integration:examples $(BIN)/mypy tests/integration
-	MYPYPATH=tests/deploy $(BIN)/mypy tests/deploy
+	MYPYPATH=tests/deploy:tests $(BIN)/mypy tests/deploy
 
 # Unit tests with a coverage report; the floor guards against untested code landing in the core.
 unit: install
@@ -53,6 +53,12 @@ browser:
 tools:
 	deploy/tools/helm --path >/dev/null
 	deploy/tools/promtool --path >/dev/null
+
+# Everything a release needs, into dist/: wheel and sdist, the image as an OCI archive with OCI
+# labels, its SBOM (CycloneDX, from requirements.lock), the packaged Helm chart and SHA256SUMS
+# (deploy/release/README.md). Needs no stack; builds its tools into ~/.cache/sse-enforcer.
+dist:
+	PYTHON=$(PYTHON) deploy/release/dist
 
 # The container image localhost/sse-enforcer:<version>, then its smoke test on the local stack.
 image: stack-up

@@ -34,6 +34,13 @@ _METER = metrics.get_meter("enforcer")
 EVENTS = _METER.create_counter(
     "enforcer.events", description="Object events handled, by verdict, action and mode"
 )
+#: One per object event a rule covers, by bucket and result: ``compliant`` (already under its
+#: required key), ``fixed`` (re-encrypted, or a non-compliant old version purged), ``failed``,
+#: ``noncompliant`` (left as it is: audit mode, SSE-C, a version the rule keeps). The notification
+#: of the enforcer's own rewrite is not counted again.
+OBJECTS = _METER.create_counter(
+    "enforcer.objects", description="Object events in scope of a rule, by bucket and result"
+)
 RETRIES = _METER.create_counter("enforcer.retries", description="Retried calls, by error class")
 KEY_ALERTS = _METER.create_counter(
     "enforcer.key_alerts",

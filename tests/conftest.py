@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from release import Dist, build_dist
 
 from enforcer import __version__, retrying, telemetry
 
@@ -54,3 +55,10 @@ def spans(span_exporter: InMemorySpanExporter) -> InMemorySpanExporter:
     """The spans finished during this test."""
     span_exporter.clear()
     return span_exporter
+
+
+@pytest.fixture(scope="session")
+def dist() -> Dist:
+    """The release artifacts of this commit (tests/release.py): ``make dist`` once per session,
+    minutes the first time (the container image). Tests that use it need a long timeout."""
+    return build_dist()

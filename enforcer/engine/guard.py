@@ -31,7 +31,7 @@ from opentelemetry import trace
 
 from enforcer.core.events import IgnoredRecord, ObjectEvent
 from enforcer.core.policy import Mode, RequiredKey
-from enforcer.core.verdict import Action
+from enforcer.core.verdict import Action, Verdict
 from enforcer.engine.objects import ObjectSnapshot
 from enforcer.engine.outage import Mark, OutageGate
 from enforcer.engine.outcome import Outcome
@@ -64,6 +64,7 @@ from enforcer.telemetry import (
     EVENTS,
     KEY_ALERTS,
     KEY_AVAILABLE,
+    OBJECTS,
     current_trace_id,
     step,
 )
@@ -173,7 +174,7 @@ class ObjectGuard:
         record = audit_record(event, outcome, default_mode=self._mode, duration=duration,
                               trace_id=current_trace_id(), now=self.now(),
                               failure=failure)  # fmt: skip
-        _observe(event, record)
+        _observe(event, record, own_write=outcome.own_write)
         await self._publish_audit(record)
         return record
 
@@ -251,10 +252,14 @@ def _unusable_key(exc: EnforcerError, outcome: Outcome) -> tuple[str, str] | Non
     return None
 
 
-def _observe(event: ObjectEvent, record: AuditRecord) -> None:
-    """The metrics of one handled object event, and in audit mode its one INFO log line."""
+def _observe(event: ObjectEvent, record: AuditRecord, *, own_write: bool) -> None:
+    """The metrics of one handled object event, and in audit mode its one INFO log line. The
+    notification of the enforcer's own rewrite is not counted again per bucket: it was
+    counted as ``fixed``."""
     action = record.action
     EVENTS.add(1, {"verdict": str(record.verdict), "action": action.value, "mode": record.mode})
+    if not own_write and (result := _compliance(record)) is not None:
+        OBJECTS.add(1, {"bucket": record.bucket, "result": result})
     EVENT_DURATION.record(record.duration_ms / 1000, {"action": action.value, "mode": record.mode})
     if action is Action.REENCRYPTED and record.required_key:
         KEY_AVAILABLE.set(1, {"key": record.required_key})
@@ -275,3 +280,18 @@ def _observe(event: ObjectEvent, record: AuditRecord) -> None:
                 "action": action.value,
             },
         )
+
+
+_NONCOMPLIANT = frozenset({Verdict.PLAINTEXT, Verdict.SSE_S3, Verdict.WRONG_KEY, Verdict.SSE_C})
+
+
+def _compliance(record: AuditRecord) -> str | None:
+    """``enforcer_objects_total``'s result for one audited event; None (not counted) for an
+    object that is gone or that no rule covers."""
+    if record.action is Action.FAILED:
+        return "failed"
+    if record.action in (Action.REENCRYPTED, Action.PURGED):
+        return "fixed"
+    if record.verdict is Verdict.COMPLIANT:
+        return "compliant"
+    return "noncompliant" if record.verdict in _NONCOMPLIANT else None

@@ -34,3 +34,5 @@ class Outcome:
     notes: list[str] = field(default_factory=list)
     #: Dependencies this handling used successfully (the outage gate's evidence).
     used: set[Dependency] = field(default_factory=set)
+    #: The event is the notification of the enforcer's own verified rewrite (no request made).
+    own_write: bool = False

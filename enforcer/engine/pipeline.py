@@ -100,6 +100,7 @@ class Pipeline:
             decision.verdict,
             decision.action,
         )
+        outcome.own_write = True
         if own.unpurged is not None:
             await self._purge_or_note(own.unpurged, outcome)
         return True

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -25,14 +26,20 @@ def helm() -> Path:
 
 
 @pytest.fixture(scope="session")
-def render(helm: Path) -> Render:
-    """``render(*values_files, **{"a.b": "v"})`` -> the documents ``helm template`` prints."""
+def render(helm: Path, tmp_path_factory: pytest.TempPathFactory) -> Render:
+    """``render(*values, **{"a.b": "v"})`` -> the documents ``helm template`` prints; each of
+    ``values`` is a values file or a dict of values."""
+    folder = tmp_path_factory.mktemp("values")
 
-    def template(*values: Path, **settings: str) -> list[Document]:
+    def template(*values: Path | dict[str, Any], **settings: str) -> list[Document]:
         args = ["template", "rel", str(CHART), "--namespace", "sse-enforcer"]
         args += ["--kube-version", KUBE_VERSION]
-        for path in values:
-            args += ["--values", str(path)]
+        for item in values:
+            if isinstance(item, dict):
+                path = folder / f"values-{len(list(folder.iterdir()))}.yaml"
+                path.write_text(yaml.safe_dump(item))
+                item = path  # noqa: PLW2901 - the dict, written where Helm reads it
+            args += ["--values", str(item)]
         for name, value in settings.items():
             args += ["--set", f"{name}={value}"]
         done = run_helm(helm, *args)

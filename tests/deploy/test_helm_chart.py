@@ -3,6 +3,8 @@ part switched on, and refuses values that would break the service (replicas beyo
 
 from __future__ import annotations
 
+import json
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -10,40 +12,22 @@ import pytest
 import yaml
 from chart_support import (
     ALL_FEATURES,
+    AWS_PRESET,
     CHART,
     KUBE_VERSION,
+    ROOT,
     Document,
     Render,
     by_kind,
     one,
     run_helm,
+    validate,
 )
 
 from enforcer.config import KafkaSettings, load_settings
 
 # The first test may build Helm (minutes on a fresh machine; `make test` builds it first).
 pytestmark = pytest.mark.timeout(1800)
-
-#: Custom resources: no schema ships with kubernetes-validate, so their shape is checked here.
-CUSTOM = {
-    ("monitoring.coreos.com/v1", "ServiceMonitor"): ("selector", "endpoints"),
-    ("monitoring.coreos.com/v1", "PrometheusRule"): ("groups",),
-    ("keda.sh/v1alpha1", "ScaledObject"): ("scaleTargetRef", "triggers"),
-    ("keda.sh/v1alpha1", "TriggerAuthentication"): ("secretTargetRef|podIdentity",),
-}
-
-
-def validate(documents: list[Document]) -> None:
-    import kubernetes_validate
-
-    for document in documents:
-        key = (document["apiVersion"], document["kind"])
-        if key in CUSTOM:
-            assert document["metadata"]["name"]
-            for fields in CUSTOM[key]:  # "a|b": one of them
-                assert any(document["spec"].get(f) for f in fields.split("|")), (key, fields)
-        else:
-            kubernetes_validate.validate(document, KUBE_VERSION, strict=True)
 
 
 @pytest.mark.parametrize("values", [[], ["--values", str(ALL_FEATURES)]], ids=["default", "all"])
@@ -57,7 +41,7 @@ def test_default_render_is_valid_and_minimal(render: Render) -> None:
     validate(documents)
     kinds = sorted(d["kind"] for d in documents)
     expected = ["ConfigMap", "ConfigMap", "Deployment", "NetworkPolicy", "PodDisruptionBudget"]
-    assert kinds == sorted([*expected, "Service", "ServiceAccount"])
+    assert kinds == sorted([*expected, "Pod", "Service", "ServiceAccount"])  # Pod: `helm test`
 
 
 def test_all_features_render_is_valid(render: Render) -> None:
@@ -195,7 +179,17 @@ def test_prometheusrule_carries_the_rule_file(render: Render) -> None:
     assert rendered == rules["groups"]
 
 
-@pytest.mark.parametrize("values", [[], [ALL_FEATURES]], ids=["default", "all"])
+def test_prometheusrule_names_the_release_consumer_group(render: Render) -> None:
+    documents = render(ALL_FEATURES, **{"kafka.groupId": "enforcer-eu"})
+    [group] = one(documents, "PrometheusRule")["spec"]["groups"]
+    broker = next(r for r in group["rules"] if r["alert"] == "SseEnforcerBrokerLagGrowing")
+    assert broker["expr"].count('consumergroup="enforcer-eu"') == 2
+    assert "sse-enforcer" not in broker["expr"]
+
+
+@pytest.mark.parametrize(
+    "values", [[], [ALL_FEATURES], [AWS_PRESET]], ids=["default", "all", "aws"]
+)
 def test_rendered_settings_load(
     render: Render, values: list[Path], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
@@ -234,16 +228,26 @@ def test_aws_kms_mounts_no_kes_identity(render: Render) -> None:
     assert "kes-identity" not in {v["name"] for v in volumes}
 
 
-def test_dashboards_ship_as_a_configmap_when_there_are_any(render: Render) -> None:
-    dashboards = sorted(p.name for p in (CHART / "files").glob("*.json"))
+def test_the_dashboard_ships_as_a_configmap(render: Render) -> None:
+    dashboard = CHART / "files" / "sse-enforcer-dashboard.json"
     rendered = by_kind(render(ALL_FEATURES), "ConfigMap")
-    found = [d for d in rendered if d["metadata"]["name"] == "rel-sse-enforcer-dashboards"]
-    if not dashboards:
-        assert found == []
-        return
-    [configmap] = found
+    [configmap] = [d for d in rendered if d["metadata"]["name"] == "rel-sse-enforcer-dashboards"]
     assert configmap["metadata"]["labels"]["grafana_dashboard"] == "1"
-    assert sorted(configmap["data"]) == dashboards
+    assert configmap["data"] == {dashboard.name: dashboard.read_text()}
+
+
+def test_the_chart_is_self_contained_and_the_dashboard_has_one_source() -> None:
+    """No symlink in the chart (a vendored or packaged chart would lose its target), and the
+    chart's dashboard is the only copy in the repository."""
+    links = [p for p in CHART.rglob("*") if p.is_symlink()]
+    assert links == []
+    uid = json.loads((CHART / "files" / "sse-enforcer-dashboard.json").read_text())["uid"]
+    tracked = subprocess.run(
+        ["git", "ls-files", "*.json"],  # noqa: S607 - git from PATH, fixed arguments
+        cwd=ROOT, capture_output=True, text=True, check=True, timeout=60,
+    ).stdout.split()  # fmt: skip
+    copies = [name for name in tracked if f'"uid": "{uid}"' in (ROOT / name).read_text()]
+    assert copies == ["deploy/helm/sse-enforcer/files/sse-enforcer-dashboard.json"]
 
 
 def test_msk_iam_needs_no_password_and_scales_with_the_pod_identity(render: Render) -> None:
@@ -261,8 +265,7 @@ def test_msk_iam_needs_no_password_and_scales_with_the_pod_identity(render: Rend
     [container] = one(documents, "Deployment")["spec"]["template"]["spec"]["containers"]
     assert "env" not in container  # no username or password from a Secret
     [trigger] = one(documents, "ScaledObject")["spec"]["triggers"]
-    assert (trigger["metadata"]["sasl"], trigger["metadata"]["awsRegion"]) == (
-        "aws_msk_iam",
-        "eu-west-1",
-    )
-    assert one(documents, "TriggerAuthentication")["spec"] == {"podIdentity": {"provider": "aws"}}
+    assert trigger["metadata"]["awsRegion"] == "eu-west-1"
+    assert one(documents, "TriggerAuthentication")["spec"] == {
+        "podIdentity": {"provider": "aws", "identityOwner": "workload"}
+    }

@@ -12,6 +12,9 @@ from chart_support import KUSTOMIZE, Document, Render, one
 
 from enforcer import __version__
 
+#: The chart's `helm test` pod (release "rel"): the chart's NetworkPolicy admits it as well.
+TEST_LABELS = {"app.kubernetes.io/instance": "rel", "app.kubernetes.io/component": "helm-test"}
+
 # The first test may build Helm (minutes on a fresh machine; `make test` builds it first).
 pytestmark = pytest.mark.timeout(1800)
 
@@ -62,7 +65,8 @@ def test_same_settings(pair: tuple[list[Document], list[Document]]) -> None:
 
 
 @pytest.mark.parametrize(
-    "field", ["livenessProbe", "readinessProbe", "ports", "resources", "securityContext"]
+    "field",
+    ["startupProbe", "livenessProbe", "readinessProbe", "ports", "resources", "securityContext"],
 )
 def test_same_container_field(pair: tuple[list[Document], list[Document]], field: str) -> None:
     chart, kustomize = pair
@@ -113,4 +117,9 @@ def test_same_disruption_budget_and_network_policy(
         for spec in (chart_spec, kustomize_spec):  # the chart adds the release to the selectors
             spec.pop("selector", None)
             spec.pop("podSelector", None)
+        if kind == "NetworkPolicy":  # the chart also admits its `helm test` pod
+            [rule] = chart_spec["ingress"]
+            test_peer = {"podSelector": {"matchLabels": TEST_LABELS}}
+            assert test_peer in rule["from"]
+            chart_spec["ingress"] = [{**rule, "from": [p for p in rule["from"] if p != test_peer]}]
         assert chart_spec == kustomize_spec, kind

@@ -1,16 +1,18 @@
 """The project installs as users install it (needs the package index, not the stack): the wheel
-carries the license and nothing but the package, and ``pipx install .`` gives a working
-``enforcer`` command."""
+carries the license and nothing but the package, ``pipx install .`` gives a working ``enforcer``
+command, and so does the released wheel of ``make dist`` in a clean venv."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
+import tarfile
 import zipfile
 from pathlib import Path
 
 import pytest
+from release import Dist
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -57,3 +59,45 @@ def test_pipx_install_gives_a_working_enforcer_command(tmp_path: Path) -> None:
     assert version.startswith("sse-enforcer ")
     script = run(str(bin_dir / "enforcer"), "completion", "bash", env=env)
     assert "complete -o default -F _enforcer_complete enforcer" in script
+
+
+@pytest.mark.image  # the first use of `dist` runs `make dist` (the image: minutes)
+@pytest.mark.timeout(2700)
+def test_the_released_wheel_installs_into_a_clean_venv_and_runs(dist: Dist, tmp_path: Path) -> None:
+    wheel = dist.one("sse_enforcer-*-py3-none-any.whl")
+    assert wheel.name == f"sse_enforcer-{dist.version}-py3-none-any.whl"
+    venv = tmp_path / "venv"
+    run(sys.executable, "-m", "venv", str(venv))  # no --system-site-packages: nothing but pip
+    python = venv / "bin" / "python"
+    run(str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", str(wheel))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ENFORCER_", "PYTHON"))}
+    outside = tmp_path / "elsewhere"  # not the checkout: the package must come from the venv
+    outside.mkdir()
+    where = subprocess.run(  # noqa: S603 - the venv's own interpreter
+        [str(python), "-c", "import enforcer; print(enforcer.__file__)"],
+        capture_output=True, text=True, check=True, timeout=60, cwd=outside, env=env,
+    ).stdout  # fmt: skip
+    assert where.startswith(str(venv)), where
+    version = run(str(venv / "bin" / "enforcer"), "--version", env=env)
+    assert version.strip() == f"sse-enforcer {dist.version}"
+    assert "usage: enforcer" in run(str(venv / "bin" / "enforcer"), "--help", env=env)
+
+
+@pytest.mark.image
+@pytest.mark.timeout(2700)
+def test_the_released_sdist_holds_the_sources_the_wheel_was_built_from(dist: Dist) -> None:
+    sdist = dist.one("sse_enforcer-*.tar.gz")
+    top = f"sse_enforcer-{dist.version}"
+    with tarfile.open(sdist) as archive:
+        names = {name.removeprefix(f"{top}/") for name in archive.getnames()}
+    assert {
+        "pyproject.toml",
+        "README.md",
+        "LICENSE",
+        "enforcer/__init__.py",
+        "enforcer/py.typed",
+    } <= (names)
+    assert not [n for n in names if n.startswith(("tests/", "deploy/", "dist/", ".venv/"))]
+    with zipfile.ZipFile(dist.one("*.whl")) as wheel:
+        packaged = {n for n in wheel.namelist() if n.startswith("enforcer/")}
+    assert packaged <= names  # every module of the wheel comes from the sdist

@@ -9,7 +9,7 @@ from doubles.storage import MemoryStorage
 from scrape import value
 
 from enforcer.core.policy import Mode, PolicyFile, Rule, Strategy, VersionsPolicy
-from enforcer.core.verdict import Action, Verdict
+from enforcer.core.verdict import Action, Encryption, Verdict
 from enforcer.engine.guard import ObjectGuard
 from enforcer.engine.handler import RecordHandler
 from enforcer.engine.objects import ObjectSnapshot, SseKmsTarget, WriteResult
@@ -389,3 +389,70 @@ async def test_a_missing_key_marks_it_unavailable_until_it_works_again() -> None
     assert value("enforcer_dlq_records_total", error_type="key_missing") == dlq + 1
     await h.handler(message(minio()))  # the key is back
     assert value("enforcer_key_available", key="ek-gone") == 1
+
+
+@pytest.mark.parametrize(
+    ("mode", "put", "failure", "result"),
+    [
+        (Mode.ENFORCE, {"encryption": Encryption.SSE_KMS, "kms_key": "arn:aws:kms:ek"}, None,
+         "compliant"),
+        (Mode.ENFORCE, {}, None, "fixed"),
+        (Mode.ENFORCE, {}, AccessDenied("nope"), "failed"),
+        (Mode.AUDIT, {}, None, "noncompliant"),
+        (Mode.ENFORCE, {"encryption": Encryption.SSE_C}, None, "noncompliant"),
+    ],
+    ids=["compliant", "fixed", "failed", "audit", "sse-c"],
+)  # fmt: skip
+async def test_each_object_in_scope_is_counted_by_bucket_and_result(
+    mode: Mode, put: dict[str, object], failure: Exception | None, result: str
+) -> None:
+    """enforcer_objects_total{bucket, result}: the per-bucket compliance ratio's counter."""
+    bucket = f"ratio-{result}-{mode.value}-{len(put)}"
+    before = {r: value("enforcer_objects_total", bucket=bucket, result=r) for r in RESULTS}
+    h = Harness(mode)
+    h.storage.bucket_keys[bucket] = "ek"
+    h.storage.put(bucket, "k", b"x", **put)  # type: ignore[arg-type]
+    if failure is not None:
+        h.failures.append(failure)
+    await h.handler(message(minio_in(bucket)))
+    after = {r: value("enforcer_objects_total", bucket=bucket, result=r) for r in RESULTS}
+    assert {r: after[r] - before[r] for r in RESULTS} == {r: int(r == result) for r in RESULTS}
+
+
+async def test_the_notification_of_our_own_rewrite_is_not_counted_again() -> None:
+    h = Harness()
+    h.storage.bucket_keys["ratio-own"] = "ek"
+    h.storage.put("ratio-own", "k", b"x")
+    await h.handler(message(minio_in("ratio-own")))
+    written = h.storage.objects[("ratio-own", "k")][-1].snapshot
+    own = {
+        "eventName": "s3:ObjectCreated:Put",
+        "s3": {
+            "bucket": {"name": "ratio-own"},
+            "object": {"key": "k", "eTag": written.etag, "versionId": written.version_id},
+        },
+    }
+    value_ = json.dumps({"Records": [own]}).encode()
+    await h.handler(message(value_, offset=8))
+    assert [r.verdict for r in h.sink.final] == [Verdict.PLAINTEXT, Verdict.COMPLIANT]
+    counted = {r: value("enforcer_objects_total", bucket="ratio-own", result=r) for r in RESULTS}
+    assert counted == {"compliant": 0, "fixed": 1, "failed": 0, "noncompliant": 0}
+
+
+async def test_objects_no_rule_covers_are_not_counted() -> None:
+    h = Harness()
+    h.storage.bucket_keys["ratio-unruled"] = None
+    h.storage.put("ratio-unruled", "k", b"x")
+    await h.handler(message(minio_in("ratio-unruled")))
+    [record] = h.sink.final
+    assert record.verdict is Verdict.OUT_OF_SCOPE
+    assert value("enforcer_objects_total", bucket="ratio-unruled") == 0
+
+
+RESULTS = ("compliant", "fixed", "failed", "noncompliant")
+
+
+def minio_in(bucket: str, key: str = "k") -> bytes:
+    name = "s3:ObjectCreated:Put"
+    record = {"eventName": name, "s3": {"bucket": {"name": bucket}, "object": {"key": key}}}
+    return json.dumps({"EventName": name, "Key": f"{bucket}/{key}", "Records": [record]}).encode()

@@ -18,10 +18,10 @@ from enforcer import telemetry
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "deploy" / "helm" / "sse-enforcer" / "files" / "alerts.rules.yaml"
-DASHBOARD = ROOT / "deploy" / "grafana" / "sse-enforcer.json"
+DASHBOARD = ROOT / "deploy" / "helm" / "sse-enforcer" / "files" / "sse-enforcer-dashboard.json"
 #: Metrics other programs export that the rules may use (documented in docs/metrics.md).
-FOREIGN = {"minio_s3_requests_total"}
-METRIC = re.compile(r"\b((?:enforcer|process|minio)_[a-z0-9_]+)\b")
+FOREIGN = {"minio_s3_requests_total", "kafka_consumergroup_lag"}
+METRIC = re.compile(r"\b((?:enforcer|process|minio|kafka)_[a-z0-9_]+)\b")
 
 
 def exported_names() -> set[str]:

@@ -25,6 +25,13 @@ app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
 
+{{/* The `helm test` pod: never the enforcer's selector labels (the Service, PDB and NetworkPolicy
+select on those), but what the NetworkPolicy admits to the health port. */}}
+{{- define "sse-enforcer.testLabels" -}}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: helm-test
+{{- end }}
+
 {{- define "sse-enforcer.serviceAccountName" -}}
 {{- if .Values.serviceAccount.create }}
 {{- default (include "sse-enforcer.fullname" .) .Values.serviceAccount.name }}
@@ -33,8 +40,53 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
 {{- end }}
 
+{{/* repository@digest when image.digest is set (it wins over the tag), else repository:tag. */}}
 {{- define "sse-enforcer.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+{{- end }}
+
+{{/* The S3 CA bundle's volume source (a ConfigMap or Secret), or "" when none is configured. */}}
+{{- define "sse-enforcer.s3CaSource" -}}
+{{- $ca := .Values.s3.caBundle }}
+{{- if $ca.existingSecret }}secret
+{{- else if or $ca.existingConfigMap $ca.pem }}configMap
+{{- end }}
+{{- end }}
+
+{{- define "sse-enforcer.s3CaName" -}}
+{{- $ca := .Values.s3.caBundle }}
+{{- if $ca.existingSecret }}{{ $ca.existingSecret }}
+{{- else if $ca.existingConfigMap }}{{ $ca.existingConfigMap }}
+{{- else if $ca.pem }}{{ include "sse-enforcer.fullname" . }}-s3-ca
+{{- end }}
+{{- end }}
+
+{{/* Egress presets (networkPolicy.egressPresets): TCP ports to any address, or one address. */}}
+{{- define "sse-enforcer.egressPresets" -}}
+kafka: {ports: [9092]}
+msk-iam: {ports: [9098]}
+msk-tls: {ports: [9094]}
+msk-scram: {ports: [9096]}
+minio: {ports: [9000]}
+kes: {ports: [7373]}
+https: {ports: [443]}
+otlp: {ports: [4318]}
+aws-metadata: {cidr: 169.254.169.254/32, ports: [80]}
+eks-pod-identity: {cidr: 169.254.170.23/32, ports: [80]}
+{{- end }}
+
+{{/* The port of otel.endpoint (its explicit port, else 443 for https and 80 for http). */}}
+{{- define "sse-enforcer.otlpPort" -}}
+{{- $url := urlParse .Values.otel.endpoint }}
+{{- $host := splitList ":" $url.host }}
+{{- if gt (len $host) 1 }}{{ last $host }}
+{{- else if eq $url.scheme "https" }}443
+{{- else }}80
+{{- end }}
 {{- end }}
 
 {{/* Secrets: the existing one named in values, else the one the chart creates (or ""). */}}
@@ -94,5 +146,9 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
 {{- if and (eq .Values.kms.kind "kes") (not (include "sse-enforcer.kmsSecret" .)) }}
 {{- fail "kms.kind kes needs kms.existingSecret, or kms.clientCert + kms.clientKey, or kms.apiKey" }}
+{{- end }}
+{{- $ca := .Values.s3.caBundle }}
+{{- if gt (len (compact (list $ca.pem $ca.existingConfigMap $ca.existingSecret))) 1 }}
+{{- fail "s3.caBundle: give one of pem, existingConfigMap, existingSecret" }}
 {{- end }}
 {{- end }}
