@@ -41,7 +41,7 @@ GiB = 1024**3
 MiB = 1024**2
 
 
-def _http_url(value: str | None) -> str | None:
+def http_url(value: str | None) -> str | None:
     """An ``http(s)://host[:port]`` URL, checked at start rather than on the first request."""
     if value is None:
         return None
@@ -55,7 +55,7 @@ def _http_url(value: str | None) -> str | None:
     return value
 
 
-HttpUrl = Annotated[str, AfterValidator(_http_url)]
+HttpUrl = Annotated[str, AfterValidator(http_url)]
 
 
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
@@ -202,6 +202,30 @@ class KmsSettings(_Section):
         return self
 
 
+class ForwardSettings(_Section):
+    """``enforcer forward sqs``: S3 event notifications from an SQS queue onto Kafka."""
+
+    queue_url: HttpUrl | None = Field(
+        default=None,
+        description="The SQS queue S3 (or EventBridge, SNS) delivers to; --queue-url wins",
+    )
+    region: str | None = Field(
+        default=None,
+        description="The queue's AWS region (default: read from the queue URL, else the AWS "
+        "chain: AWS_REGION)",
+    )
+    endpoint_url: HttpUrl | None = Field(
+        default=None, description="SQS endpoint (a VPC endpoint, a test server); default AWS's"
+    )
+    topic: str | None = Field(
+        default=None, description="Kafka topic to produce to (default: the first input topic)"
+    )
+    batch_size: int = Field(default=10, ge=1, le=10, description="Messages per receive (SQS: 1-10)")
+    wait_time: int = Field(
+        default=20, ge=0, le=20, description="Seconds one receive long-polls (SQS: 0-20)"
+    )
+
+
 class OutageSettings(_Section):
     """The outage gate: when to pause consumption, how often to probe, how often to log."""
 
@@ -238,6 +262,7 @@ class Settings(BaseSettings):
     kms: KmsSettings = Field(default_factory=KmsSettings)
     retry: RetrySettings = Field(default_factory=RetrySettings)
     outage: OutageSettings = Field(default_factory=OutageSettings)
+    forward: ForwardSettings = Field(default_factory=ForwardSettings)
     policy_file: FilePath | None = None
     mode: Mode = Mode.ENFORCE
     concurrency: int = Field(default=16, ge=1, description="Objects handled at once")
