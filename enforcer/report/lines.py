@@ -10,7 +10,6 @@ version id, encryption status (``NOT-SSE``, ``SSE-S3``, ``SSE-KMS``, ``SSE-C``, 
 from __future__ import annotations
 
 import csv
-import json
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -154,6 +153,6 @@ def read_lines(path: Path) -> Iterator[ScanLine]:
 
 def parse_line(text: str | bytes, where: str) -> ScanLine:
     try:
-        return ScanLine.model_validate(json.loads(text))
+        return ScanLine.model_validate_json(text)
     except (ValueError, ValidationError) as exc:
         raise ConfigError(f"{where}: not a scan line or audit record: {exc}") from exc
