@@ -156,9 +156,10 @@ async def run_keys_status(
     report = StatusReport(kms={"kind": settings.kms.kind, "endpoint": settings.kms.endpoint})
     keys_from_policy(report, load_policy_file(settings.policy_file))
     async with AsyncExitStack() as stack:
+        # The KMS client first: a setting it cannot work with fails before any request.
+        kms = await stack.enter_async_context(open_kms_from_settings(settings.kms))
         if buckets or all_buckets:
             storage = await stack.enter_async_context(open_s3_storage(settings.s3))
             await keys_from_buckets(report, storage, buckets, all_buckets)
-        kms = await stack.enter_async_context(open_kms_from_settings(settings.kms))
         await check_keys(report, kms)
     return report
