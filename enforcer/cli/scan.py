@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import IO
 
 from enforcer.app import Runtime, open_runtime
-from enforcer.cli.args import parse_s3_url
+from enforcer.cli.args import check_readable_file, check_writable, parse_s3_url
 from enforcer.cli.progress import Progress
 from enforcer.config import Settings
 from enforcer.core.policy import Mode
@@ -83,7 +83,7 @@ def scan_request(settings: Settings, args: argparse.Namespace) -> ScanRequest:
     bucket, prefix = parse_s3_url(args.url, need_key=False) if args.url else ("", "")
     if args.output_file is not None and args.output is None:
         raise ConfigError("--output-file needs --output jsonl|csv")
-    return ScanRequest(
+    request = ScanRequest(
         bucket=bucket,
         prefix=prefix,
         mode=Mode.AUDIT if args.dry_run else settings.mode,
@@ -97,6 +97,17 @@ def scan_request(settings: Settings, args: argparse.Namespace) -> ScanRequest:
         progress=not args.no_progress,
         progress_interval=args.progress_interval,
     )
+    check_local_paths(request)
+    return request
+
+
+def check_local_paths(request: ScanRequest) -> None:
+    """The files the scan reads and writes, checked before any connection is tried."""
+    if request.inventory is not None and not request.inventory.startswith("s3://"):
+        check_readable_file(Path(request.inventory), "--inventory")
+    if request.output_file is not None:
+        check_writable(request.output_file, "--output-file")
+    check_writable(request.checkpoint_path(), "--checkpoint")
 
 
 async def run_scan(settings: Settings, request: ScanRequest) -> ScanSummary:

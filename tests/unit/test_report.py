@@ -6,10 +6,14 @@ from __future__ import annotations
 import json
 import re
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from enforcer import telemetry
+from enforcer.cli import main
 from enforcer.report.html import render_html
 from enforcer.report.lines import ScanLine
 from enforcer.report.model import NONCURRENT_EVENT, bin_size, build_report, identity, state_of
@@ -147,3 +151,31 @@ def test_the_store_gives_the_figures_of_the_plain_computation(
     ]
     assert [g.name for g in report.buckets] == expected["buckets"]
     assert sum(g.objects for g in report.buckets) == report.total.objects
+
+
+def test_report_json_prints_the_figures_and_writes_no_page_unless_asked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    scan = tmp_path / "scan.jsonl"
+    scan.write_text(
+        "\n".join(
+            line(key, verdict, action).model_dump_json()
+            for key, verdict, action in [("a", "compliant", "none"), ("b", "plaintext", "failed")]
+        )
+    )
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(telemetry, "configure", lambda version: None)  # the session's stays
+    assert main(["report", "--input", str(scan), "--json"]) == 0
+    figures = json.loads(capsys.readouterr().out)
+    assert figures["source"] == str(scan)
+    assert (figures["records"], figures["total"]["objects"], figures["total"]["compliant"]) == (
+        2,
+        2,
+        1,
+    )
+    assert figures["buckets"][0]["verdicts"] == {"compliant": 1, "plaintext": 1}
+    assert [o["key"] for o in figures["noncompliant"]] == ["b"]
+    assert figures["failure_reasons"] == {"unknown": 1}
+    assert not (tmp_path / "enforcer-report.html").exists()
+    assert main(["report", "--input", str(scan), "--json", "--html", "page.html"]) == 0
+    assert (tmp_path / "page.html").read_text().startswith("<!DOCTYPE html>")
