@@ -19,6 +19,7 @@ from aiokafka import AIOKafkaConsumer
 from enforcer import telemetry
 from enforcer.config import Settings
 from enforcer.core.policy import Mode, PolicyFile, RequiredKey, Strategy, load_policy_file
+from enforcer.core.verdict import rewrite_dual_layer
 from enforcer.engine.handler import RecordHandler
 from enforcer.engine.outage import Dependency, OutageGate, Probe
 from enforcer.engine.pipeline import Pipeline, Rewriter
@@ -92,9 +93,10 @@ def _rewriters(storage: S3Storage, kms: Kms | None, settings: Settings) -> dict[
     async def sse_kms(
         snapshot: ObjectSnapshot, required: RequiredKey, tags: dict[str, str]
     ) -> WriteResult:
-        return await storage.rewrite_sse_kms(snapshot, SseKmsTarget(required.key), tags)
+        dsse = rewrite_dual_layer(snapshot.encryption, required.strategy)  # never a downgrade
+        return await storage.rewrite_sse_kms(snapshot, SseKmsTarget(required.key, dsse), tags)
 
-    rewriters: dict[Strategy, Rewriter] = {Strategy.SSE_KMS: sse_kms}
+    rewriters: dict[Strategy, Rewriter] = {Strategy.SSE_KMS: sse_kms, Strategy.DSSE_KMS: sse_kms}
     if kms is not None:
         from enforcer.storage.envelope import envelope_rewriter
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from enforcer.config import Settings
 from enforcer.core.keyref import normalise_key_ref
-from enforcer.core.policy import PolicyFile, load_policy_file
+from enforcer.core.policy import BucketDefault, PolicyFile, load_policy_file
 from enforcer.errors import AccessDenied, ConfigError, EnforcerError, KeyMissing
 from enforcer.kms.base import Kms
 from enforcer.kms.factory import open_kms_from_settings
@@ -100,7 +100,7 @@ async def _bucket_default(report: StatusReport, storage: S3Storage, bucket: str)
     entry: dict[str, Any] = {"bucket": bucket, "default_key": None, "error": None}
     report.buckets.append(entry)
 
-    async def read() -> str | None:
+    async def read() -> BucketDefault | None:
         return await storage.bucket_default_key(bucket)
 
     try:
@@ -109,9 +109,10 @@ async def _bucket_default(report: StatusReport, storage: S3Storage, bucket: str)
         entry["error"] = f"{exc.code}: {exc}"
         report.problems.append(f"bucket {bucket}: cannot read its default encryption: {exc}")
         return
-    entry["default_key"] = default
-    if default:
-        report.use(default, f"bucket-default:{bucket}")
+    if default is not None:
+        entry["default_key"] = default.key
+        entry["dsse"] = default.dsse
+        report.use(default.key, f"bucket-default:{bucket}")
 
 
 async def check_keys(report: StatusReport, kms: Kms) -> None:

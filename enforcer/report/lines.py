@@ -3,7 +3,7 @@
 A :class:`ScanLine` carries the fields of an audit record that say where an object stands —
 so ``enforcer report`` reads scan output and audit records alike (an audit record parses as a
 line; its extra fields are ignored). The CSV is shaped like an S3 Inventory report: bucket, key,
-version id, encryption status (``NOT-SSE``, ``SSE-S3``, ``SSE-KMS``, ``SSE-C``, plus
+version id, encryption status (``NOT-SSE``, ``SSE-S3``, ``SSE-KMS``, ``DSSE-KMS``, ``SSE-C``, plus
 ``ENVELOPE`` for the enforcer's own chain), KMS key, then the verdict and the action.
 """
 
@@ -39,6 +39,7 @@ _ENCRYPTION_STATUS = {
     "none": "NOT-SSE",
     "AES256": "SSE-S3",
     "aws:kms": "SSE-KMS",
+    "aws:kms:dsse": "DSSE-KMS",
     "sse-c": "SSE-C",
     "envelope": "ENVELOPE",
 }

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import IO, Protocol
 
+from enforcer.core.policy import BucketDefault
 from enforcer.core.verdict import Encryption
 from enforcer.crypto.envelope import PREFIX as ENVELOPE_PREFIX
 from enforcer.errors import StorageRejected
@@ -64,9 +65,11 @@ class ObjectSnapshot:
 
 @dataclass(frozen=True)
 class SseKmsTarget:
-    """Ask the store to encrypt the new version under ``key_name`` (it builds a fresh chain)."""
+    """Ask the store to encrypt the new version under ``key_name`` (it builds a fresh chain),
+    dual-layer (``aws:kms:dsse``) when ``dsse``."""
 
     key_name: str
+    dsse: bool = False
 
 
 @dataclass(frozen=True)
@@ -110,8 +113,9 @@ class Storage(Protocol):
     ) -> ObjectSnapshot | None:
         """The object's facts, or None when it does not exist (any more)."""
 
-    async def bucket_default_key(self, bucket: str) -> str | None:
-        """The bucket's default SSE-KMS key (``mc encrypt set sse-kms``), if any."""
+    async def bucket_default_key(self, bucket: str) -> BucketDefault | None:
+        """The bucket's default SSE-KMS key (``mc encrypt set sse-kms``), if any, and whether
+        it is dual-layer."""
 
     async def read_tags(self, snapshot: ObjectSnapshot) -> dict[str, str]: ...
 

@@ -20,6 +20,7 @@ from aiobotocore.session import get_session
 from botocore.exceptions import BotoCoreError, ClientError
 
 from enforcer.config import S3Settings
+from enforcer.core.policy import BucketDefault
 from enforcer.core.verdict import Encryption
 from enforcer.errors import AccessDenied, CredentialsRejected, StorageRejected
 from enforcer.storage.client import client_config, copy_checks_if_match, use_fast_timestamps
@@ -150,7 +151,7 @@ class S3Storage:
             await body.read()
         return exc
 
-    async def bucket_default_key(self, bucket: str) -> str | None:
+    async def bucket_default_key(self, bucket: str) -> BucketDefault | None:
         try:
             response = await self._client.get_bucket_encryption(Bucket=bucket)
         except ClientError as exc:
@@ -161,8 +162,9 @@ class S3Storage:
             raise translate(exc, f"GetBucketEncryption {bucket}") from exc
         for rule in response["ServerSideEncryptionConfiguration"].get("Rules", []):
             default = rule.get("ApplyServerSideEncryptionByDefault", {})
-            if default.get("SSEAlgorithm") in ("aws:kms", "aws:kms:dsse"):
-                return str(default.get("KMSMasterKeyID") or "") or None
+            algorithm = default.get("SSEAlgorithm")
+            if algorithm in ("aws:kms", "aws:kms:dsse") and default.get("KMSMasterKeyID"):
+                return BucketDefault(str(default["KMSMasterKeyID"]), algorithm == "aws:kms:dsse")
         return None
 
     async def read_tags(self, snapshot: ObjectSnapshot) -> dict[str, str]:
@@ -197,7 +199,7 @@ class S3Storage:
         self, snapshot: ObjectSnapshot, target: SseKmsTarget, tags: dict[str, str]
     ) -> WriteResult:
         headers = write_headers(snapshot.attributes, tags) | {
-            "ServerSideEncryption": "aws:kms",
+            "ServerSideEncryption": "aws:kms:dsse" if target.dsse else "aws:kms",
             "SSEKMSKeyId": target.key_name,
         }
         where = f"rewrite {snapshot.bucket}/{snapshot.key}"
