@@ -51,7 +51,12 @@ class Rule(BaseModel):
     prefix: str = ""
     key: str = Field(min_length=1, description="The required External Key (name, id, ARN or alias)")
     mode: Mode | None = Field(default=None, description="Overrides the global mode for this rule")
-    strategy: Strategy = Strategy.SSE_KMS
+    strategy: Strategy = Field(
+        default=Strategy.SSE_KMS,
+        description="sse-kms: the store re-encrypts with SSE-KMS; dsse-kms: with dual-layer "
+        "SSE-KMS (AWS aws:kms:dsse); envelope: the enforcer encrypts the object itself, and "
+        "then only `enforcer decrypt` can read it: every other S3 reader gets ciphertext",
+    )
     accepted_keys: tuple[str, ...] = Field(
         default=(), description="Other keys accepted as compliant (rotation windows)"
     )
