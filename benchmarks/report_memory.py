@@ -10,6 +10,7 @@ the smallest: flat means close to 1 while N grows tenfold. ``--check`` exits 1 a
 
     .venv/bin/python benchmarks/report_memory.py                 # 100k and 1M (~6 min on 2 cores)
     .venv/bin/python benchmarks/report_memory.py --records 20000 200000 --check
+    .venv/bin/python benchmarks/report_memory.py --enforcer-src /path/to/older/checkout  # before
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from _stack import REPO_ROOT, stack_env
+from _stack import stack_env
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
@@ -85,27 +86,33 @@ async def delete_topics(bootstrap: str, topics: list[str]) -> None:
         await admin.close()
 
 
-def run_report(bootstrap: str, topic: str) -> tuple[float, float, dict[str, object]]:
-    """(peak RSS MiB, seconds, the report's figures) of one ``enforcer report --json``."""
-    env = {**os.environ, "ENFORCER_KAFKA__BOOTSTRAP_SERVERS": bootstrap,
-           "ENFORCER_KAFKA__AUDIT_TOPIC": topic}  # fmt: skip
-    env = {k: v for k, v in env.items() if not k.startswith("ENFORCER_") or k in (
-        "ENFORCER_KAFKA__BOOTSTRAP_SERVERS", "ENFORCER_KAFKA__AUDIT_TOPIC")}  # fmt: skip
+def run_report(
+    bootstrap: str, topic: str, source: Path | None
+) -> tuple[float, float, dict[str, object]]:
+    """(peak RSS MiB, seconds, the report's figures) of one ``enforcer report``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ENFORCER_")}
+    env |= {"ENFORCER_KAFKA__BOOTSTRAP_SERVERS": bootstrap, "ENFORCER_KAFKA__AUDIT_TOPIC": topic}
+    if source is not None:  # an older checkout's package, ahead of this one
+        env["PYTHONPATH"] = str(source)
     with tempfile.TemporaryDirectory() as scratch, tempfile.TemporaryFile("w+") as out:
         started = time.monotonic()
+        args = ["--log-level", "WARNING", "report", "--html", str(Path(scratch) / "report.html")]
+        if source is None:
+            args.append("--json")
         child = subprocess.Popen(  # noqa: S603 - our own entry point
-            [str(ENFORCER), "--log-level", "WARNING", "report", "--json",
-             "--html", str(Path(scratch) / "report.html")],
-            stdout=out, stderr=subprocess.DEVNULL, env=env, cwd=REPO_ROOT,
-        )  # fmt: skip
+            [str(ENFORCER), *args], stdout=out, stderr=subprocess.DEVNULL, env=env, cwd=scratch
+        )
         _, status, usage = os.wait4(child.pid, 0)
         elapsed = time.monotonic() - started
         child.returncode = os.waitstatus_to_exitcode(status)
         if child.returncode != 0:
             raise SystemExit(f"enforcer report exited {child.returncode}")
         out.seek(0)
-        figures = json.load(out)
-    return usage.ru_maxrss / 1024, elapsed, figures  # ru_maxrss is KiB on Linux
+        text = out.read()
+    if source is not None:  # no --json before it existed: the records count from the tables
+        count = int(text.split(" records from ", 1)[0].replace(",", ""))
+        return usage.ru_maxrss / 1024, elapsed, {"records": count}
+    return usage.ru_maxrss / 1024, elapsed, json.loads(text)  # ru_maxrss is KiB on Linux
 
 
 def main() -> int:
@@ -114,6 +121,8 @@ def main() -> int:
     parser.add_argument("--max-ratio", type=float, default=1.5,
                         help="--check: the largest RSS over the smallest at most this")  # fmt: skip
     parser.add_argument("--check", action="store_true", help="exit 1 when RSS is not flat")
+    parser.add_argument("--enforcer-src", type=Path, metavar="DIR",
+                        help="run an older checkout's report (its repository root)")  # fmt: skip
     args = parser.parse_args()
     stack = stack_env()
     rows, topics = [], []
@@ -124,7 +133,7 @@ def main() -> int:
             started = time.monotonic()
             asyncio.run(fill_topic(stack.kafka_bootstrap, topic, count))
             fill = time.monotonic() - started
-            rss, seconds, figures = run_report(stack.kafka_bootstrap, topic)
+            rss, seconds, figures = run_report(stack.kafka_bootstrap, topic, args.enforcer_src)
             assert figures["records"] == count, figures["records"]
             load = " ".join(f"{x:.2f}" for x in os.getloadavg())
             rows.append((count, rss, seconds))
