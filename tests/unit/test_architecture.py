@@ -13,6 +13,7 @@ CORE = [
     *(f"{pkg.__name__}.{m.name}" for pkg in (enforcer.core, enforcer.crypto)
       for m in pkgutil.iter_modules(pkg.__path__)),
     "enforcer.records",
+    "enforcer.forward.messages",  # the forwarder's translation of SQS bodies
 ]  # fmt: skip
 CLIENTS = ["aiokafka", "aiobotocore", "botocore", "httpx", "aiohttp"]
 
