@@ -111,7 +111,6 @@ async def _bucket_default(report: StatusReport, storage: S3Storage, bucket: str)
         return
     if default is not None:
         entry["default_key"] = default.key
-        entry["dsse"] = default.dsse
         report.use(default.key, f"bucket-default:{bucket}")
 
 
