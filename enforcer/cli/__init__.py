@@ -51,6 +51,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True)
     _add_run(commands)
+    _add_check(commands)
+    add_ops_commands(commands)  # scan, report, dlq replay, keys status, status
+    _add_decrypt(commands)
+    add_forward_command(commands)
+    _add_tools(commands)
+    return parser
+
+
+def _add_check(commands: Any) -> None:
     check = add_command(
         commands,
         "check",
@@ -63,9 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     check.add_argument("url", help="s3://bucket/key")
 
-    add_ops_commands(commands)  # scan, report, dlq replay, keys status, status
-    _add_decrypt(commands)
-    add_forward_command(commands)
+
+def _add_tools(commands: Any) -> None:
+    """``schemas`` and ``completion``: they need no settings."""
     schemas = add_command(
         commands,
         "schemas",
@@ -76,7 +85,6 @@ def build_parser() -> argparse.ArgumentParser:
         examples=["enforcer schemas", "enforcer schemas --out /tmp/sse-enforcer-schemas"],
     )
     schemas.add_argument("--out", type=Path, default=Path("schemas"), help="default: schemas/")
-
     completion = add_command(
         commands,
         "completion",
@@ -86,7 +94,6 @@ def build_parser() -> argparse.ArgumentParser:
                   "source <(enforcer completion zsh)    # in ~/.zshrc"],
     )  # fmt: skip
     completion.add_argument("shell", choices=["bash", "zsh"])
-    return parser
 
 
 def _add_run(commands: Any) -> None:

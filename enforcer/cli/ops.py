@@ -95,6 +95,15 @@ def _add_keys_command(commands: Any) -> None:
     )
 
 
+SCAN_EXAMPLES = [
+    "enforcer scan s3://photos --dry-run",
+    "enforcer scan s3://photos/2026/ --output csv --output-file photos.csv",
+    "enforcer scan s3://photos --output csv --output-file photos.csv --resume",
+    "enforcer scan --inventory s3://inv/photos/config/2026-12-01T00-00Z/manifest.json",
+    "enforcer scan s3://photos --enqueue   # let the enforcer run replicas do it",
+]
+
+
 def add_scan_command(commands: Any) -> None:
     """``enforcer scan`` (run by :mod:`enforcer.cli.scan`)."""
     scan = add_command(
@@ -105,13 +114,8 @@ def add_scan_command(commands: Any) -> None:
         "object once, the way the service would, with one audit record each. Keeps a "
         "checkpoint (--resume continues after an interruption), shows progress on stderr, "
         "prints a summary as JSON on stdout; exit 1 when an object failed or it was stopped.",
-        examples=["enforcer scan s3://photos --dry-run",
-                  "enforcer scan s3://photos/2026/ --output csv --output-file photos.csv",
-                  "enforcer scan s3://photos --output csv --output-file photos.csv --resume",
-                  "enforcer scan --inventory s3://inv/photos/config/2026-12-01T00-00Z/"
-                  "manifest.json",
-                  "enforcer scan s3://photos --enqueue   # let the enforcer run replicas do it"],
-    )  # fmt: skip
+        examples=SCAN_EXAMPLES,
+    )
     scan.add_argument("url", nargs="?", help="s3://bucket or s3://bucket/prefix")
     scan.add_argument("--dry-run", action="store_true", help="audit only: write nothing")
     scan.add_argument(
