@@ -136,7 +136,7 @@ async def child_s3(kind: str, config: dict[str, Any]) -> None:
     sys.path.insert(0, str(HERE.parents[1] / "tests"))  # tests/doubles
     from doubles.kms import InMemoryKms
 
-    from enforcer.app import open_kms, s3_options
+    from enforcer.app import open_kms
     from enforcer.config import KmsSettings, S3Settings
     from enforcer.core.policy import RequiredKey, Strategy
     from enforcer.engine.envelope import envelope_rewriter
@@ -144,7 +144,7 @@ async def child_s3(kind: str, config: dict[str, Any]) -> None:
 
     settings = S3Settings(**config["s3"])
     async with AsyncExitStack() as stack:
-        storage = await stack.enter_async_context(open_s3_storage(s3_options(settings)))
+        storage = await stack.enter_async_context(open_s3_storage(settings.options()))
         snapshot = await storage.head(config["bucket"], config["key"])
         assert snapshot is not None, "the plaintext object is missing"
         start = time.perf_counter()
@@ -312,12 +312,12 @@ def verify_plaintext(
     config = child_config(args, stack, bucket, key)
 
     async def run() -> str:
-        from enforcer.app import open_kms, s3_options
+        from enforcer.app import open_kms
         from enforcer.config import KmsSettings, S3Settings
         from enforcer.storage.s3 import open_s3_storage
 
         async with (
-            open_s3_storage(s3_options(S3Settings(**config["s3"]))) as storage,
+            open_s3_storage(S3Settings(**config["s3"]).options()) as storage,
             open_kms(KmsSettings(**config["kes"])) as kms,
         ):
             snapshot = await storage.head(bucket, key)

@@ -14,14 +14,14 @@ import logging
 import signal
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer
-from pydantic import SecretStr
 
 from enforcer import telemetry
-from enforcer.config import KafkaSettings, KmsSettings, S3Settings, Settings
+from enforcer.config import KmsSettings, Settings, reveal
 from enforcer.core.policy import Mode, PolicyFile, RequiredKey, Strategy, load_policy_file
+from enforcer.core.verdict import rewrite_dual_layer
 from enforcer.engine.guard import ObjectGuard
 from enforcer.engine.handler import RecordHandler
 from enforcer.engine.objects import ObjectSnapshot, SseKmsTarget, WriteResult
@@ -34,48 +34,12 @@ from enforcer.errors import ConfigError, EnforcerError
 from enforcer.health import Readiness, readiness_of, serve_health
 from enforcer.kafka.clients import open_consumer
 from enforcer.kafka.consumer import EventConsumer
-from enforcer.kafka.options import KafkaOptions
 from enforcer.kafka.sink import open_kafka_sink
 from enforcer.preflight import check_run
 from enforcer.retrying import RetryPolicy
-from enforcer.storage.client import is_aws_endpoint
-from enforcer.storage.options import S3Options
 from enforcer.storage.s3 import S3Storage, open_s3_storage
 
 log = logging.getLogger(__name__)
-
-
-def s3_options(settings: S3Settings) -> S3Options:
-    """The S3 adapter's options; ``copy_if_match: auto`` means AWS endpoints only (MinIO
-    ignores If-Match on CopyObject)."""
-    copy_if_match = settings.copy_if_match == "true" or (
-        settings.copy_if_match == "auto" and is_aws_endpoint(settings.endpoint_url)
-    )
-    return S3Options(
-        endpoint_url=settings.endpoint_url,
-        region=settings.region,
-        access_key_id=_secret(settings.access_key_id),
-        secret_access_key=_secret(settings.secret_access_key),
-        ca_bundle=settings.ca_bundle,
-        max_pool_connections=settings.max_pool_connections,
-        lean_requests=settings.lean_requests,
-        copy_if_match=copy_if_match,
-        multipart_threshold=settings.multipart_threshold,
-        part_size=settings.part_size,
-    )
-
-
-def kafka_options(settings: KafkaSettings) -> KafkaOptions:
-    """The Kafka adapters' options: the settings' fields of the same names, secrets unwrapped."""
-    values = {f.name: getattr(settings, f.name) for f in fields(KafkaOptions)}
-    values["topics"] = tuple(settings.topics)
-    for name in ("sasl_password", "ssl_key_password"):
-        values[name] = _secret(values[name])
-    return KafkaOptions(**values)
-
-
-def _secret(value: SecretStr | None) -> str | None:
-    return value.get_secret_value() if value is not None else None
 
 
 @asynccontextmanager
@@ -90,7 +54,7 @@ async def open_kms(settings: KmsSettings) -> AsyncIterator[Kms]:
             client_cert=settings.client_cert,
             client_key=settings.client_key,
             ca_path=settings.ca_path,
-            api_key=_secret(settings.api_key),
+            api_key=reveal(settings.api_key),
         ) as kes:
             yield kes
     elif settings.kind == "aws":
@@ -123,7 +87,7 @@ async def open_runtime(settings: Settings, mode: Mode) -> AsyncIterator[Runtime]
             "KMS: set ENFORCER_KMS__KIND (kes or aws)"
         )
     async with AsyncExitStack() as stack:
-        storage = await stack.enter_async_context(open_s3_storage(s3_options(settings.s3)))
+        storage = await stack.enter_async_context(open_s3_storage(settings.s3.options()))
         kms = (
             await stack.enter_async_context(open_kms(settings.kms))
             if settings.kms.kind != "none"
@@ -155,9 +119,10 @@ def _rewriters(storage: S3Storage, kms: Kms | None, settings: Settings) -> dict[
     async def sse_kms(
         snapshot: ObjectSnapshot, required: RequiredKey, tags: dict[str, str]
     ) -> WriteResult:
-        return await storage.rewrite_sse_kms(snapshot, SseKmsTarget(required.key), tags)
+        dsse = rewrite_dual_layer(snapshot.encryption, required.strategy)  # never a downgrade
+        return await storage.rewrite_sse_kms(snapshot, SseKmsTarget(required.key, dsse), tags)
 
-    rewriters: dict[Strategy, Rewriter] = {Strategy.SSE_KMS: sse_kms}
+    rewriters: dict[Strategy, Rewriter] = {Strategy.SSE_KMS: sse_kms, Strategy.DSSE_KMS: sse_kms}
     if kms is not None:
         from enforcer.engine.envelope import envelope_rewriter
 
@@ -205,7 +170,7 @@ async def _first_identity_check(storage: S3Storage) -> None:
 async def run_service(settings: Settings, mode: Mode, drain_idle: float | None = None) -> int:
     """``enforcer run``: consume until SIGTERM (or, with ``drain_idle``, until caught up)."""
     async with open_runtime(settings, mode) as runtime:
-        kafka = kafka_options(settings.kafka)
+        kafka = settings.kafka.options()
         await check_run(settings, kafka, runtime.storage.listing, runtime.kms, runtime.policy)
         await _first_identity_check(runtime.storage)
         return await _consume(settings, mode, runtime, drain_idle)
@@ -214,7 +179,7 @@ async def run_service(settings: Settings, mode: Mode, drain_idle: float | None =
 async def _consume(
     settings: Settings, mode: Mode, runtime: Runtime, drain_idle: float | None
 ) -> int:
-    kafka_settings = kafka_options(settings.kafka)
+    kafka_settings = settings.kafka.options()
     async with open_kafka_sink(kafka_settings) as sink:
         guard = object_guard(runtime, sink, mode)
         gate = guard.gate

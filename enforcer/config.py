@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from dataclasses import fields
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -36,12 +37,14 @@ from pydantic_settings import (
 
 from enforcer.core.policy import Mode
 from enforcer.errors import ConfigError, describe_validation
+from enforcer.kafka.options import KafkaOptions
+from enforcer.storage.options import S3Options, is_aws_endpoint
 
 GiB = 1024**3
 MiB = 1024**2
 
 
-def _http_url(value: str | None) -> str | None:
+def http_url(value: str | None) -> str | None:
     """An ``http(s)://host[:port]`` URL, checked at start rather than on the first request."""
     if value is None:
         return None
@@ -55,7 +58,7 @@ def _http_url(value: str | None) -> str | None:
     return value
 
 
-HttpUrl = Annotated[str, AfterValidator(_http_url)]
+HttpUrl = Annotated[str, AfterValidator(http_url)]
 
 
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
@@ -116,6 +119,14 @@ class KafkaSettings(_Section):
             raise ValueError(problem)
         return self
 
+    def options(self) -> KafkaOptions:
+        """What the Kafka adapters are given: these fields, secrets unwrapped."""
+        values = {f.name: getattr(self, f.name) for f in fields(KafkaOptions)}
+        values["topics"] = tuple(self.topics)
+        for name in ("sasl_password", "ssl_key_password"):
+            values[name] = reveal(values[name])
+        return KafkaOptions(**values)
+
 
 def kafka_security_problem(kafka: KafkaSettings) -> str | None:
     """The first inconsistency in ``kafka``'s security settings, named by its variable."""
@@ -154,6 +165,11 @@ def _tls_problem(kafka: KafkaSettings) -> str | None:
     return None
 
 
+def reveal(value: SecretStr | None) -> str | None:
+    """A secret's value, for the one adapter that needs it (never for a log line)."""
+    return value.get_secret_value() if value is not None else None
+
+
 def _var(field: str) -> str:
     return f"ENFORCER_KAFKA__{field.upper()}"
 
@@ -181,6 +197,25 @@ class S3Settings(_Section):
         "endpoints only. MinIO ignores it there: never true for MinIO.",
     )
 
+    def options(self) -> S3Options:
+        """What the S3 adapter is given; ``copy_if_match: auto`` means AWS endpoints only
+        (MinIO ignores If-Match on CopyObject)."""
+        copy_if_match = self.copy_if_match == "true" or (
+            self.copy_if_match == "auto" and is_aws_endpoint(self.endpoint_url)
+        )
+        return S3Options(
+            endpoint_url=self.endpoint_url,
+            region=self.region,
+            access_key_id=reveal(self.access_key_id),
+            secret_access_key=reveal(self.secret_access_key),
+            ca_bundle=self.ca_bundle,
+            max_pool_connections=self.max_pool_connections,
+            lean_requests=self.lean_requests,
+            copy_if_match=copy_if_match,
+            multipart_threshold=self.multipart_threshold,
+            part_size=self.part_size,
+        )
+
 
 class KmsSettings(_Section):
     kind: Literal["kes", "aws", "none"] = "none"
@@ -201,6 +236,30 @@ class KmsSettings(_Section):
                     "kms.kind 'kes' needs kms.client_cert + kms.client_key or kms.api_key"
                 )
         return self
+
+
+class ForwardSettings(_Section):
+    """``enforcer forward sqs``: S3 event notifications from an SQS queue onto Kafka."""
+
+    queue_url: HttpUrl | None = Field(
+        default=None,
+        description="The SQS queue S3 (or EventBridge, SNS) delivers to; --queue-url wins",
+    )
+    region: str | None = Field(
+        default=None,
+        description="The queue's AWS region (default: read from the queue URL, else the AWS "
+        "chain: AWS_REGION)",
+    )
+    endpoint_url: HttpUrl | None = Field(
+        default=None, description="SQS endpoint (a VPC endpoint, a test server); default AWS's"
+    )
+    topic: str | None = Field(
+        default=None, description="Kafka topic to produce to (default: the first input topic)"
+    )
+    batch_size: int = Field(default=10, ge=1, le=10, description="Messages per receive (SQS: 1-10)")
+    wait_time: int = Field(
+        default=20, ge=0, le=20, description="Seconds one receive long-polls (SQS: 0-20)"
+    )
 
 
 class OutageSettings(_Section):
@@ -239,6 +298,7 @@ class Settings(BaseSettings):
     kms: KmsSettings = Field(default_factory=KmsSettings)
     retry: RetrySettings = Field(default_factory=RetrySettings)
     outage: OutageSettings = Field(default_factory=OutageSettings)
+    forward: ForwardSettings = Field(default_factory=ForwardSettings)
     policy_file: FilePath | None = None
     mode: Mode = Mode.ENFORCE
     concurrency: int = Field(default=16, ge=1, description="Objects handled at once")

@@ -19,7 +19,8 @@
         ├── KmsUnavailable        the KMS (KES / AWS KMS) is unreachable or failing
         ├── StorageUnavailable    S3 5xx, throttling, timeouts, connection errors
         ├── PreconditionFailed    someone wrote the object meanwhile: re-inspect, never overwrite
-        └── KafkaUnavailable      the audit/DLQ producer could not deliver
+        ├── KafkaUnavailable      the audit/DLQ producer could not deliver
+        └── QueueUnavailable      SQS (``enforcer forward sqs``) is unreachable or failing
 
 Adapters translate library errors (botocore, httpx, aiokafka) into this tree once, at their
 boundary, with ``raise ... from exc``. Messages never contain key material.
@@ -124,6 +125,10 @@ class PreconditionFailed(TransientError):
 
 class KafkaUnavailable(TransientError):
     code = "kafka_unavailable"
+
+
+class QueueUnavailable(TransientError):
+    code = "queue_unavailable"
 
 
 def describe_validation(exc: ValidationError, *, limit: int = 300) -> tuple[str, str]:

@@ -64,12 +64,8 @@ async def retry_transient(
     """
     policy = policy or RetryPolicy()
 
-    async def counted() -> T:
-        try:
-            return await call()
-        except EnforcerError as exc:
-            record_error(exc.code)  # every failed attempt, retried or not
-            raise
+    def counted() -> Awaitable[T]:
+        return _counted(call)
 
     try:
         return await counted(), 1
@@ -83,16 +79,11 @@ async def retry_transient(
             raise first_failure.pop()
         return await counted()
 
-    wait: tenacity.wait.wait_base = (
-        tenacity.wait_none()
-        if _testing
-        else tenacity.wait_random_exponential(multiplier=policy.wait_initial, max=policy.wait_max)
-    )
     retrying = tenacity.AsyncRetrying(
         retry=tenacity.retry_if_exception(_should_retry),
         stop=tenacity.stop_after_attempt(policy.attempts)
         | tenacity.stop_after_delay(policy.timeout),
-        wait=wait,
+        wait=_wait(policy),
         before_sleep=_record_retry,
         reraise=True,
     )
@@ -102,3 +93,37 @@ async def retry_transient(
             attempts = attempt.retry_state.attempt_number
             value = await again()
     return value, attempts
+
+
+async def retry_until_stopped(
+    call: Callable[[], Awaitable[T]], stopped: Callable[[], bool], policy: RetryPolicy
+) -> T:
+    """Run ``call`` until it succeeds, retrying transient errors with the policy's backoff but
+    without a limit on attempts or time, until ``stopped()`` says to give up (the last error
+    then propagates). For work that must be held through an outage of any length rather than
+    given up on (``enforcer forward sqs`` holding its messages while Kafka is down)."""
+    retrying = tenacity.AsyncRetrying(
+        retry=tenacity.retry_if_exception(_should_retry),
+        stop=lambda _state: stopped(),
+        wait=_wait(policy),
+        before_sleep=_record_retry,
+        reraise=True,
+    )
+    async for attempt in retrying:
+        with attempt:
+            value = await _counted(call)
+    return value
+
+
+async def _counted(call: Callable[[], Awaitable[T]]) -> T:
+    try:
+        return await call()
+    except EnforcerError as exc:
+        record_error(exc.code)  # every failed attempt, retried or not
+        raise
+
+
+def _wait(policy: RetryPolicy) -> tenacity.wait.wait_base:
+    if _testing:
+        return tenacity.wait_none()
+    return tenacity.wait_random_exponential(multiplier=policy.wait_initial, max=policy.wait_max)

@@ -100,6 +100,11 @@ LEAN_FALLBACKS = _METER.create_counter(
     description="S3 calls the lean request path handed to aiobotocore, by operation and reason "
     "(an error status, a transport error, a parameter it does not send)",
 )
+FORWARD_MESSAGES = _METER.create_counter(
+    "enforcer.forward.messages",
+    description="SQS messages handled by enforcer forward sqs, by result "
+    "(forwarded, skipped, unreadable, kept)",
+)
 KEY_AVAILABLE = _METER.create_gauge(
     "enforcer.key.available",
     description="Per EK: 1 after its last use worked, 0 after it was missing, disabled or refused",
@@ -115,6 +120,7 @@ _DEPENDENCY = {
     "object_unreadable": "storage",
     "integrity": "storage",
     "kafka_unavailable": "kafka",
+    "queue_unavailable": "sqs",
 }
 
 

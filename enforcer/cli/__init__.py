@@ -10,12 +10,23 @@ import asyncio
 import json
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from enforcer import __version__
-from enforcer.cli.args import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, parse_s3_url
+from enforcer.cli.args import (
+    EXIT_FAILURE,
+    EXIT_OK,
+    EXIT_USAGE,
+    Parser,
+    add_command,
+    check_writable,
+    non_negative_seconds,
+    parse_s3_url,
+)
+from enforcer.cli.forward import add_forward_command, run_forward
 from enforcer.cli.ops import OPS_COMMANDS, add_ops_commands, run_ops_command
 from enforcer.config import Settings, load_settings
 from enforcer.core.policy import Mode
@@ -26,7 +37,12 @@ LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="enforcer", description=__doc__)
+    parser = Parser(
+        prog="enforcer",
+        description=__doc__,
+        epilog="examples:\n  enforcer run --dry-run\n  enforcer check s3://finance/report.pdf\n"
+        "  enforcer scan --help",
+    )
     parser.add_argument("--version", action="version", version=f"sse-enforcer {__version__}")
     parser.add_argument("--config", type=Path, help="YAML config file (env ENFORCER_* wins)")
     parser.add_argument(
@@ -34,31 +50,88 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"one of {', '.join(LOG_LEVELS)}; overrides ENFORCER_LOG_LEVEL (default info)",
     )
     commands = parser.add_subparsers(dest="command", required=True)
+    _add_run(commands)
+    _add_check(commands)
+    add_ops_commands(commands)  # scan, report, dlq replay, keys status, status
+    _add_decrypt(commands)
+    add_forward_command(commands)
+    _add_tools(commands)
+    return parser
 
-    run = commands.add_parser("run", help="consume bucket notifications and enforce")
+
+def _add_check(commands: Any) -> None:
+    check = add_command(
+        commands,
+        "check",
+        "print one object's verdict as JSON (writes nothing)",
+        description="Inspect one object the way the service would and print its audit record "
+        "as JSON: the verdict, the encryption and key observed, the key required. Writes "
+        "nothing.",
+        examples=["enforcer check s3://finance/invoices/2026/01.pdf",
+                  "enforcer check 's3://photos/summer 2026.jpg' | jq -r .verdict"],
+    )  # fmt: skip
+    check.add_argument("url", help="s3://bucket/key")
+
+
+def _add_tools(commands: Any) -> None:
+    """``schemas`` and ``completion``: they need no settings."""
+    schemas = add_command(
+        commands,
+        "schemas",
+        "write the JSON Schemas into schemas/",
+        description="Write the JSON Schemas of the configuration, the policy file, the input "
+        "shapes and the audit, dead-letter and scan records, generated from the models, into "
+        "a folder (created if missing).",
+        examples=["enforcer schemas", "enforcer schemas --out /tmp/sse-enforcer-schemas"],
+    )
+    schemas.add_argument("--out", type=Path, default=Path("schemas"), help="default: schemas/")
+    completion = add_command(
+        commands,
+        "completion",
+        "print a shell completion script: source <(enforcer completion bash)",
+        description="Print a bash or zsh completion script generated from this command line.",
+        examples=["source <(enforcer completion bash)   # in ~/.bashrc",
+                  "source <(enforcer completion zsh)    # in ~/.zshrc"],
+    )  # fmt: skip
+    completion.add_argument("shell", choices=["bash", "zsh"])
+
+
+def _add_run(commands: Any) -> None:
+    run = add_command(
+        commands,
+        "run",
+        "consume bucket notifications and enforce",
+        description="The service: consume the notification topics (ENFORCER_KAFKA__TOPICS) as "
+        "consumer group ENFORCER_KAFKA__GROUP_ID, inspect every new object, re-encrypt the "
+        "non-compliant ones in place under the External Key they require, and publish one "
+        "audit record per event. Settings are checked against the servers first (exit 2 on "
+        "one that cannot work). SIGTERM stops it cleanly.",
+        examples=["enforcer run", "enforcer run --dry-run         # audit only: write nothing",
+                  "enforcer run --drain --idle 5   # stop once caught up and idle for 5 s"],
+    )  # fmt: skip
     run.add_argument("--dry-run", action="store_true", help="audit only: write nothing")
     run.add_argument("--drain", action="store_true", help="stop once caught up (tests, demos)")
     run.add_argument(
-        "--idle", type=float, default=3.0, help="with --drain: idle seconds before stopping"
+        "--idle",
+        type=non_negative_seconds,
+        default=3.0,
+        help="with --drain: idle seconds before stopping",
     )
 
-    check = commands.add_parser("check", help="print one object's verdict as JSON (writes nothing)")
-    check.add_argument("url", help="s3://bucket/key")
 
-    add_ops_commands(commands)  # scan, dlq replay, keys status, status
-
-    decrypt = commands.add_parser("decrypt", help="read an envelope object back as plaintext")
+def _add_decrypt(commands: Any) -> None:
+    decrypt = add_command(
+        commands,
+        "decrypt",
+        "read an envelope object back as plaintext",
+        description="Read an object the enforcer wrote under strategy envelope back as "
+        "plaintext, verified chunk by chunk (ordinary S3 readers get only ciphertext for such "
+        "objects). With -o the file appears only once the whole object verified.",
+        examples=["enforcer decrypt s3://legacy-store/ledger.csv -o ledger.csv",
+                  "enforcer decrypt s3://legacy-store/ledger.csv | head"],
+    )  # fmt: skip
     decrypt.add_argument("url", help="s3://bucket/key")
     decrypt.add_argument("-o", "--output", type=Path, help="file to write (default: stdout)")
-
-    schemas = commands.add_parser("schemas", help="write the JSON Schemas into schemas/")
-    schemas.add_argument("--out", type=Path, default=Path("schemas"))
-
-    completion = commands.add_parser(
-        "completion", help="print a shell completion script: source <(enforcer completion bash)"
-    )
-    completion.add_argument("shell", choices=["bash", "zsh"])
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -88,11 +161,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         print(completion_script(build_parser(), args.shell), end="")
         return EXIT_OK
     if args.command == "schemas":
-        from enforcer.schemas import write_schemas
-
-        for path in write_schemas(args.out):
-            print(path)
-        return EXIT_OK
+        return _schemas(args.out)
     settings = load_settings(args.config)
     configure_logging(args.log_level or settings.log_level, settings.log_format)
     from enforcer import telemetry
@@ -100,21 +169,49 @@ def _dispatch(args: argparse.Namespace) -> int:
     telemetry.configure(__version__)
     if args.command in OPS_COMMANDS:
         return run_ops_command(settings, args)
-    if args.command == "run":
-        mode = Mode.AUDIT if args.dry_run else settings.mode
-        from enforcer.app import run_service
+    commands: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
+        "run": _run,
+        "check": _check_command,
+        "decrypt": _decrypt_command,
+        "forward": run_forward,
+    }
+    return commands[args.command](settings, args)
 
-        asyncio.run(run_service(settings, mode, drain_idle=args.idle if args.drain else None))
-        return EXIT_OK
-    if args.command == "check":
-        bucket, key = parse_s3_url(args.url, need_key=True)
-        print(json.dumps(asyncio.run(_check(settings, bucket, key)), indent=2))
-        return EXIT_OK
-    if args.command == "decrypt":
-        bucket, key = parse_s3_url(args.url, need_key=True)
-        asyncio.run(_decrypt(settings, bucket, key, args.output))
-        return EXIT_OK
-    raise ConfigError(f"unknown command {args.command}")  # argparse prevents this
+
+def _run(settings: Settings, args: argparse.Namespace) -> int:
+    from enforcer.app import run_service
+
+    mode = Mode.AUDIT if args.dry_run else settings.mode
+    asyncio.run(run_service(settings, mode, drain_idle=args.idle if args.drain else None))
+    return EXIT_OK
+
+
+def _check_command(settings: Settings, args: argparse.Namespace) -> int:
+    bucket, key = parse_s3_url(args.url, need_key=True)
+    print(json.dumps(asyncio.run(_check(settings, bucket, key)), indent=2))
+    return EXIT_OK
+
+
+def _decrypt_command(settings: Settings, args: argparse.Namespace) -> int:
+    bucket, key = parse_s3_url(args.url, need_key=True)
+    if args.output is not None:
+        check_writable(args.output, "--output")
+    asyncio.run(_decrypt(settings, bucket, key, args.output))
+    return EXIT_OK
+
+
+def _schemas(out: Path) -> int:
+    from enforcer.schemas import write_schemas
+
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out}: exists and is not a folder")
+    try:
+        written = write_schemas(out)
+    except OSError as exc:
+        raise ConfigError(f"--out {out}: cannot write: {exc.strerror}") from None
+    for path in written:
+        print(path)
+    return EXIT_OK
 
 
 async def _check(settings: Settings, bucket: str, key: str) -> dict[str, object]:

@@ -18,10 +18,10 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from typing import Any
 
-from enforcer.app import open_kms, s3_options
+from enforcer.app import open_kms
 from enforcer.config import Settings
 from enforcer.core.keyref import normalise_key_ref
-from enforcer.core.policy import PolicyFile, load_policy_file
+from enforcer.core.policy import BucketDefault, PolicyFile, load_policy_file
 from enforcer.engine.ports import Kms
 from enforcer.errors import AccessDenied, ConfigError, EnforcerError, KeyMissing
 from enforcer.retrying import retry_transient
@@ -99,7 +99,7 @@ async def _bucket_default(report: StatusReport, storage: S3Storage, bucket: str)
     entry: dict[str, Any] = {"bucket": bucket, "default_key": None, "error": None}
     report.buckets.append(entry)
 
-    async def read() -> str | None:
+    async def read() -> BucketDefault | None:
         return await storage.bucket_default_key(bucket)
 
     try:
@@ -108,9 +108,9 @@ async def _bucket_default(report: StatusReport, storage: S3Storage, bucket: str)
         entry["error"] = f"{exc.code}: {exc}"
         report.problems.append(f"bucket {bucket}: cannot read its default encryption: {exc}")
         return
-    entry["default_key"] = default
-    if default:
-        report.use(default, f"bucket-default:{bucket}")
+    if default is not None:
+        entry["default_key"] = default.key
+        report.use(default.key, f"bucket-default:{bucket}")
 
 
 async def check_keys(report: StatusReport, kms: Kms) -> None:
@@ -155,9 +155,10 @@ async def run_keys_status(
     report = StatusReport(kms={"kind": settings.kms.kind, "endpoint": settings.kms.endpoint})
     keys_from_policy(report, load_policy_file(settings.policy_file))
     async with AsyncExitStack() as stack:
-        if buckets or all_buckets:
-            storage = await stack.enter_async_context(open_s3_storage(s3_options(settings.s3)))
-            await keys_from_buckets(report, storage, buckets, all_buckets)
+        # The KMS client first: a setting it cannot work with fails before any request.
         kms = await stack.enter_async_context(open_kms(settings.kms))
+        if buckets or all_buckets:
+            storage = await stack.enter_async_context(open_s3_storage(settings.s3.options()))
+            await keys_from_buckets(report, storage, buckets, all_buckets)
         await check_keys(report, kms)
     return report

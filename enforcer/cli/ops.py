@@ -16,35 +16,73 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from enforcer.cli.args import EXIT_FAILURE, EXIT_OK, positive_int
+from enforcer.cli.args import (
+    EXIT_FAILURE,
+    EXIT_OK,
+    add_command,
+    positive_int,
+    positive_seconds,
+)
 from enforcer.cli.status import add_status_command, run_status
 from enforcer.config import Settings
 
 
 def add_ops_commands(commands: Any) -> None:
-    """Add ``scan``, ``dlq replay`` and ``keys status`` to the ``enforcer`` subcommands."""
+    """Add ``scan``, ``report``, ``dlq replay``, ``keys status`` and ``status``."""
     add_scan_command(commands)
     from enforcer.cli.report import add_report_command
 
     add_report_command(commands)
 
-    dlq = commands.add_parser("dlq", help="dead-letter topic tools")
-    dlq_commands = dlq.add_subparsers(dest="dlq_command", required=True)
-    replay = dlq_commands.add_parser(
-        "replay", help="re-publish dead-lettered events to their original topics"
+    dlq = add_command(
+        commands,
+        "dlq",
+        "dead-letter topic tools",
+        description="Tools for the dead-letter topic (ENFORCER_KAFKA__DLQ_TOPIC).",
+        examples=["enforcer dlq replay --dry-run"],
     )
+    dlq_commands = dlq.add_subparsers(dest="dlq_command", required=True)
+    replay = add_command(
+        dlq_commands,
+        "replay",
+        "re-publish dead-lettered events to their original topics",
+        description="Re-publish the dead-lettered events to the topics they came from, once "
+        "the cause is fixed (a key re-enabled, a permission granted), so the service handles "
+        "them again. Reads with its own consumer group (<group>.dlq-replay) and commits what it "
+        "replayed; truncated records are skipped with the reason.",
+        examples=["enforcer dlq replay --dry-run   # list what would be replayed",
+                  "enforcer dlq replay --limit 100"],
+    )  # fmt: skip
     replay.add_argument(
         "--limit", type=positive_int, help="take at most N DLQ records (replayed or skipped)"
     )
     replay.add_argument(
         "--dry-run", action="store_true", help="list what would be replayed; publish nothing"
     )
+    _add_keys_command(commands)
+    add_status_command(commands)
 
-    keys = commands.add_parser("keys", help="External Key tools")
-    keys_commands = keys.add_subparsers(dest="keys_command", required=True)
-    status = keys_commands.add_parser(
-        "status", help="state of every EK that matters, and KMS readiness (exit 1 if not ok)"
+
+def _add_keys_command(commands: Any) -> None:
+    keys = add_command(
+        commands,
+        "keys",
+        "External Key tools",
+        description="Tools for the External Keys (EKs) the policy file and bucket defaults name.",
+        examples=["enforcer keys status --bucket finance"],
     )
+    keys_commands = keys.add_subparsers(dest="keys_command", required=True)
+    status = add_command(
+        keys_commands,
+        "status",
+        "state of every EK that matters, and KMS readiness (exit 1 if not ok)",
+        description="Ask the KMS (ENFORCER_KMS__KIND kes or aws) for the state of every key the "
+        "policy file names and of the default keys of the buckets given, as JSON; exit 1 "
+        "unless the KMS is ready and every key is enabled.",
+        examples=["enforcer keys status",
+                  "enforcer keys status --bucket finance --bucket photos",
+                  "enforcer keys status --all-buckets | jq '.keys[] | {key, state}'"],
+    )  # fmt: skip
     status.add_argument(
         "--bucket",
         action="append",
@@ -55,13 +93,28 @@ def add_ops_commands(commands: Any) -> None:
     status.add_argument(
         "--all-buckets", action="store_true", help="check every bucket the S3 user can list"
     )
-    add_status_command(commands)
+
+
+SCAN_EXAMPLES = [
+    "enforcer scan s3://photos --dry-run",
+    "enforcer scan s3://photos/2026/ --output csv --output-file photos.csv",
+    "enforcer scan s3://photos --output csv --output-file photos.csv --resume",
+    "enforcer scan --inventory s3://inv/photos/config/2026-12-01T00-00Z/manifest.json",
+    "enforcer scan s3://photos --enqueue   # let the enforcer run replicas do it",
+]
 
 
 def add_scan_command(commands: Any) -> None:
     """``enforcer scan`` (run by :mod:`enforcer.cli.scan`)."""
-    scan = commands.add_parser(
-        "scan", help="backfill: enforce every current object under s3://bucket[/prefix]"
+    scan = add_command(
+        commands,
+        "scan",
+        "backfill: enforce every current object under s3://bucket[/prefix]",
+        description="Backfill: list a bucket (or read an S3 Inventory report) and handle every "
+        "object once, the way the service would, with one audit record each. Keeps a "
+        "checkpoint (--resume continues after an interruption), shows progress on stderr, "
+        "prints a summary as JSON on stdout; exit 1 when an object failed or it was stopped.",
+        examples=SCAN_EXAMPLES,
     )
     scan.add_argument("url", nargs="?", help="s3://bucket or s3://bucket/prefix")
     scan.add_argument("--dry-run", action="store_true", help="audit only: write nothing")
@@ -84,7 +137,7 @@ def add_scan_command(commands: Any) -> None:
     scan.add_argument("--resume", action="store_true", help="continue from the checkpoint")
     scan.add_argument(
         "--progress-interval",
-        type=float,
+        type=positive_seconds,
         default=10.0,
         metavar="S",
         help="seconds between progress lines when stderr is not a terminal",
@@ -119,11 +172,11 @@ def _scan(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _dlq_replay(settings: Settings, args: argparse.Namespace) -> int:
-    from enforcer.app import kafka_options
+
     from enforcer.cli.dlq import run_replay
 
     summary = asyncio.run(
-        run_replay(kafka_options(settings.kafka), limit=args.limit, dry_run=args.dry_run)
+        run_replay(settings.kafka.options(), limit=args.limit, dry_run=args.dry_run)
     )
     _print(summary.as_dict())
     return EXIT_OK

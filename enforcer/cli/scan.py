@@ -29,8 +29,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO
 
-from enforcer.app import Runtime, kafka_options, object_guard, open_runtime
-from enforcer.cli.args import parse_s3_url
+from enforcer.app import Runtime, object_guard, open_runtime
+from enforcer.cli.args import check_readable_file, check_writable, parse_s3_url
 from enforcer.cli.progress import Progress
 from enforcer.config import Settings
 from enforcer.core.policy import Mode
@@ -83,7 +83,7 @@ def scan_request(settings: Settings, args: argparse.Namespace) -> ScanRequest:
     bucket, prefix = parse_s3_url(args.url, need_key=False) if args.url else ("", "")
     if args.output_file is not None and args.output is None:
         raise ConfigError("--output-file needs --output jsonl|csv")
-    return ScanRequest(
+    request = ScanRequest(
         bucket=bucket,
         prefix=prefix,
         mode=Mode.AUDIT if args.dry_run else settings.mode,
@@ -97,6 +97,17 @@ def scan_request(settings: Settings, args: argparse.Namespace) -> ScanRequest:
         progress=not args.no_progress,
         progress_interval=args.progress_interval,
     )
+    check_local_paths(request)
+    return request
+
+
+def check_local_paths(request: ScanRequest) -> None:
+    """The files the scan reads and writes, checked before any connection is tried."""
+    if request.inventory is not None and not request.inventory.startswith("s3://"):
+        check_readable_file(Path(request.inventory), "--inventory")
+    if request.output_file is not None:
+        check_writable(request.output_file, "--output-file")
+    check_writable(request.checkpoint_path(), "--checkpoint")
 
 
 async def run_scan(settings: Settings, request: ScanRequest) -> ScanSummary:
@@ -112,12 +123,10 @@ async def run_scan(settings: Settings, request: ScanRequest) -> ScanSummary:
     async with AsyncExitStack() as stack:
         runtime = await stack.enter_async_context(open_runtime(settings, request.mode))
         await _preflight(settings, runtime, request)
-        sink = await stack.enter_async_context(open_kafka_sink(kafka_options(settings.kafka)))
+        sink = await stack.enter_async_context(open_kafka_sink(settings.kafka.options()))
         events = None
         if request.enqueue:
-            events = await stack.enter_async_context(
-                open_event_publisher(kafka_options(settings.kafka))
-            )
+            events = await stack.enter_async_context(open_event_publisher(settings.kafka.options()))
         writer = stack.enter_context(_line_writer(request))
         progress = None
         if request.progress:
@@ -142,10 +151,10 @@ async def _preflight(settings: Settings, runtime: Runtime, request: ScanRequest)
     """Fail at start, with one clear line, on what would fail every object."""
     listing = runtime.storage.listing
     if request.bucket:
-        await check_scan(kafka_options(settings.kafka), listing, request.bucket)
+        await check_scan(settings.kafka.options(), listing, request.bucket)
     else:  # an inventory names its buckets row by row
         await check_s3_credentials(listing)
-        await ensure_output_topics(kafka_options(settings.kafka))
+        await ensure_output_topics(settings.kafka.options())
 
 
 def _starting_checkpoint(request: ScanRequest, path: Path) -> Checkpoint:

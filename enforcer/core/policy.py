@@ -7,6 +7,7 @@ scope. Fetching and caching bucket defaults is I/O and lives in :mod:`enforcer.e
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
@@ -23,8 +24,17 @@ class Mode(StrEnum):
 
 
 class Strategy(StrEnum):
+    """Who builds the fresh chain: the store with SSE-KMS (``sse-kms``), the store with
+    dual-layer SSE-KMS (``dsse-kms``, AWS ``aws:kms:dsse``), or the enforcer (``envelope``)."""
+
     SSE_KMS = "sse-kms"
+    DSSE_KMS = "dsse-kms"
     ENVELOPE = "envelope"
+
+    @property
+    def server_side(self) -> bool:
+        """The store encrypts (and its write response names the key it used)."""
+        return self is not Strategy.ENVELOPE
 
 
 class VersionsPolicy(StrEnum):
@@ -41,7 +51,12 @@ class Rule(BaseModel):
     prefix: str = ""
     key: str = Field(min_length=1, description="The required External Key (name, id, ARN or alias)")
     mode: Mode | None = Field(default=None, description="Overrides the global mode for this rule")
-    strategy: Strategy = Strategy.SSE_KMS
+    strategy: Strategy = Field(
+        default=Strategy.SSE_KMS,
+        description="sse-kms: the store re-encrypts with SSE-KMS; dsse-kms: with dual-layer "
+        "SSE-KMS (AWS aws:kms:dsse); envelope: the enforcer encrypts the object itself, and "
+        "then only `enforcer decrypt` can read it: every other S3 reader gets ciphertext",
+    )
     accepted_keys: tuple[str, ...] = Field(
         default=(), description="Other keys accepted as compliant (rotation windows)"
     )
@@ -101,11 +116,22 @@ def match_rule(policy: PolicyFile, bucket: str, key: str) -> RequiredKey | None:
     )
 
 
-def from_bucket_default(kms_key_id: str | None) -> RequiredKey | None:
-    """The requirement a bucket's default SSE-KMS encryption implies (None: out of scope)."""
-    if not kms_key_id:
+@dataclass(frozen=True)
+class BucketDefault:
+    """A bucket's default encryption under a KMS key (GetBucketEncryption): ``dsse`` when it is
+    dual-layer (``aws:kms:dsse``), whose objects must stay dual-layer."""
+
+    key: str
+    dsse: bool = False
+
+
+def from_bucket_default(default: BucketDefault | None) -> RequiredKey | None:
+    """The requirement a bucket's default SSE-KMS encryption implies (None: out of scope). A
+    dual-layer default requires dual-layer objects: a rewrite never downgrades them."""
+    if default is None or not default.key:
         return None
-    return RequiredKey(key=kms_key_id, source="bucket-default")
+    strategy = Strategy.DSSE_KMS if default.dsse else Strategy.SSE_KMS
+    return RequiredKey(key=default.key, strategy=strategy, source="bucket-default")
 
 
 def load_policy_file(path: Path | None) -> PolicyFile:

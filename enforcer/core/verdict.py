@@ -17,8 +17,32 @@ class Encryption(StrEnum):
     NONE = "none"
     SSE_S3 = "AES256"
     SSE_KMS = "aws:kms"
+    SSE_KMS_DSSE = "aws:kms:dsse"  # dual-layer SSE-KMS (AWS)
     SSE_C = "sse-c"
     ENVELOPE = "envelope"
+
+
+#: What each strategy's objects may be encrypted with to count as done. Dual-layer SSE-KMS is
+#: SSE-KMS with a second layer of encryption: an ``sse-kms`` rule accepts it under the right key
+#: (rewriting it as single-layer would be a silent downgrade); a ``dsse-kms`` rule accepts only
+#: dual-layer objects, so a single-layer one is rewritten as dual-layer.
+SATISFIES = {
+    Strategy.SSE_KMS: frozenset({Encryption.SSE_KMS, Encryption.SSE_KMS_DSSE}),
+    Strategy.DSSE_KMS: frozenset({Encryption.SSE_KMS_DSSE}),
+    Strategy.ENVELOPE: frozenset({Encryption.ENVELOPE}),
+}
+
+
+def satisfies(encryption: Encryption, strategy: Strategy) -> bool:
+    """``encryption`` is what ``strategy`` produces (or stronger), whatever the key."""
+    return encryption in SATISFIES[strategy]
+
+
+def rewrite_dual_layer(observed: Encryption, strategy: Strategy) -> bool:
+    """Whether an SSE-KMS rewrite must ask for dual-layer (``aws:kms:dsse``): when the rule (or
+    the bucket default) is dual-layer, and when the object is dual-layer already (under another
+    key) — a rewrite never takes a layer away."""
+    return strategy is Strategy.DSSE_KMS or observed is Encryption.SSE_KMS_DSSE
 
 
 class Verdict(StrEnum):
@@ -83,14 +107,13 @@ def classify(  # noqa: PLR0911 - one return per verdict reads as the table it is
         return Verdict.OUT_OF_SCOPE
     if facts.encryption is Encryption.SSE_C:
         return Verdict.SSE_C
-    wanted = Encryption.ENVELOPE if required.strategy is Strategy.ENVELOPE else Encryption.SSE_KMS
-    if facts.encryption is wanted:
+    if satisfies(facts.encryption, required.strategy):
         return Verdict.COMPLIANT if facts.kms_key in accepted else Verdict.WRONG_KEY
     if facts.encryption is Encryption.SSE_S3:
         return Verdict.SSE_S3
     if facts.encryption is Encryption.NONE:
         return Verdict.PLAINTEXT
-    return Verdict.WRONG_KEY  # encrypted, but by the other strategy
+    return Verdict.WRONG_KEY  # under a KMS key, but not as the strategy requires
 
 
 def decide(

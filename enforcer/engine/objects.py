@@ -63,9 +63,11 @@ class ObjectSnapshot:
 
 @dataclass(frozen=True)
 class SseKmsTarget:
-    """Ask the store to encrypt the new version under ``key_name`` (it builds a fresh chain)."""
+    """Ask the store to encrypt the new version under ``key_name`` (it builds a fresh chain),
+    dual-layer (``aws:kms:dsse``) when ``dsse``."""
 
     key_name: str
+    dsse: bool = False
 
 
 @dataclass(frozen=True)

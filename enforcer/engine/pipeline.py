@@ -15,7 +15,7 @@ from typing import ParamSpec, TypeVar
 
 from enforcer.core.events import ObjectEvent
 from enforcer.core.policy import Mode, RequiredKey, Strategy, VersionsPolicy
-from enforcer.core.verdict import Action, Decision, Encryption, ObjectFacts, Plan, Verdict, decide
+from enforcer.core.verdict import Action, Decision, ObjectFacts, Plan, Verdict, decide, satisfies
 from enforcer.engine.objects import ObjectSnapshot, WriteResult
 from enforcer.engine.outcome import Dependency, Outcome
 from enforcer.engine.own_writes import OwnWrites
@@ -214,10 +214,8 @@ class Pipeline:
         after = await self._read_back(before, required, written, outcome)
         facts = await self._facts(after)
         accepted = await self.keys.canonical_set(required.all_keys())
-        wanted = (
-            Encryption.ENVELOPE if required.strategy is Strategy.ENVELOPE else Encryption.SSE_KMS
-        )
-        if facts is None or facts.encryption is not wanted or facts.kms_key not in accepted:
+        wanted = facts is not None and satisfies(facts.encryption, required.strategy)
+        if facts is None or not wanted or facts.kms_key not in accepted:
             raise StorageRejected(
                 f"verification failed: {before.bucket}/{before.key} reads back as "
                 f"{after.encryption.value} {after.kms_key or ''}, not {required.key}"
@@ -229,7 +227,7 @@ class Pipeline:
     ) -> ObjectSnapshot:
         """The new version: from the write's response when it names the encryption the store
         applied (SSE-KMS on MinIO and AWS), else with a HEAD of exactly that version."""
-        if written.encryption is not None and required.strategy is Strategy.SSE_KMS:
+        if written.encryption is not None and required.strategy.server_side:
             return replace(before, etag=written.etag, version_id=written.version_id,
                            encryption=written.encryption, kms_key=written.kms_key)  # fmt: skip
         after = await self._call(
@@ -237,7 +235,7 @@ class Pipeline:
         )
         if after is None or after.etag != written.etag:
             raise PreconditionFailed("object replaced right after our rewrite")
-        if after.size != before.size and required.strategy is Strategy.SSE_KMS:
+        if after.size != before.size and required.strategy.server_side:
             raise StorageRejected(f"verification failed: size {after.size} != {before.size}")
         return after
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import IO, TYPE_CHECKING, Protocol
 
+from enforcer.core.policy import BucketDefault
 from enforcer.engine.objects import ObjectSnapshot, SseKmsTarget, WriteResult
 
 if TYPE_CHECKING:
@@ -28,8 +29,9 @@ class Storage(Protocol):
     ) -> ObjectSnapshot | None:
         """The object's facts, or None when it does not exist (any more)."""
 
-    async def bucket_default_key(self, bucket: str) -> str | None:
-        """The bucket's default SSE-KMS key (``mc encrypt set sse-kms``), if any."""
+    async def bucket_default_key(self, bucket: str) -> BucketDefault | None:
+        """The bucket's default SSE-KMS key (``mc encrypt set sse-kms``), if any, and whether
+        it is dual-layer."""
 
     async def read_tags(self, snapshot: ObjectSnapshot) -> dict[str, str]: ...
 

@@ -53,7 +53,7 @@ class AuditRecord(BaseModel):
     key: str = Field(description="Object key, decoded")
     version_id: str | None = None
     observed_sse: str | None = Field(
-        default=None, description="none | AES256 | aws:kms | sse-c | envelope"
+        default=None, description="none | AES256 | aws:kms | aws:kms:dsse | sse-c | envelope"
     )
     observed_kms_key: str | None = None
     observed_etag: str | None = Field(default=None, description="ETag of the inspected version")

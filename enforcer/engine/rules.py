@@ -11,7 +11,13 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 
 from enforcer.core.keyref import is_alias, normalise_key_ref
-from enforcer.core.policy import PolicyFile, RequiredKey, from_bucket_default, match_rule
+from enforcer.core.policy import (
+    BucketDefault,
+    PolicyFile,
+    RequiredKey,
+    from_bucket_default,
+    match_rule,
+)
 from enforcer.engine.ports import Storage
 
 Clock = Callable[[], float]
@@ -28,7 +34,7 @@ class RuleResolver:
         self._storage = storage
         self._ttl = ttl
         self._clock = clock
-        self._defaults: dict[str, tuple[float, str | None]] = {}
+        self._defaults: dict[str, tuple[float, BucketDefault | None]] = {}
 
     async def resolve(self, bucket: str, key: str) -> RequiredKey | None:
         rule = match_rule(self._policy, bucket, key)
@@ -36,7 +42,7 @@ class RuleResolver:
             return rule
         return from_bucket_default(await self._bucket_default(bucket))
 
-    async def _bucket_default(self, bucket: str) -> str | None:
+    async def _bucket_default(self, bucket: str) -> BucketDefault | None:
         now = self._clock()
         cached = self._defaults.get(bucket)
         if cached is not None and now - cached[0] < self._ttl:

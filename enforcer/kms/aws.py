@@ -172,12 +172,18 @@ async def open_aws_kms(
         read_timeout=request_timeout,
     )
     session = get_session()
-    async with session.create_client(
-        "kms",
-        region_name=region,
-        endpoint_url=endpoint_url,
-        aws_access_key_id=access_key_id,
-        aws_secret_access_key=secret_access_key,
-        config=config,
-    ) as client:
-        yield AwsKms(client)
+    try:
+        async with session.create_client(
+            "kms",
+            region_name=region,
+            endpoint_url=endpoint_url,
+            aws_access_key_id=access_key_id,
+            aws_secret_access_key=secret_access_key,
+            config=config,
+        ) as client:
+            yield AwsKms(client)
+    except NoRegionError:  # raised while the client is created, before any request
+        raise ConfigError(
+            "ENFORCER_KMS__KIND is 'aws' but no region is set: set ENFORCER_KMS__REGION "
+            "(or AWS_REGION)"
+        ) from None

@@ -3,14 +3,13 @@
 A :class:`ScanLine` carries the fields of an audit record that say where an object stands —
 so ``enforcer report`` reads scan output and audit records alike (an audit record parses as a
 line; its extra fields are ignored). The CSV is shaped like an S3 Inventory report: bucket, key,
-version id, encryption status (``NOT-SSE``, ``SSE-S3``, ``SSE-KMS``, ``SSE-C``, plus
+version id, encryption status (``NOT-SSE``, ``SSE-S3``, ``SSE-KMS``, ``DSSE-KMS``, ``SSE-C``, plus
 ``ENVELOPE`` for the enforcer's own chain), KMS key, then the verdict and the action.
 """
 
 from __future__ import annotations
 
 import csv
-import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Protocol
@@ -36,6 +35,7 @@ _ENCRYPTION_STATUS = {
     "none": "NOT-SSE",
     "AES256": "SSE-S3",
     "aws:kms": "SSE-KMS",
+    "aws:kms:dsse": "DSSE-KMS",
     "sse-c": "SSE-C",
     "envelope": "ENVELOPE",
 }
@@ -112,6 +112,6 @@ def read_lines(path: Path) -> Iterator[ScanLine]:
 
 def parse_line(text: str | bytes, where: str) -> ScanLine:
     try:
-        return ScanLine.model_validate(json.loads(text))
+        return ScanLine.model_validate_json(text)
     except (ValueError, ValidationError) as exc:
         raise ConfigError(f"{where}: not a scan line or audit record: {exc}") from exc

@@ -7,6 +7,9 @@ External Key. An object counts as compliant when its verdict was ``compliant`` o
 re-encrypted it (a purged non-current version is gone for good). ``gone`` and ``out_of_scope``
 objects are shown but do not count either way. Compliance over time replays the records in time
 order and takes the share of compliant objects at the end of each time bin.
+
+The values and rules are here (pure); :mod:`enforcer.report.store` computes them over any number
+of records without holding them in memory.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from enforcer.engine.records import NONCURRENT_EVENT, ScanLine
 
@@ -59,12 +63,26 @@ class Group:
     actions: Counter[str] = field(default_factory=Counter)
 
     def add(self, line: ScanLine) -> None:
-        self.objects += 1
-        state = state_of(line)
-        self.compliant += state == "compliant"
-        self.noncompliant += state == "noncompliant"
-        self.verdicts[line.verdict or "unknown"] += 1
-        self.actions[line.action] += 1
+        self.add_counts(line.verdict, line.action, state_of(line), 1)
+
+    def add_counts(self, verdict: str | None, action: str, state: str, count: int) -> None:
+        """``count`` objects whose latest record says ``verdict``/``action`` (``state``)."""
+        self.objects += count
+        self.compliant += count if state == "compliant" else 0
+        self.noncompliant += count if state == "noncompliant" else 0
+        self.verdicts[verdict or "unknown"] += count
+        self.actions[action] += count
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "objects": self.objects,
+            "compliant": self.compliant,
+            "noncompliant": self.noncompliant,
+            "compliance": self.compliance,
+            "verdicts": dict(sorted(self.verdicts.items())),
+            "actions": dict(sorted(self.actions.items())),
+        }
 
     @property
     def compliance(self) -> float | None:
@@ -94,56 +112,51 @@ class Report:
     first: datetime | None
     last: datetime | None
 
+    def as_dict(self) -> dict[str, Any]:
+        """The figures as JSON-ready values (``enforcer report --json``)."""
+        return {
+            "records": self.records,
+            "first": self.first.isoformat() if self.first else None,
+            "last": self.last.isoformat() if self.last else None,
+            "total": self.total.as_dict(),
+            "buckets": [g.as_dict() for g in self.buckets],
+            "keys": [g.as_dict() for g in self.keys],
+            "timeline": [
+                {
+                    "end": p.end.isoformat(),
+                    "records": p.records,
+                    "compliant": p.compliant,
+                    "counted": p.counted,
+                }
+                for p in self.timeline
+            ],
+            "failure_reasons": dict(self.failure_reasons.most_common()),
+            "failures": [_listed(line) for line in self.failures],
+            "noncompliant_total": self.noncompliant_total,
+            "noncompliant": [_listed(line) for line in self.noncompliant],
+        }
+
+
+def _listed(line: ScanLine) -> dict[str, Any]:
+    return line.model_dump(mode="json", exclude_none=True, exclude={"source"})
+
 
 def build_report(lines: Iterable[ScanLine]) -> Report:
-    ordered = sorted(lines, key=lambda line: line.timestamp)
-    latest: dict[tuple[str, str, str], ScanLine] = {}
-    for line in ordered:
-        latest[identity(line)] = line
-    total, buckets, keys = Group("all"), dict[str, Group](), dict[str, Group]()
-    for line in latest.values():
-        total.add(line)
-        buckets.setdefault(line.bucket, Group(line.bucket)).add(line)
-        ek = line.required_key or "(no rule)"
-        keys.setdefault(ek, Group(ek)).add(line)
-    failures = [line for line in latest.values() if line.action == "failed"]
-    still = [line for line in latest.values() if state_of(line) == "noncompliant"]
-    still.sort(key=lambda line: (line.bucket, line.key, line.version_id or ""))
-    return Report(
-        records=len(ordered),
-        total=total,
-        buckets=sorted(buckets.values(), key=lambda g: g.name),
-        keys=sorted(keys.values(), key=lambda g: g.name),
-        timeline=timeline(ordered),
-        failures=failures[:MAX_LISTED],
-        failure_reasons=Counter(_reason_class(line.reason) for line in failures),
-        noncompliant=still[:MAX_LISTED],
-        noncompliant_total=len(still),
-        first=ordered[0].timestamp if ordered else None,
-        last=ordered[-1].timestamp if ordered else None,
-    )
+    """The report over ``lines`` (any order, any number: they stream through a scratch
+    database, see :mod:`enforcer.report.store`)."""
+    from enforcer.report.store import ReportStore
+
+    with ReportStore() as store:
+        store.add_all(lines)
+        return store.report()
 
 
-def timeline(ordered: list[ScanLine]) -> list[TimePoint]:
-    """Compliance at the end of each time bin, replaying ``ordered`` (sorted by time)."""
-    if not ordered:
-        return []
-    start, end = ordered[0].timestamp, ordered[-1].timestamp
-    size = next((s for s in _BIN_SIZES if (end - start) / s < _MAX_BINS), _BIN_SIZES[-1])
-    states: dict[tuple[str, str, str], str] = {}
-    points: list[TimePoint] = []
-    bin_end, records, n = start + size, 0, 0
-    while n < len(ordered) or not points:
-        while n < len(ordered) and ordered[n].timestamp < bin_end:
-            states[identity(ordered[n])] = state_of(ordered[n])
-            records, n = records + 1, n + 1
-        compliant = sum(1 for s in states.values() if s == "compliant")
-        counted = sum(1 for s in states.values() if s != "uncounted")
-        points.append(TimePoint(bin_end, records, compliant, counted))
-        bin_end += size
-    return points
+def bin_size(span: timedelta) -> timedelta:
+    """The timeline's bin: the smallest of the sizes that cuts ``span`` into fewer than
+    ``_MAX_BINS`` bins (else the largest)."""
+    return next((s for s in _BIN_SIZES if span / s < _MAX_BINS), _BIN_SIZES[-1])
 
 
-def _reason_class(reason: str | None) -> str:
+def reason_class(reason: str | None) -> str:
     """``key_missing: no such key ...`` → ``key_missing``."""
     return (reason or "unknown").split(":", 1)[0].strip() or "unknown"

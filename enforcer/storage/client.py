@@ -19,7 +19,6 @@ from __future__ import annotations
 from datetime import datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
-from urllib.parse import urlsplit
 
 from aiobotocore.config import AioConfig
 from botocore.utils import parse_timestamp as botocore_parse_timestamp
@@ -64,11 +63,3 @@ def parse_timestamp(value: str) -> datetime:
     if parsed is None or parsed.tzinfo is None:
         return botocore_parse_timestamp(value)  # type: ignore[no-any-return]
     return parsed
-
-
-def is_aws_endpoint(endpoint_url: str | None) -> bool:
-    """No endpoint (botocore picks AWS's) or an ``amazonaws.com`` host."""
-    if not endpoint_url:
-        return True
-    host = urlsplit(endpoint_url).hostname or ""
-    return host.endswith((".amazonaws.com", ".amazonaws.com.cn"))

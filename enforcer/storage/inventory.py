@@ -39,7 +39,7 @@ _STATUS = {
     "NOT-SSE": Encryption.NONE,
     "SSE-S3": Encryption.SSE_S3,
     "SSE-KMS": Encryption.SSE_KMS,
-    "DSSE-KMS": Encryption.SSE_KMS,
+    "DSSE-KMS": Encryption.SSE_KMS_DSSE,
     "SSE-C": Encryption.SSE_C,
 }
 
@@ -104,9 +104,10 @@ def _kms_key(index: dict[str, int], row: list[str]) -> str | None:
 
 def _facts(status: str, kms_key: str | None) -> ListedFacts | None:
     encryption = _STATUS.get(status.upper())
-    if encryption is None or (encryption is Encryption.SSE_KMS and not kms_key):
+    under_kms = encryption in (Encryption.SSE_KMS, Encryption.SSE_KMS_DSSE)
+    if encryption is None or (under_kms and not kms_key):
         return None  # not reported (or no key column): inspect with HEAD
-    return ListedFacts(encryption, kms_key if encryption is Encryption.SSE_KMS else None)
+    return ListedFacts(encryption, kms_key if under_kms else None)
 
 
 def _timestamp(text: str) -> datetime | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 GiB = 1024**3
 MiB = 1024**2
@@ -28,3 +29,11 @@ class S3Options:
     copy_if_match: bool = False
     multipart_threshold: int = 5 * GiB
     part_size: int = 64 * MiB
+
+
+def is_aws_endpoint(endpoint_url: str | None) -> bool:
+    """No endpoint (botocore picks AWS's) or an ``amazonaws.com`` host."""
+    if not endpoint_url:
+        return True
+    host = urlsplit(endpoint_url).hostname or ""
+    return host.endswith((".amazonaws.com", ".amazonaws.com.cn"))

@@ -59,8 +59,10 @@ def encryption_of(head: dict[str, Any], metadata: dict[str, str]) -> tuple[Encry
     if is_envelope(metadata):  # our own chain, whatever the store adds
         return Encryption.ENVELOPE, metadata.get(f"{ENVELOPE_PREFIX}key")
     sse = head.get("ServerSideEncryption")
-    if sse in ("aws:kms", "aws:kms:dsse"):
+    if sse == "aws:kms":
         return Encryption.SSE_KMS, head.get("SSEKMSKeyId")
+    if sse == "aws:kms:dsse":
+        return Encryption.SSE_KMS_DSSE, head.get("SSEKMSKeyId")
     if sse == "AES256":
         return Encryption.SSE_S3, None
     return Encryption.NONE, None

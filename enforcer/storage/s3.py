@@ -22,6 +22,7 @@ from typing import IO, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from enforcer.core.policy import BucketDefault
 from enforcer.core.verdict import Encryption
 from enforcer.engine.objects import (
     SPOOL_IN_MEMORY,
@@ -123,7 +124,7 @@ class S3Storage:
             await body.read()
         return exc
 
-    async def bucket_default_key(self, bucket: str) -> str | None:
+    async def bucket_default_key(self, bucket: str) -> BucketDefault | None:
         try:
             response = await self._client.get_bucket_encryption(Bucket=bucket)
         except ClientError as exc:
@@ -134,8 +135,9 @@ class S3Storage:
             raise translate(exc, f"GetBucketEncryption {bucket}") from exc
         for rule in response["ServerSideEncryptionConfiguration"].get("Rules", []):
             default = rule.get("ApplyServerSideEncryptionByDefault", {})
-            if default.get("SSEAlgorithm") in ("aws:kms", "aws:kms:dsse"):
-                return str(default.get("KMSMasterKeyID") or "") or None
+            algorithm = default.get("SSEAlgorithm")
+            if algorithm in ("aws:kms", "aws:kms:dsse") and default.get("KMSMasterKeyID"):
+                return BucketDefault(str(default["KMSMasterKeyID"]), algorithm == "aws:kms:dsse")
         return None
 
     async def read_tags(self, snapshot: ObjectSnapshot) -> dict[str, str]:
@@ -163,7 +165,7 @@ class S3Storage:
         self, snapshot: ObjectSnapshot, target: SseKmsTarget, tags: dict[str, str]
     ) -> WriteResult:
         headers = write_headers(snapshot.attributes, tags) | {
-            "ServerSideEncryption": "aws:kms",
+            "ServerSideEncryption": "aws:kms:dsse" if target.dsse else "aws:kms",
             "SSEKMSKeyId": target.key_name,
         }
         where = f"rewrite {snapshot.bucket}/{snapshot.key}"

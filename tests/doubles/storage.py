@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field, replace
 from typing import IO
 
+from enforcer.core.policy import BucketDefault
 from enforcer.core.verdict import Encryption
 from enforcer.crypto.envelope import PREFIX as ENVELOPE_PREFIX
 from enforcer.crypto.envelope import is_envelope
@@ -32,6 +33,10 @@ class MemoryStorage:
     def __init__(self) -> None:
         self.objects: dict[tuple[str, str], list[StoredObject]] = {}
         self.bucket_keys: dict[str, str | None] = {}
+        #: Buckets whose default (``bucket_keys``) is dual-layer SSE-KMS (``aws:kms:dsse``).
+        self.dsse_buckets: set[str] = set()
+        #: Every SSE-KMS rewrite's target, in order.
+        self.write_targets: list[SseKmsTarget] = []
         self.bucket_lookups = 0
         self.heads = 0
         self.tag_reads = 0
@@ -87,9 +92,10 @@ class MemoryStorage:
                 )
         return None
 
-    async def bucket_default_key(self, bucket: str) -> str | None:
+    async def bucket_default_key(self, bucket: str) -> BucketDefault | None:
         self.bucket_lookups += 1
-        return self.bucket_keys.get(bucket)
+        key = self.bucket_keys.get(bucket)
+        return BucketDefault(key, bucket in self.dsse_buckets) if key else None
 
     async def read_tags(self, snapshot: ObjectSnapshot) -> dict[str, str]:
         self.tag_reads += 1
@@ -100,8 +106,10 @@ class MemoryStorage:
         self, snapshot: ObjectSnapshot, target: SseKmsTarget, tags: dict[str, str]
     ) -> WriteResult:
         current = self._current(snapshot)
+        self.write_targets.append(target)
+        encryption = Encryption.SSE_KMS_DSSE if target.dsse else Encryption.SSE_KMS
         return self._replace(
-            snapshot, current.data, tags, Encryption.SSE_KMS, f"arn:aws:kms:{target.key_name}"
+            snapshot, current.data, tags, encryption, f"arn:aws:kms:{target.key_name}"
         )
 
     async def read_chunks(self, snapshot: ObjectSnapshot) -> AsyncIterator[bytes]:

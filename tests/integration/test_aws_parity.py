@@ -6,6 +6,7 @@ verdict depends on normalisation through DescribeKey — the same path real AWS 
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 import pytest
@@ -14,8 +15,9 @@ from support import MOTO_REGION, moto_client
 from enforcer.app import open_runtime
 from enforcer.config import load_settings
 from enforcer.core.events import ObjectEvent
-from enforcer.core.policy import Mode
+from enforcer.core.policy import BucketDefault, Mode
 from enforcer.core.verdict import Action, Verdict
+from enforcer.errors import StorageRejected
 
 
 async def test_alias_policy_against_every_key_form(
@@ -106,3 +108,43 @@ async def test_copy_if_match_rewrites_server_side_and_keeps_attributes(
     # moto's CopyObject ignores a wrong destination If-Match (AWS answers 412).
     s3.copy_object(Bucket="copies", Key="plain", CopySource={"Bucket": "copies", "Key": "plain"},
                    IfMatch='"0000"', MetadataDirective="REPLACE")  # fmt: skip
+
+
+async def test_dual_layer_sse_kms_is_asked_for_never_downgraded(
+    moto_endpoint: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DSSE-KMS (``aws:kms:dsse``) on moto, pinned: moto takes it as a bucket default and on a
+    PUT, applies the default, and reports the algorithm — but, unlike AWS, no key id with it.
+    What moto can show: the default is read as dual-layer, and the enforcer's rewrite asks for
+    ``aws:kms:dsse`` (the object reads back dual-layer, not ``aws:kms``). Without the key id the
+    verification then fails, as it must when a store does not say which key it used; the
+    verdicts on dual-layer objects are unit-tested (test_verdict, test_pipeline)."""
+    kms, s3 = moto_client("kms", moto_endpoint), moto_client("s3", moto_endpoint)
+    key = kms.create_key()["KeyMetadata"]
+    bucket = f"dsse-{uuid.uuid4().hex[:8]}"
+    s3.create_bucket(Bucket=bucket)
+    s3.put_object(Bucket=bucket, Key="plain", Body=b"before the default")
+    rule = {"SSEAlgorithm": "aws:kms:dsse", "KMSMasterKeyID": key["Arn"]}
+    s3.put_bucket_encryption(
+        Bucket=bucket,
+        ServerSideEncryptionConfiguration={"Rules": [{"ApplyServerSideEncryptionByDefault": rule}]},
+    )
+    s3.put_object(Bucket=bucket, Key="new", Body=b"after")
+    new = s3.head_object(Bucket=bucket, Key="new")
+    assert new["ServerSideEncryption"] == "aws:kms:dsse"
+    assert "SSEKMSKeyId" not in new  # moto; AWS names the key
+    for name, value in {"ENFORCER_S3__ENDPOINT_URL": moto_endpoint,
+                        "ENFORCER_S3__ACCESS_KEY_ID": "testing",
+                        "ENFORCER_S3__SECRET_ACCESS_KEY": "testing"}.items():  # fmt: skip
+        monkeypatch.setenv(name, value)
+
+    async with open_runtime(load_settings(), Mode.ENFORCE) as runtime:
+        assert await runtime.storage.bucket_default_key(bucket) == BucketDefault(key["Arn"], True)
+        event = ObjectEvent(event_id="p", event_name="ObjectCreated:Put", bucket=bucket,
+                            key="plain", source_format="s3")  # fmt: skip
+        with pytest.raises(StorageRejected, match=r"verification failed.*aws:kms:dsse"):
+            await runtime.pipeline.handle(event)
+
+    head = s3.head_object(Bucket=bucket, Key="plain")
+    assert head["ServerSideEncryption"] == "aws:kms:dsse"  # asked for dual-layer, not aws:kms
+    assert s3.get_object(Bucket=bucket, Key="plain")["Body"].read() == b"before the default"

@@ -20,7 +20,6 @@ from cli_runner import ENFORCER, Cli
 from harness import set_default_key, write_policy
 from support import MakeBucket, MakeKey, StackEnv, enforcer_s3_settings
 
-from enforcer.app import s3_options
 from enforcer.core.verdict import Encryption
 from enforcer.engine.objects import ListedFacts
 from enforcer.storage.s3 import open_s3_storage
@@ -63,7 +62,7 @@ async def test_minio_lists_encryption_key_metadata_and_tags_to_the_enforcer_user
     kms_put(s3_admin, bucket, "kms", other)
     kms_put(s3_admin, bucket, "kms", ek)
 
-    async with open_s3_storage(s3_options(enforcer_s3_settings(stack))) as storage:
+    async with open_s3_storage((enforcer_s3_settings(stack)).options()) as storage:
         listing = storage.listing
         plain = [o async for o in listing.list_objects(bucket)]
         listing.ask_for_metadata()

@@ -20,7 +20,6 @@ import pytest
 from botocore.exceptions import ClientError
 from support import MakeBucket, MakeKey, StackEnv, enforcer_s3_settings, moto_client
 
-from enforcer.app import s3_options
 from enforcer.config import S3Settings
 from enforcer.storage.lean import LeanS3, NotLean
 from enforcer.storage.transport import open_s3_transport
@@ -64,7 +63,7 @@ def assert_same_error(lean: ClientError, client: ClientError, status: int) -> No
 
 @pytest.fixture
 async def paths(stack: StackEnv) -> AsyncIterator[tuple[Any, LeanS3]]:
-    async with open_s3_transport(s3_options(enforcer_s3_settings(stack))) as transport:
+    async with open_s3_transport((enforcer_s3_settings(stack)).options()) as transport:
         assert transport.lean is not None, "the lean path is on by default"
         yield transport.client, transport.lean
 
@@ -177,7 +176,7 @@ async def test_lean_path_matches_aiobotocore_on_moto(moto_endpoint: str) -> None
                   SSEKMSKeyId=key_id)  # fmt: skip
     settings = S3Settings(endpoint_url=moto_endpoint, access_key_id="testing",
                           secret_access_key="testing")  # fmt: skip
-    async with open_s3_transport(s3_options(settings)) as transport:
+    async with open_s3_transport(settings.options()) as transport:
         client, lean = transport.client, transport.lean
         assert lean is not None
         await head_both(client, lean, bucket, "attrs")
@@ -206,7 +205,7 @@ async def test_the_lean_path_signs_with_the_default_credential_chain(
     bucket = make_bucket(notify=False)
     s3_admin.put_object(Bucket=bucket, Key="k", Body=b"x")
     settings = S3Settings(endpoint_url=env["ENFORCER_S3__ENDPOINT_URL"])
-    async with open_s3_transport(s3_options(settings)) as transport:
+    async with open_s3_transport(settings.options()) as transport:
         lean = transport.lean
         assert lean is not None
         head = await lean.head_object(bucket, "k", None)

@@ -24,7 +24,6 @@ from support import (
     produce,
 )
 
-from enforcer.app import s3_options
 from enforcer.cli.dlq import REPLAY_HEADER
 from enforcer.storage.s3 import open_s3_storage
 
@@ -145,7 +144,7 @@ async def test_list_keys_paginates(stack: StackEnv, s3_admin: Any, make_bucket: 
     names = [f"p/{i:02d}" for i in range(7)] + ["q/x"]
     for name in names:
         s3_admin.put_object(Bucket=bucket, Key=name, Body=b"")
-    async with open_s3_storage(s3_options(enforcer_s3_settings(stack))) as storage:
+    async with open_s3_storage((enforcer_s3_settings(stack)).options()) as storage:
         listed = [k async for k in storage.listing.list_keys(bucket, "p/", page_size=2)]
     assert listed == names[:-1]
 

@@ -20,7 +20,6 @@ from cli_runner import ENFORCER, Cli
 from harness import EnforcerRun, mtls, sasl_ssl, set_default_key
 from support import MakeBucket, MakeKey, Notifications, StackEnv
 
-from enforcer.app import kafka_options
 from enforcer.config import KafkaSettings
 from enforcer.kafka.clients import open_consumer
 
@@ -29,7 +28,7 @@ async def read_secured(settings: KafkaSettings, topic: str) -> list[dict[str, An
     """Every JSON record on ``topic``, read through the secured listener ``settings`` name."""
     records: list[dict[str, Any]] = []
     async with open_consumer(
-        kafka_options(settings), None, "test-reader", topics=[topic], auto_offset_reset="earliest"
+        settings.options(), None, "test-reader", topics=[topic], auto_offset_reset="earliest"
     ) as consumer:
         while batch := await consumer.getmany(timeout_ms=1500):
             for messages in batch.values():

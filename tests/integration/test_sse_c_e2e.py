@@ -17,7 +17,6 @@ from harness import EnforcerRun
 from pydantic import SecretStr
 from support import StackEnv, TlsMinio, read_notifications
 
-from enforcer.app import s3_options
 from enforcer.config import S3Settings
 from enforcer.core.verdict import Encryption
 from enforcer.errors import BadEvent
@@ -95,7 +94,7 @@ async def test_only_the_stores_sse_c_refusal_is_verdict_sse_c(
         access_key_id=SecretStr(tls_minio.access_key),
         secret_access_key=SecretStr(tls_minio.secret_key),
     )
-    async with open_s3_storage(s3_options(settings)) as storage:
+    async with open_s3_storage(settings.options()) as storage:
         snapshot = await storage.head(bucket, "customer.bin")
         assert snapshot is not None and snapshot.encryption is Encryption.SSE_C
         for hostile in ("../etc/passwd", "a//b", "a/./b", "k\x00k", "k" * 1025):

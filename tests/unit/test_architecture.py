@@ -11,12 +11,12 @@ import enforcer.core
 import enforcer.crypto
 import enforcer.engine
 
-#: Every module of the engine and the pure packages.
+#: Every module of the engine and the pure packages, and the forwarder's pure translation.
 INNER = [
-    f"{pkg.__name__}.{m.name}"
-    for pkg in (enforcer.core, enforcer.crypto, enforcer.engine)
-    for m in pkgutil.iter_modules(pkg.__path__)
-]
+    *(f"{pkg.__name__}.{m.name}" for pkg in (enforcer.core, enforcer.crypto, enforcer.engine)
+      for m in pkgutil.iter_modules(pkg.__path__)),
+    "enforcer.forward.messages",  # the forwarder's translation of SQS bodies
+]  # fmt: skip
 CLIENTS = ["aiokafka", "aiobotocore", "botocore", "httpx", "aiohttp"]
 
 

@@ -73,3 +73,12 @@ def test_parquet_and_broken_manifests_are_refused_clearly() -> None:
         parse_manifest(parquet, "m.json")
     with pytest.raises(ConfigError, match="not an S3 Inventory manifest"):
         parse_manifest(b"{}", "m.json")
+
+
+def test_dual_layer_rows_keep_their_own_encryption_and_key() -> None:
+    columns = ["Bucket", "Key", "EncryptionStatus", "KMSKeyArn"]
+    rows = [["b", "d", "DSSE-KMS", "arn:aws:kms:eu-west-1:1:key/k"], ["b", "e", "DSSE-KMS", ""]]
+    dual, unknown = list(listed_from_rows(columns, rows))
+    assert dual.facts is not None and dual.facts.encryption is Encryption.SSE_KMS_DSSE
+    assert dual.facts.kms_key == "arn:aws:kms:eu-west-1:1:key/k"
+    assert unknown.facts is None  # no key in the row: HEAD decides

@@ -16,7 +16,6 @@ from aiokafka.errors import (
 )
 from botocore.exceptions import NoCredentialsError
 
-from enforcer.app import kafka_options
 from enforcer.config import KafkaSettings, load_settings
 from enforcer.errors import ConfigError
 from enforcer.kafka.security import MskIamTokenProvider, client_options, refusal_error
@@ -88,7 +87,7 @@ def test_secrets_stay_out_of_repr_and_dumps(monkeypatch: pytest.MonkeyPatch, pem
 
 
 def test_plaintext_clients_get_no_tls_and_no_sasl() -> None:
-    options = client_options(kafka_options(load_settings().kafka))
+    options = client_options((load_settings().kafka).options())
     assert options == {"bootstrap_servers": "127.0.0.1:9092", "security_protocol": "PLAINTEXT"}
 
 
@@ -103,7 +102,7 @@ def test_scram_over_tls_gets_a_verifying_context_and_the_password(
             "sasl_password": "s3cret",
         }
     )
-    options = client_options(kafka_options(settings))
+    options = client_options(settings.options())
     context = options.pop("ssl_context")
     assert isinstance(context, ssl.SSLContext)
     assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
@@ -119,7 +118,7 @@ def test_scram_over_tls_gets_a_verifying_context_and_the_password(
 def test_an_unreadable_ca_file_is_a_configuration_error(pem: Path) -> None:
     settings = KafkaSettings(security_protocol="SSL", ssl_cafile=pem)
     with pytest.raises(ConfigError, match="ENFORCER_KAFKA__SSL_CAFILE"):
-        client_options(kafka_options(settings))
+        client_options(settings.options())
 
 
 @pytest.fixture
@@ -145,7 +144,7 @@ async def test_msk_iam_gives_aiokafka_a_provider_of_signed_tokens(
             "sasl_aws_region": "eu-west-1",
         }
     )
-    options = client_options(kafka_options(settings))
+    options = client_options(settings.options())
     assert options["sasl_mechanism"] == "OAUTHBEARER"
     provider = options["sasl_oauth_token_provider"]
     token = await provider.token()
@@ -212,7 +211,7 @@ PLAIN_TEXT = KafkaSettings()
 def test_a_refused_first_connection_is_a_configuration_error(
     settings: KafkaSettings, error: BaseException, says: str | None
 ) -> None:
-    refusal = refusal_error(error, kafka_options(settings), "broker:9094")
+    refusal = refusal_error(error, settings.options(), "broker:9094")
     if says is None:
         assert refusal is None
     else:

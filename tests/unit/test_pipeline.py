@@ -6,7 +6,7 @@ from doubles.storage import MemoryStorage
 
 from enforcer.core.events import ObjectEvent
 from enforcer.core.policy import Mode, PolicyFile, Rule, Strategy, VersionsPolicy
-from enforcer.core.verdict import Action, Encryption, Verdict
+from enforcer.core.verdict import Action, Encryption, Verdict, rewrite_dual_layer
 from enforcer.engine.objects import ObjectSnapshot, PreservedAttributes, SseKmsTarget, WriteResult
 from enforcer.engine.pipeline import Pipeline
 from enforcer.engine.rules import KeyCanon, RuleResolver
@@ -28,14 +28,15 @@ def make_pipeline(
     storage: MemoryStorage, policy: PolicyFile | None = None, mode: Mode = Mode.ENFORCE
 ) -> Pipeline:
     async def sse_kms(snapshot: ObjectSnapshot, required, tags) -> WriteResult:  # type: ignore[no-untyped-def]
-        return await storage.rewrite_sse_kms(snapshot, SseKmsTarget(required.key), tags)
+        dsse = rewrite_dual_layer(snapshot.encryption, required.strategy)  # as enforcer.app
+        return await storage.rewrite_sse_kms(snapshot, SseKmsTarget(required.key, dsse), tags)
 
     return Pipeline(
         storage=storage,
         rules=RuleResolver(policy or PolicyFile(), storage, ttl=60),
         keys=KeyCanon(),
         mode=mode,
-        rewriters={Strategy.SSE_KMS: sse_kms},
+        rewriters={Strategy.SSE_KMS: sse_kms, Strategy.DSSE_KMS: sse_kms},
     )
 
 
@@ -330,3 +331,41 @@ async def test_own_write_under_a_key_no_longer_required_is_inspected(
     pipeline.rules = RuleResolver(PolicyFile(), storage, ttl=60)  # the new default, uncached
     outcome = await pipeline.handle(announced(written.snapshot))
     assert (outcome.verdict, outcome.action) == (Verdict.WRONG_KEY, Action.REENCRYPTED)
+
+
+@pytest.mark.parametrize(
+    ("encryption", "kms_key", "dsse_default", "verdict", "written_as"),
+    [
+        # a dual-layer default: every rewrite asks for dual-layer, never aws:kms
+        (Encryption.NONE, None, True, Verdict.PLAINTEXT, Encryption.SSE_KMS_DSSE),
+        (Encryption.SSE_KMS, "arn:aws:kms:ek", True, Verdict.WRONG_KEY, Encryption.SSE_KMS_DSSE),
+        (Encryption.SSE_KMS_DSSE, "arn:aws:kms:ek", True, Verdict.COMPLIANT, None),
+        # a single-layer default: a dual-layer object under the key is compliant as it is, and
+        # one under another key is rewritten dual-layer (the layer is kept)
+        (Encryption.SSE_KMS_DSSE, "arn:aws:kms:ek", False, Verdict.COMPLIANT, None),
+        (Encryption.SSE_KMS_DSSE, "arn:aws:kms:x", False, Verdict.WRONG_KEY,
+         Encryption.SSE_KMS_DSSE),
+        (Encryption.NONE, None, False, Verdict.PLAINTEXT, Encryption.SSE_KMS),
+    ],
+)  # fmt: skip
+async def test_dual_layer_sse_kms_is_never_downgraded(
+    storage: MemoryStorage,
+    encryption: Encryption,
+    kms_key: str | None,
+    dsse_default: bool,
+    verdict: Verdict,
+    written_as: Encryption | None,
+) -> None:
+    if dsse_default:
+        storage.dsse_buckets.add("b")
+    storage.put("b", "k", b"data", encryption, kms_key)
+    outcome = await make_pipeline(storage).handle(event())
+    assert outcome.verdict is verdict
+    latest = storage.latest("b", "k")
+    assert latest is not None
+    if written_as is None:
+        assert (storage.writes, outcome.action) == (0, Action.NONE)
+    else:
+        assert outcome.action is Action.REENCRYPTED
+        assert [t.dsse for t in storage.write_targets] == [written_as is Encryption.SSE_KMS_DSSE]
+        assert latest.snapshot.encryption is written_as

@@ -3,6 +3,7 @@ from pathlib import Path
 import pytest
 
 from enforcer.core.policy import (
+    BucketDefault,
     Mode,
     PolicyFile,
     Rule,
@@ -53,14 +54,28 @@ def test_rule_fields_carry_over() -> None:
 
 def test_bucket_default() -> None:
     assert from_bucket_default(None) is None
-    assert from_bucket_default("") is None
-    required = from_bucket_default("ek-1")
+    assert from_bucket_default(BucketDefault("")) is None
+    required = from_bucket_default(BucketDefault("ek-1"))
     assert required is not None
-    assert (required.key, required.source, required.versions) == (
+    assert (required.key, required.source, required.versions, required.strategy) == (
         "ek-1",
         "bucket-default",
         VersionsPolicy.KEEP,
+        Strategy.SSE_KMS,
     )
+
+
+def test_a_dual_layer_default_requires_dual_layer_objects() -> None:
+    required = from_bucket_default(BucketDefault("ek-1", dsse=True))
+    assert required is not None and required.strategy is Strategy.DSSE_KMS
+    assert Strategy.DSSE_KMS.server_side and not Strategy.ENVELOPE.server_side
+
+
+def test_a_rule_may_ask_for_dual_layer() -> None:
+    policy = PolicyFile.model_validate({"rules": [{"bucket": "b", "key": "k",
+                                                    "strategy": "dsse-kms"}]})  # fmt: skip
+    required = match_rule(policy, "b", "x")
+    assert required is not None and required.strategy is Strategy.DSSE_KMS
 
 
 def test_load_policy_file(tmp_path: Path) -> None:

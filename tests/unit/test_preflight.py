@@ -5,7 +5,6 @@ import logging
 import pytest
 from doubles.kms import InMemoryKms
 
-from enforcer.app import kafka_options
 from enforcer.config import KafkaSettings, Settings
 from enforcer.core.policy import PolicyFile, Rule
 from enforcer.engine.ports import KeyState
@@ -80,6 +79,6 @@ async def test_a_kms_that_is_down_at_start_is_left_to_the_outage_gate(
     settings = Settings(kafka=KafkaSettings(bootstrap_servers="127.0.0.1:1"))
     down = Listing(set(), StorageUnavailable("down"))
     with pytest.raises(KafkaUnavailable):  # Kafka must answer; storage and KMS may be down
-        await check_run(settings, kafka_options(settings.kafka), down, DownKms(), policy())
+        await check_run(settings, settings.kafka.options(), down, DownKms(), policy())
     assert "could not check S3 at start" in caplog.text
     assert "could not check the KMS at start" in caplog.text

@@ -175,3 +175,16 @@ def test_key_errors_blame_the_key_the_request_used() -> None:
     missing = translate(client_error("kms:KeyNotFound", 404), "GET b/k", "old-ek")
     assert isinstance(missing, KeyMissing)
     assert missing.key_name == "old-ek"
+
+
+@pytest.mark.parametrize(
+    ("sse", "encryption"),
+    [("aws:kms", Encryption.SSE_KMS), ("aws:kms:dsse", Encryption.SSE_KMS_DSSE),
+     ("AES256", Encryption.SSE_S3)],
+)  # fmt: skip
+def test_dual_layer_sse_kms_is_read_as_its_own_encryption(sse: str, encryption: Encryption) -> None:
+    head = {"ETag": '"e"', "ServerSideEncryption": sse, "SSEKMSKeyId": "arn:aws:kms:r:1:key/k"}
+    snapshot = snapshot_from_head("b", "k", head)
+    assert snapshot.encryption is encryption
+    if sse != "AES256":
+        assert snapshot.kms_key == "arn:aws:kms:r:1:key/k"

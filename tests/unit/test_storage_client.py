@@ -3,10 +3,10 @@ from datetime import UTC, datetime
 import pytest
 from botocore.utils import parse_timestamp as botocore_parse_timestamp
 
-from enforcer.app import s3_options
 from enforcer.config import S3Settings
 from enforcer.core.verdict import Encryption
-from enforcer.storage.client import is_aws_endpoint, parse_timestamp
+from enforcer.storage.client import parse_timestamp
+from enforcer.storage.options import is_aws_endpoint
 from enforcer.storage.responses import snapshot_from_head, write_result
 
 
@@ -62,7 +62,7 @@ def test_write_response_names_the_encryption() -> None:
 def test_copy_if_match_auto_is_aws_only(endpoint: str | None, aws: bool) -> None:
     assert is_aws_endpoint(endpoint) is aws
     for setting, checks in (("auto", aws), ("false", False), ("true", True)):
-        options = s3_options(S3Settings(endpoint_url=endpoint, copy_if_match=setting))
+        options = S3Settings(endpoint_url=endpoint, copy_if_match=setting).options()
         assert options.copy_if_match is checks
 
 

@@ -1,10 +1,20 @@
 import pytest
 
 from enforcer.core.policy import Mode, RequiredKey, Strategy
-from enforcer.core.verdict import Action, Encryption, ObjectFacts, Plan, Verdict, classify, decide
+from enforcer.core.verdict import (
+    Action,
+    Encryption,
+    ObjectFacts,
+    Plan,
+    Verdict,
+    classify,
+    decide,
+    rewrite_dual_layer,
+)
 
 REQ = RequiredKey(key="ek", source="bucket-default")
 ENVELOPE = RequiredKey(key="ek", strategy=Strategy.ENVELOPE, source="policy:b/")
+DSSE = RequiredKey(key="ek", strategy=Strategy.DSSE_KMS, source="bucket-default")
 ACCEPTED = frozenset({"ek", "ek-old"})
 
 
@@ -30,6 +40,16 @@ def facts(encryption: Encryption, kms_key: str | None = None) -> ObjectFacts:
         (facts(Encryption.ENVELOPE, "x"), ENVELOPE, Verdict.WRONG_KEY),
         (facts(Encryption.SSE_KMS, "ek"), ENVELOPE, Verdict.WRONG_KEY),
         (facts(Encryption.NONE), ENVELOPE, Verdict.PLAINTEXT),
+        # dual-layer SSE-KMS: stronger than single-layer, so an sse-kms rule accepts it ...
+        (facts(Encryption.SSE_KMS_DSSE, "ek"), REQ, Verdict.COMPLIANT),
+        (facts(Encryption.SSE_KMS_DSSE, "other"), REQ, Verdict.WRONG_KEY),
+        # ... and a dual-layer requirement accepts nothing less
+        (facts(Encryption.SSE_KMS_DSSE, "ek"), DSSE, Verdict.COMPLIANT),
+        (facts(Encryption.SSE_KMS_DSSE, "ek-old"), DSSE, Verdict.COMPLIANT),
+        (facts(Encryption.SSE_KMS, "ek"), DSSE, Verdict.WRONG_KEY),
+        (facts(Encryption.SSE_S3), DSSE, Verdict.SSE_S3),
+        (facts(Encryption.NONE), DSSE, Verdict.PLAINTEXT),
+        (facts(Encryption.SSE_KMS_DSSE, "ek"), ENVELOPE, Verdict.WRONG_KEY),
     ],
 )
 def test_classify(
@@ -69,3 +89,27 @@ def test_audit_wins_between_rule_mode_and_global_mode() -> None:
 def test_out_of_scope_does_nothing() -> None:
     decision = decide(facts(Encryption.NONE), None, frozenset(), Mode.ENFORCE)
     assert (decision.verdict, decision.action) == (Verdict.OUT_OF_SCOPE, Action.NONE)
+
+
+@pytest.mark.parametrize(
+    ("observed", "strategy", "dual"),
+    [
+        (Encryption.NONE, Strategy.SSE_KMS, False),
+        (Encryption.SSE_KMS, Strategy.SSE_KMS, False),
+        (Encryption.SSE_KMS_DSSE, Strategy.SSE_KMS, True),  # never take a layer away
+        (Encryption.NONE, Strategy.DSSE_KMS, True),
+        (Encryption.SSE_KMS, Strategy.DSSE_KMS, True),
+        (Encryption.SSE_S3, Strategy.DSSE_KMS, True),
+    ],
+)
+def test_a_rewrite_asks_for_dual_layer_when_required_or_already_there(
+    observed: Encryption, strategy: Strategy, dual: bool
+) -> None:
+    assert rewrite_dual_layer(observed, strategy) is dual
+
+
+def test_a_dual_layer_object_under_the_required_key_needs_nothing() -> None:
+    decision = decide(facts(Encryption.SSE_KMS_DSSE, "ek"), REQ, ACCEPTED, Mode.ENFORCE)
+    assert (decision.verdict, decision.plan) == (Verdict.COMPLIANT, Plan.NOTHING)
+    upgrade = decide(facts(Encryption.SSE_KMS, "ek"), DSSE, ACCEPTED, Mode.ENFORCE)
+    assert (upgrade.verdict, upgrade.plan) == (Verdict.WRONG_KEY, Plan.REENCRYPT)
