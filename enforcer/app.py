@@ -2,8 +2,8 @@
 
 The one place that knows both sides: the engine (:mod:`enforcer.engine`, which owns its ports)
 and the adapters that implement them (:mod:`enforcer.storage`, :mod:`enforcer.kms`,
-:mod:`enforcer.kafka`). Adapters are given plain options built here from the settings; nothing
-here decides anything. Every client lives in an async context manager, closed on the way out.
+:mod:`enforcer.kafka`). Adapters are given plain options the settings build
+(``settings.s3.options()``); nothing here decides anything. Every client lives in an async context manager, closed on the way out.
 """
 
 from __future__ import annotations
