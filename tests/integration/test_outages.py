@@ -57,8 +57,10 @@ async def test_an_outage_mid_backlog_dead_letters_nothing(
                 lambda r: len(handled_keys(r, bucket)) >= 10, 120, "the backlog under way",
                 alive=replica.alive,
             )  # fmt: skip
+            # The outage begins when the stop begins: the enforcer may pause while the stop
+            # command still waits for the component to exit (seen under load).
+            stopped_at, lines_before = time.monotonic(), len(replica.log_lines())
             with component_stopped(component):
-                stopped_at, lines_before = time.monotonic(), len(replica.log_lines())
                 paused_at = await ready.wait_for(503, timeout=90)
                 handled_while_down = len(handled_keys(tail.records, bucket))
                 # The outage lasts `seconds`; the enforcer must stay up all along.
