@@ -27,6 +27,7 @@ from enforcer.errors import ConfigError, EnforcerError
 from enforcer.health import Readiness, readiness_of, serve_health
 from enforcer.kafka.clients import open_consumer
 from enforcer.kafka.consumer import EventConsumer
+from enforcer.kafka.lanes import BackfillLane
 from enforcer.kafka.sink import open_kafka_sink
 from enforcer.kms.base import Kms
 from enforcer.kms.factory import open_kms_from_settings
@@ -139,6 +140,7 @@ async def _consume(
         handler = RecordHandler(
             runtime.pipeline, sink, gate, mode, concurrency=settings.concurrency
         )
+        lane = backfill_lane(settings)
         async with open_consumer(settings.kafka, settings.kafka.group_id, "events") as kafka:
             consumer = EventConsumer(
                 kafka,
@@ -147,14 +149,20 @@ async def _consume(
                 concurrency=settings.concurrency,
                 shutdown_timeout=settings.shutdown_timeout,
                 drain_idle=drain_idle,
+                backfill=lane,
+                rebalance_wait=min(
+                    settings.shutdown_timeout, settings.kafka.max_poll_interval_ms / 2000
+                ),
             )
-            kafka.subscribe(settings.kafka.topics, listener=consumer.rebalance_listener())
+            topics = [*settings.kafka.topics, *([lane.topic] if lane else [])]
+            kafka.subscribe(topics, listener=consumer.rebalance_listener())
             _install_signal_handlers(consumer)
             log.info(
-                "consuming %s as group %s (mode %s)",
+                "consuming %s as group %s (mode %s)%s",
                 settings.kafka.topics,
                 settings.kafka.group_id,
                 mode.value,
+                f", backfill events from {lane.topic} with spare capacity" if lane else "",
             )
             async with AsyncExitStack() as probes:
                 if settings.health_port is not None:
@@ -169,6 +177,15 @@ async def _consume(
                 await consumer.run()
             log.info("stopped after %d records", consumer.handled)
             return consumer.handled
+
+
+def backfill_lane(settings: Settings) -> BackfillLane | None:
+    """The backfill topic as a lane of its own; None when it is one of the notification topics
+    (its events are then live ones)."""
+    kafka = settings.kafka
+    if kafka.backfill_topic in kafka.topics:
+        return None
+    return BackfillLane(kafka.backfill_topic, kafka.backfill_max_live_lag)
 
 
 def _readiness(kafka: AIOKafkaConsumer, consumer: EventConsumer, gate: OutageGate) -> Readiness:
