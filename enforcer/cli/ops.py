@@ -1,5 +1,5 @@
 """The operations commands of the CLI: ``scan``, ``report``, ``dlq replay``, ``keys status``,
-``status``.
+``policy check``, ``status``.
 
 :mod:`enforcer.cli` adds these parsers and hands the parsed arguments here; each command prints
 one JSON document on stdout and returns its exit code (0 ok, 1 failure); configuration errors
@@ -22,7 +22,8 @@ from enforcer.config import Settings
 
 
 def add_ops_commands(commands: Any) -> None:
-    """Add ``scan``, ``dlq replay`` and ``keys status`` to the ``enforcer`` subcommands."""
+    """Add ``scan``, ``report``, ``dlq replay``, ``keys status``, ``policy check`` and ``status``
+    to the ``enforcer`` subcommands."""
     add_scan_command(commands)
     from enforcer.cli.report import add_report_command
 
@@ -54,6 +55,15 @@ def add_ops_commands(commands: Any) -> None:
     )
     status.add_argument(
         "--all-buckets", action="store_true", help="check every bucket the S3 user can list"
+    )
+    policy = commands.add_parser("policy", help="policy file tools")
+    policy_commands = policy.add_subparsers(dest="policy_command", required=True)
+    check = policy_commands.add_parser(
+        "check",
+        help="every bucket and key the policy file names exists (exit 2 if not): strict, for CI",
+    )
+    check.add_argument(
+        "--policy-file", type=Path, help="the policy file to check (default ENFORCER_POLICY_FILE)"
     )
     add_status_command(commands)
 
@@ -98,6 +108,7 @@ def run_ops_command(settings: Settings, args: argparse.Namespace) -> int:
         "dlq": _dlq_replay,
         "keys": _keys_status,
         "report": _report,
+        "policy": _policy_check,
         "status": run_status,
     }
     return commands[args.command](settings, args)
@@ -134,10 +145,23 @@ def _keys_status(settings: Settings, args: argparse.Namespace) -> int:
     return EXIT_OK if report.ok else EXIT_FAILURE
 
 
+def _policy_check(settings: Settings, args: argparse.Namespace) -> int:
+    from enforcer.cli.policy import run_policy_check
+    from enforcer.errors import ConfigError
+
+    if args.policy_file is not None:
+        settings = settings.model_copy(update={"policy_file": args.policy_file})
+    check = asyncio.run(run_policy_check(settings))
+    _print(check.as_dict())
+    if not check.ok:
+        raise ConfigError(check.problem())
+    return EXIT_OK
+
+
 def _report(settings: Settings, args: argparse.Namespace) -> int:
     from enforcer.cli.report import run_report
 
     return run_report(settings, args)
 
 
-OPS_COMMANDS = frozenset({"scan", "dlq", "keys", "report", "status"})
+OPS_COMMANDS = frozenset({"scan", "dlq", "keys", "report", "policy", "status"})
