@@ -3,7 +3,8 @@ without failing, for tests of what slow work does to the consumer (the store its
 
 ``async with StallProxy(host, port) as proxy``: point ``ENFORCER_S3__ENDPOINT_URL`` at
 ``proxy.url``; while ``proxy.holding("PUT ")`` is entered, every request that starts with that
-method waits, unforwarded, until the block ends (a rewrite blocked in flight). Bytes pass
+method waits, unforwarded, until the block ends (a rewrite blocked in flight); while
+``proxy.refusing()`` is entered, every connection is dropped (the store is down). Bytes pass
 unchanged, so SigV4 signatures stay valid.
 """
 
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from types import TracebackType
 
 
@@ -23,6 +24,8 @@ class StallProxy:
         self._released = asyncio.Event()
         self._released.set()
         self._pumps: set[asyncio.Task[None]] = set()
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._refusing = False
         #: Requests held back so far.
         self.held = 0
         self.port = 0
@@ -56,12 +59,27 @@ class StallProxy:
             self._method = None
             self._released.set()
 
+    @contextlib.contextmanager
+    def refusing(self) -> Iterator[None]:
+        """Drop every connection, open or new, until exit."""
+        self._refusing = True
+        for writer in list(self._writers):
+            writer.close()
+        try:
+            yield
+        finally:
+            self._refusing = False
+
     async def _connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self._refusing:
+            writer.close()
+            return
         try:
             upstream_reader, upstream_writer = await asyncio.open_connection(*self._target)
         except OSError:
             writer.close()
             return
+        self._writers.add(writer)
         for pump in (
             self._pump(reader, upstream_writer, hold=True),
             self._pump(upstream_reader, writer, hold=False),
@@ -83,5 +101,6 @@ class StallProxy:
         except (ConnectionError, asyncio.CancelledError):
             pass
         finally:
+            self._writers.discard(writer)
             with contextlib.suppress(ConnectionError, RuntimeError):
                 writer.close()
