@@ -3,7 +3,8 @@
 The one place that knows both sides: the engine (:mod:`enforcer.engine`, which owns its ports)
 and the adapters that implement them (:mod:`enforcer.storage`, :mod:`enforcer.kms`,
 :mod:`enforcer.kafka`). Adapters are given plain options the settings build
-(``settings.s3.options()``); nothing here decides anything. Every client lives in an async context manager, closed on the way out.
+(``settings.s3.options()``); nothing here decides anything. Every client lives in an async
+context manager, closed on the way out.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from enforcer.errors import ConfigError, EnforcerError
 from enforcer.health import Readiness, readiness_of, serve_health
 from enforcer.kafka.clients import open_consumer
 from enforcer.kafka.consumer import EventConsumer
+from enforcer.kafka.lanes import BackfillLane
 from enforcer.kafka.sink import open_kafka_sink
 from enforcer.preflight import check_run
 from enforcer.retrying import RetryPolicy
@@ -179,12 +181,13 @@ async def run_service(settings: Settings, mode: Mode, drain_idle: float | None =
 async def _consume(
     settings: Settings, mode: Mode, runtime: Runtime, drain_idle: float | None
 ) -> int:
-    kafka_settings = settings.kafka.options()
-    async with open_kafka_sink(kafka_settings) as sink:
+    kafka_options = settings.kafka.options()
+    async with open_kafka_sink(kafka_options) as sink:
         guard = object_guard(runtime, sink, mode)
         gate = guard.gate
         handler = RecordHandler(guard)
-        async with open_consumer(kafka_settings, settings.kafka.group_id, "events") as kafka:
+        lane = backfill_lane(settings)
+        async with open_consumer(kafka_options, settings.kafka.group_id, "events") as kafka:
             consumer = EventConsumer(
                 kafka,
                 handler,
@@ -192,14 +195,20 @@ async def _consume(
                 concurrency=settings.concurrency,
                 shutdown_timeout=settings.shutdown_timeout,
                 drain_idle=drain_idle,
+                backfill=lane,
+                rebalance_wait=min(
+                    settings.shutdown_timeout, settings.kafka.max_poll_interval_ms / 2000
+                ),
             )
-            kafka.subscribe(settings.kafka.topics, listener=consumer.rebalance_listener())
+            topics = [*settings.kafka.topics, *([lane.topic] if lane else [])]
+            kafka.subscribe(topics, listener=consumer.rebalance_listener())
             _install_signal_handlers(consumer)
             log.info(
-                "consuming %s as group %s (mode %s)",
+                "consuming %s as group %s (mode %s)%s",
                 settings.kafka.topics,
                 settings.kafka.group_id,
                 mode.value,
+                f", backfill events from {lane.topic} with spare capacity" if lane else "",
             )
             async with AsyncExitStack() as probes:
                 if settings.health_port is not None:
@@ -214,6 +223,15 @@ async def _consume(
                 await consumer.run()
             log.info("stopped after %d records", consumer.handled)
             return consumer.handled
+
+
+def backfill_lane(settings: Settings) -> BackfillLane | None:
+    """The backfill topic as a lane of its own; None when it is one of the notification topics
+    (its events are then live ones)."""
+    kafka = settings.kafka
+    if kafka.backfill_topic in kafka.topics:
+        return None
+    return BackfillLane(kafka.backfill_topic, kafka.backfill_max_live_lag)
 
 
 def _readiness(kafka: AIOKafkaConsumer, consumer: EventConsumer, gate: OutageGate) -> Readiness:

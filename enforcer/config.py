@@ -81,9 +81,29 @@ class KafkaSettings(_Section):
     dlq_topic: str = "sse-enforcer.dlq"
     client_id: str = "sse-enforcer"
     auto_offset_reset: Literal["earliest", "latest"] = Field(
-        default="earliest", description="Where a group with no committed offset starts"
+        default="earliest",
+        description="Where a group with no committed offset starts; the start is committed "
+        "at once for every assigned partition, so latest means from the group's first start",
     )
     max_poll_records: int = Field(default=200, ge=1)
+    max_poll_interval_ms: int = Field(
+        default=300_000,
+        ge=1000,
+        description="A member that does not poll for this long leaves its group; it is also "
+        "how long a rebalance waits for the members (Kafka's max.poll.interval.ms)",
+    )
+    backfill_topic: str = Field(
+        default="sse-enforcer.backfill",
+        min_length=1,
+        description="Where `enforcer scan --enqueue` publishes backfill events; `enforcer run` "
+        "consumes it with spare capacity only. Created at start if missing",
+    )
+    backfill_max_live_lag: int = Field(
+        default=100,
+        ge=0,
+        description="The backfill topic is paused while more live notifications than this wait "
+        "on this member's partitions",
+    )
     security_protocol: SecurityProtocol = Field(
         default="PLAINTEXT", description="PLAINTEXT, SSL (TLS, mTLS), SASL_PLAINTEXT or SASL_SSL"
     )

@@ -4,8 +4,14 @@ Each check is one function over an adapter; a setting that cannot work raises
 :class:`~enforcer.errors.ConfigError` naming the setting (exit code 2, one line). A storage or KMS
 that is merely down is an outage, not a misconfiguration: ``enforcer run`` logs that it could not
 check it and starts (the outage gate waits for it); Kafka must answer, or there is nothing to do.
-Missing audit and dead-letter topics are created here, so their first use does not log "topic not
-found".
+Missing audit, dead-letter and backfill topics are created here, so their first use does not log
+"topic not found".
+
+A policy bucket or key that does not exist is a fact about one tenant, not a bad setting of the
+service: ``enforcer run`` reports each (one ERROR line per name, the gauges
+``enforcer_policy_bucket_missing`` and ``enforcer_key_available``) and enforces every other
+bucket; the bucket's events are audited as ``gone``, the key's dead-lettered as
+``key_missing``. ``enforcer policy check`` is the strict form for CI: it refuses such a policy.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from enforcer.errors import (
 )
 from enforcer.kafka.clients import kafka_call, open_admin
 from enforcer.kafka.options import KafkaOptions
+from enforcer.telemetry import KEY_AVAILABLE, POLICY_BUCKET_MISSING
 
 log = logging.getLogger(__name__)
 
@@ -53,33 +60,57 @@ async def check_s3_credentials(listing: StorageProbe) -> None:
         raise ConfigError(f"S3 rejects the credentials ({S3_CREDENTIALS}): {exc}") from None
 
 
-async def check_buckets(listing: StorageProbe, buckets: Iterable[str], source: str) -> None:
-    """Every bucket named (by ``source``: the policy file, a URL) exists, and we may see it."""
+async def missing_buckets(listing: StorageProbe, buckets: Iterable[str], source: str) -> list[str]:
+    """The buckets named (by ``source``: the policy file, a URL) that do not exist; one we may
+    not see is a bad setting (of our permissions)."""
+    missing = []
     for bucket in sorted(set(buckets)):
         try:
             exists = await listing.bucket_exists(bucket)
         except AccessDenied as exc:
             raise ConfigError(f"bucket {bucket!r} ({source}): access denied: {exc}") from None
         if not exists:
-            raise ConfigError(f"bucket {bucket!r} ({source}) does not exist")
+            missing.append(bucket)
+    return missing
 
 
-async def check_kms(kms: Kms, policy: PolicyFile, source: str) -> None:
-    """The KMS answers, accepts us, and knows every key a policy rule names."""
+async def check_buckets(listing: StorageProbe, buckets: Iterable[str], source: str) -> None:
+    """Every bucket named exists, and we may see it (strict: a missing one is a ConfigError)."""
+    if missing := await missing_buckets(listing, buckets, source):
+        raise ConfigError(f"bucket {missing[0]!r} ({source}) does not exist")
+
+
+def policy_keys(policy: PolicyFile) -> list[str]:
+    """Every key a policy rule names (required or accepted), sorted."""
+    return sorted({key for rule in policy.rules for key in (rule.key, *rule.accepted_keys)})
+
+
+async def missing_keys(kms: Kms, policy: PolicyFile, source: str) -> list[str]:
+    """The KMS answers and accepts us; the keys a policy rule names that it does not know
+    (a disabled one is only logged: a runtime condition, alerted per object)."""
     try:
         await kms.check_ready()
     except CredentialsRejected as exc:
         raise ConfigError(f"the KMS rejects our identity ({KMS_CREDENTIALS}): {exc}") from None
-    for name in sorted({key for rule in policy.rules for key in (rule.key, *rule.accepted_keys)}):
+    missing = []
+    for name in policy_keys(policy):
         try:
             info = await kms.describe_key(name)
         except KeyMissing:
-            raise ConfigError(f"policy key {name!r} ({source}) does not exist in the KMS") from None
+            missing.append(name)
+            continue
         except AccessDenied as exc:
             raise ConfigError(f"policy key {name!r} ({source}): access denied: {exc}") from None
-        if info.state is not KeyState.ENABLED:  # a runtime condition: alerted per object
+        if info.state is not KeyState.ENABLED:
             log.warning("policy key %r is %s: its objects will fail until it is enabled",
                         name, info.state.value)  # fmt: skip
+    return missing
+
+
+async def check_kms(kms: Kms, policy: PolicyFile, source: str) -> None:
+    """The KMS answers, accepts us, and knows every key a policy rule names (strict)."""
+    if missing := await missing_keys(kms, policy, source):
+        raise ConfigError(f"policy key {missing[0]!r} ({source}) does not exist in the KMS")
 
 
 async def check_input_topics(settings: KafkaOptions) -> None:
@@ -93,11 +124,12 @@ async def check_input_topics(settings: KafkaOptions) -> None:
 
 
 async def ensure_output_topics(settings: KafkaOptions) -> None:
-    """The audit and DLQ topics exist, created now if missing, so their first use does not
-    log "topic not found"."""
+    """The audit, DLQ and backfill topics exist, created now if missing, so their first use
+    does not log "topic not found" (and the service can subscribe to the backfill topic)."""
     async with open_admin(settings) as admin:
         existing = set(await kafka_call(admin.list_topics(), "listing topics"))
-        if wanted := {settings.audit_topic, settings.dlq_topic} - existing:
+        names = {settings.audit_topic, settings.dlq_topic, settings.backfill_topic}
+        if wanted := names - existing:
             await _create_topics(admin, sorted(wanted), like=settings.topics[0])
 
 
@@ -113,8 +145,9 @@ async def _create_topics(admin: AIOKafkaAdminClient, names: list[str], like: str
     for name, code, *message in response.topic_errors:
         if code not in (0, TopicAlreadyExistsError.errno):
             raise ConfigError(
-                f"topic {name} (ENFORCER_KAFKA__AUDIT_TOPIC / ENFORCER_KAFKA__DLQ_TOPIC) does not "
-                f"exist and could not be created: error {code} {message[0] if message else ''}"
+                f"topic {name} (ENFORCER_KAFKA__AUDIT_TOPIC / ENFORCER_KAFKA__DLQ_TOPIC / "
+                "ENFORCER_KAFKA__BACKFILL_TOPIC) does not exist and could not be created: "
+                f"error {code} {message[0] if message else ''}"
             )
     log.info("created topic(s) %s (%d partitions)", ", ".join(names), partitions)
 
@@ -126,20 +159,41 @@ async def check_run(
     kms: Kms | None,
     policy: PolicyFile,
 ) -> None:
-    """Everything ``enforcer run`` can check before it consumes."""
+    """Everything ``enforcer run`` can check before it consumes; a policy bucket or key that
+    does not exist is reported, not refused."""
     source = f"ENFORCER_POLICY_FILE {settings.policy_file}"
+    buckets = sorted({rule.bucket for rule in policy.rules})
     try:
         await check_s3_credentials(listing)
-        await check_buckets(listing, [rule.bucket for rule in policy.rules], source)
+        report_missing_buckets(buckets, await missing_buckets(listing, buckets, source), source)
     except TransientError as exc:
         _unchecked("S3", exc)
     if kms is not None:
         try:
-            await check_kms(kms, policy, source)
+            report_missing_keys(await missing_keys(kms, policy, source), source)
         except TransientError as exc:
             _unchecked("the KMS", exc)
     await check_input_topics(kafka)
     await ensure_output_topics(kafka)
+
+
+def report_missing_buckets(buckets: list[str], missing: list[str], source: str) -> None:
+    """One ERROR line per missing policy bucket, and the gauge for every policy bucket."""
+    for bucket in buckets:
+        POLICY_BUCKET_MISSING.set(1 if bucket in missing else 0, {"bucket": bucket})
+    for bucket in missing:
+        log.error("policy bucket %r (%s) does not exist: its events are audited as gone, every "
+                  "other bucket is enforced; fix the policy or recreate the bucket",
+                  bucket, source)  # fmt: skip
+
+
+def report_missing_keys(missing: list[str], source: str) -> None:
+    """One ERROR line per missing policy key; its ``enforcer_key_available`` goes to 0."""
+    for name in missing:
+        KEY_AVAILABLE.set(0, {"key": name})
+        log.error("policy key %r (%s) does not exist in the KMS: its objects are dead-lettered "
+                  "(key_missing) until it exists, every other key is used",
+                  name, source)  # fmt: skip
 
 
 def _unchecked(what: str, exc: TransientError) -> None:

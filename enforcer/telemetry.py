@@ -95,6 +95,10 @@ IN_FLIGHT = _METER.create_gauge(
 PAUSED = _METER.create_gauge(
     "enforcer.paused", description="1 while consumption is paused for a KMS or storage outage"
 )
+BACKFILL_PAUSED = _METER.create_gauge(
+    "enforcer.backfill.paused",
+    description="1 while the backfill topic waits: for live notifications, or for an outage",
+)
 LEAN_FALLBACKS = _METER.create_counter(
     "enforcer.s3.lean_fallbacks",
     description="S3 calls the lean request path handed to aiobotocore, by operation and reason "
@@ -104,6 +108,11 @@ FORWARD_MESSAGES = _METER.create_counter(
     "enforcer.forward.messages",
     description="SQS messages handled by enforcer forward sqs, by result "
     "(forwarded, skipped, unreadable, kept)",
+)
+POLICY_BUCKET_MISSING = _METER.create_gauge(
+    "enforcer.policy.bucket_missing",
+    description="Per policy bucket: 1 when it did not exist at start (its events are audited "
+    "as gone), else 0",
 )
 KEY_AVAILABLE = _METER.create_gauge(
     "enforcer.key.available",

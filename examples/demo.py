@@ -113,7 +113,8 @@ def main() -> int:
     print("== running: enforcer run --drain  (as the least-privilege enforcer user)")
     enforcer_env = os.environ | {k: v for k, v in env.items() if k.startswith("ENFORCER_")} | {
         "ENFORCER_KAFKA__GROUP_ID": group, "ENFORCER_KAFKA__AUDIT_TOPIC": audit_topic,
-        "ENFORCER_KAFKA__DLQ_TOPIC": f"demo-dlq-{run_id}"}  # fmt: skip
+        "ENFORCER_KAFKA__DLQ_TOPIC": f"demo-dlq-{run_id}",
+        "ENFORCER_KAFKA__BACKFILL_TOPIC": f"demo-backfill-{run_id}"}  # fmt: skip
     time.sleep(2)  # MinIO publishes notifications asynchronously
     started = time.monotonic()
     subprocess.run([str(Path(sys.executable).with_name("enforcer")), "--log-level", "WARNING",

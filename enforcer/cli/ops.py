@@ -1,5 +1,5 @@
 """The operations commands of the CLI: ``scan``, ``report``, ``dlq replay``, ``keys status``,
-``status``.
+``policy check``, ``status``.
 
 :mod:`enforcer.cli` adds these parsers and hands the parsed arguments here; each command prints
 one JSON document on stdout and returns its exit code (0 ok, 1 failure); configuration errors
@@ -28,7 +28,8 @@ from enforcer.config import Settings
 
 
 def add_ops_commands(commands: Any) -> None:
-    """Add ``scan``, ``report``, ``dlq replay``, ``keys status`` and ``status``."""
+    """Add ``scan``, ``report``, ``dlq replay``, ``keys status``, ``policy check`` and ``status``
+    to the ``enforcer`` subcommands."""
     add_scan_command(commands)
     from enforcer.cli.report import add_report_command
 
@@ -60,7 +61,31 @@ def add_ops_commands(commands: Any) -> None:
         "--dry-run", action="store_true", help="list what would be replayed; publish nothing"
     )
     _add_keys_command(commands)
+    _add_policy_command(commands)
     add_status_command(commands)
+
+
+def _add_policy_command(commands: Any) -> None:
+    policy = add_command(
+        commands,
+        "policy",
+        "policy file tools",
+        description="Tools for the policy file (ENFORCER_POLICY_FILE).",
+        examples=["enforcer policy check --policy-file policy.yaml"],
+    )
+    policy_commands = policy.add_subparsers(dest="policy_command", required=True)
+    check = add_command(
+        policy_commands,
+        "check",
+        "every bucket and key the policy file names exists (exit 2 if not): strict, for CI",
+        description="Check that every bucket and every EK the policy file names exists; exit 2 "
+        "with one line naming each one that does not (the service itself starts anyway, and "
+        "reports them).",
+        examples=["enforcer policy check", "enforcer policy check --policy-file policy.yaml"],
+    )
+    check.add_argument(
+        "--policy-file", type=Path, help="the policy file to check (default ENFORCER_POLICY_FILE)"
+    )
 
 
 def _add_keys_command(commands: Any) -> None:
@@ -151,6 +176,7 @@ def run_ops_command(settings: Settings, args: argparse.Namespace) -> int:
         "dlq": _dlq_replay,
         "keys": _keys_status,
         "report": _report,
+        "policy": _policy_check,
         "status": run_status,
     }
     return commands[args.command](settings, args)
@@ -190,10 +216,23 @@ def _keys_status(settings: Settings, args: argparse.Namespace) -> int:
     return EXIT_OK if report.ok else EXIT_FAILURE
 
 
+def _policy_check(settings: Settings, args: argparse.Namespace) -> int:
+    from enforcer.cli.policy import run_policy_check
+    from enforcer.errors import ConfigError
+
+    if args.policy_file is not None:
+        settings = settings.model_copy(update={"policy_file": args.policy_file})
+    check = asyncio.run(run_policy_check(settings))
+    _print(check.as_dict())
+    if not check.ok:
+        raise ConfigError(check.problem())
+    return EXIT_OK
+
+
 def _report(settings: Settings, args: argparse.Namespace) -> int:
     from enforcer.cli.report import run_report
 
     return run_report(settings, args)
 
 
-OPS_COMMANDS = frozenset({"scan", "dlq", "keys", "report", "status"})
+OPS_COMMANDS = frozenset({"scan", "dlq", "keys", "report", "policy", "status"})

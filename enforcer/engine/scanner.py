@@ -9,7 +9,7 @@ inspects the object again with HEAD before it writes, so a listed verdict is nev
 alone. Non-current versions (``--versions``) go through
 :meth:`~enforcer.engine.pipeline.Pipeline.handle_noncurrent`. With an event publisher
 (``--enqueue``) non-compliant current objects are not handled here: one backfill event each goes
-to the notification topic, and the ``enforcer run`` replicas share the rewrites.
+to the backfill topic, and the ``enforcer run`` replicas share the rewrites.
 
 Every handled object goes through the same per-object guard as the service
 (:class:`~enforcer.engine.guard.ObjectGuard`, without dead letters: a scan has no input message

@@ -81,7 +81,9 @@ async def open_consumer(
 ) -> AsyncIterator[AIOKafkaConsumer]:
     """A group member that commits by hand (offsets are ours to commit, never automatic); with
     ``group_id`` None a stand-alone reader. Naming ``topics`` subscribes and loads their
-    partitions at start."""
+    partitions at start. A rebalance waits for the members as long as a member may go without
+    polling (``max_poll_interval_ms``), as Kafka's Java consumer does: aiokafka's default is
+    the session timeout, shorter than a member may need to finish its work on revocation."""
     options = client_options(kafka)
     consumer = AIOKafkaConsumer(
         *topics,
@@ -91,6 +93,8 @@ async def open_consumer(
         enable_auto_commit=False,
         auto_offset_reset=auto_offset_reset or kafka.auto_offset_reset,
         max_poll_records=max_poll_records or kafka.max_poll_records,
+        max_poll_interval_ms=kafka.max_poll_interval_ms,
+        rebalance_timeout_ms=kafka.max_poll_interval_ms,
     )
     await _start(consumer, kafka, options)
     try:

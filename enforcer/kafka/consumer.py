@@ -4,19 +4,28 @@ Only the mechanics live here; what happens to a record is the engine's business:
 handed over as an :class:`enforcer.engine.ports.Message` to the handler it was given (the
 engine's :class:`~enforcer.engine.handler.RecordHandler`). Guarantees:
 
-* records with the same Kafka key (``bucket/object``) run one after another, in offset order;
-  others run concurrently: at most ``4 x concurrency`` records are in flight (the window), and
-  the handler bounds how many objects are worked on at once;
+* records with the same Kafka key (``bucket/object``) run one after another, in offset order
+  (and across the live and backfill topics, in the order fetched); others run concurrently: at
+  most ``4 x concurrency`` records are in flight (the window), and the handler bounds how many
+  objects are worked on at once;
 * an offset is committed only when every record before it in its partition is done (the
   contiguous done prefix), so a crash replays, never skips (at-least-once); while records are in
   flight at most once a second, at once when idle;
-* while the outage gate is open (KMS or storage down) all partitions are paused, but the loop
-  keeps polling so the member stays in its group;
+* the position a partition starts from is committed as soon as it is assigned, when the group
+  has none there yet (what Kafka's Java consumer does with auto-commit): a partition that
+  delivered nothing before a restart does not start again from ``auto_offset_reset``, so
+  ``latest`` means "from the group's first start";
+* the backfill topic is consumed with spare capacity only (:mod:`enforcer.kafka.lanes`);
+* the loop polls every turn whatever holds the work slots or the outage gate — with every
+  partition paused while the gate holds consumption or the window is full, so such a poll
+  returns nothing — and a revocation waits for in-flight work at most half the rebalance
+  timeout: the member keeps its group membership;
 * ``stop()`` (SIGTERM) stops fetching, lets in-flight work finish within a bound, commits, returns.
 
-Each turn of the loop also sets the gauges ``enforcer.paused`` and ``enforcer.records.in_flight``,
-and every few seconds ``enforcer.consumer.lag`` per assigned partition (end offset minus committed
-offset, read from the broker, so it grows during a pause too).
+Each turn of the loop also sets the gauges ``enforcer.paused``, ``enforcer.backfill.paused`` and
+``enforcer.records.in_flight``, and every few seconds ``enforcer.consumer.lag`` per assigned
+partition (end offset minus committed offset, read from the broker, so it grows during a pause
+too).
 """
 
 from __future__ import annotations
@@ -25,6 +34,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
@@ -32,67 +42,23 @@ from aiokafka.errors import IllegalStateError, KafkaError
 from aiokafka.structs import ConsumerRecord
 
 from enforcer.engine.ports import ConsumptionGate, Message
-from enforcer.telemetry import CONSUMER_LAG, IN_FLIGHT, PAUSED
+from enforcer.kafka.lanes import BackfillLane, Plan, live_lag, plan_turn, split
+from enforcer.kafka.offsets import OffsetTracker
+from enforcer.telemetry import BACKFILL_PAUSED, CONSUMER_LAG, IN_FLIGHT, PAUSED
 
 log = logging.getLogger(__name__)
 
 #: Seconds between two readings of the partitions' end offsets for the lag gauge.
 LAG_INTERVAL = 5.0
-#: Seconds without a poll after which a member whose window is full polls anyway (for at most
-#: one record), well inside Kafka's max.poll.interval (5 min).
-POLL_KEEPALIVE = 60.0
 #: While records are in flight, offsets are committed at most this often (a commit is a broker
 #: round trip; per record it costs as much CPU as the record). When idle, at once.
 COMMIT_INTERVAL = 1.0
+#: Milliseconds a turn waits for live records while backfill work is in flight (else 200):
+#: slots it frees are refilled within this.
+LANE_TURN_MS = 20
 
 
 Handler = Callable[[Message], Awaitable[None]]
-
-
-class OffsetTracker:
-    """Per partition: offsets in flight and the next offset after everything fetched (pure)."""
-
-    def __init__(self) -> None:
-        self._pending: dict[TopicPartition, set[int]] = {}
-        self._fetched: dict[TopicPartition, int] = {}
-        self._committed: dict[TopicPartition, int] = {}
-
-    def started(self, tp: TopicPartition, offset: int) -> None:
-        # The first offset fetched is where the group already stands: nothing to commit yet.
-        self._committed.setdefault(tp, offset)
-        self._pending.setdefault(tp, set()).add(offset)
-        self._fetched[tp] = max(self._fetched.get(tp, 0), offset + 1)
-
-    def finished(self, tp: TopicPartition, offset: int) -> None:
-        self._pending.get(tp, set()).discard(offset)
-
-    def committable(self) -> dict[TopicPartition, int]:
-        """Offsets to commit now: the lowest still pending, else all fetched; only new ones."""
-        offsets = {}
-        for tp, fetched in self._fetched.items():
-            pending = self._pending.get(tp)
-            offset = min(pending) if pending else fetched
-            if offset > self._committed.get(tp, -1):
-                offsets[tp] = offset
-        return offsets
-
-    def committed(self, tp: TopicPartition) -> int | None:
-        """The offset last committed (or found committed) for ``tp``, if known."""
-        return self._committed.get(tp)
-
-    def mark_committed(self, offsets: dict[TopicPartition, int]) -> None:
-        self._committed.update(offsets)
-
-    def forget(self, partitions: set[TopicPartition]) -> None:
-        for tp in partitions:
-            self._pending.pop(tp, None)
-            self._fetched.pop(tp, None)
-            self._committed.pop(tp, None)
-
-    def in_flight(self, partitions: set[TopicPartition] | None = None) -> int:
-        return sum(
-            len(v) for tp, v in self._pending.items() if partitions is None or tp in partitions
-        )
 
 
 class EventConsumer:
@@ -105,21 +71,31 @@ class EventConsumer:
         concurrency: int,
         shutdown_timeout: float,
         drain_idle: float | None = None,
+        backfill: BackfillLane | None = None,
+        rebalance_wait: float | None = None,
     ) -> None:
+        """``backfill``: the lane consumed with spare capacity (its topic must be subscribed
+        too). ``rebalance_wait``: how long a revocation waits for in-flight work before it
+        abandons it — below the group's rebalance timeout, or the member is dropped."""
         self._consumer = consumer
         self._handler = handler
         self._gate = gate
+        self._slots = concurrency
         self._max_in_flight = concurrency * 4
         self._shutdown_timeout = shutdown_timeout
+        self._rebalance_wait = shutdown_timeout if rebalance_wait is None else rebalance_wait
         self._drain_idle = drain_idle
+        self._lane = backfill
         self._offsets = OffsetTracker()
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: dict[asyncio.Task[None], TopicPartition] = {}
         self._tails: dict[bytes, asyncio.Task[None]] = {}
+        self._unsettled: set[TopicPartition] = set()  # assigned; starting position not committed
         self._stopping = asyncio.Event()
         self._fatal: BaseException | None = None
         self._lag_due = 0.0
         self._commit_due = 0.0
-        self._poll_due = 0.0
+        self._plan = Plan(frozenset())
+        self._backfill_in_flight = 0
         self.handled = 0
         #: True once the group has given this member an assignment (possibly empty: more
         #: members than partitions). Readiness waits for it.
@@ -135,8 +111,8 @@ class EventConsumer:
         idle_since: float | None = None
         try:
             while not self._stopping.is_set() and self._fatal is None:
-                self._apply_gate()
                 fetched = await self._fetch()
+                await self._commit_starting_positions()
                 if not self._tasks or time.monotonic() >= self._commit_due:
                     await self._commit()
                 await self._observe()
@@ -151,25 +127,67 @@ class EventConsumer:
             raise self._fatal
 
     async def _fetch(self) -> int:
-        half = self._max_in_flight // 2
-        if len(self._tasks) > half:  # refill in batches, not one record per turn
+        waited = False
+        if len(self._tasks) > self._max_in_flight // 2:  # refill in batches, not one by one
             await asyncio.wait(self._tasks, timeout=0.5, return_when=asyncio.FIRST_COMPLETED)
-            full = len(self._tasks) > half
-            if self._gate.is_open or (full and time.monotonic() >= self._poll_due):
-                # A member that does not poll for max.poll.interval (5 min) leaves its group:
-                # while paused (every partition paused, so this returns nothing), or while slow
-                # work keeps the window full, poll for at most one record.
-                self._apply_gate()
-                return await self._poll(timeout_ms=0, max_records=1)
-            if full:
-                return 0
-        return await self._poll(timeout_ms=200, max_records=self._max_in_flight - len(self._tasks))
+            waited = True
+        self._apply_plan()
+        return await self._poll(timeout_ms=0 if waited else 200)
 
-    async def _poll(self, timeout_ms: int, max_records: int) -> int:
-        self._poll_due = time.monotonic() + POLL_KEEPALIVE
-        return self._schedule_all(
-            await self._consumer.getmany(timeout_ms=timeout_ms, max_records=max_records)
+    def _apply_plan(self) -> None:
+        """Pause what this turn's plan says (everything during an outage or with a full
+        window; the backfill lane while live work comes first), resume the rest."""
+        turn = split(self._consumer.assignment(), self._lane)
+        lane_tasks = sum(1 for tp in self._tasks.values() if tp in turn.backfill)
+        self._backfill_in_flight = lane_tasks
+        turn = replace(
+            turn,
+            gate_paused=self._gate.is_open,
+            window_full=len(self._tasks) > self._max_in_flight // 2,
+            live_in_flight=len(self._tasks) - lane_tasks,
+            backfill_in_flight=lane_tasks,
+            live_lag=self._live_lag(turn.live) if turn.backfill else 0,
         )
+        self._plan = plan_turn(turn, self._lane, self._slots)
+        paused = self._consumer.paused()
+        if pause := self._plan.paused - paused:
+            self._consumer.pause(*pause)
+        if resume := paused - self._plan.paused:
+            self._consumer.resume(*resume)
+
+    def _live_lag(self, live: frozenset[TopicPartition]) -> int | None:
+        highwater = {tp: self._consumer.highwater(tp) for tp in live}
+        return live_lag(live, highwater, {tp: self._offsets.next_offset(tp) for tp in live})
+
+    def _room(self) -> int:
+        return max(self._max_in_flight - len(self._tasks), 0)
+
+    async def _poll(self, timeout_ms: int) -> int:
+        """One poll per turn, always: a member that does not poll for max.poll.interval leaves
+        its group. Backfill partitions up to the plan's room, without waiting; live ones up to
+        the window, waiting for records at most ``timeout_ms`` (shorter while backfill work is
+        in flight, so its freed slots are refilled promptly)."""
+        turn = split(self._consumer.assignment(), self._lane)
+        backfill = turn.backfill - self._plan.paused
+        room = min(self._plan.backfill_room, self._room())
+        if self._backfill_in_flight and not self._plan.held:
+            timeout_ms = min(timeout_ms, LANE_TURN_MS)
+        fetched = 0
+        if backfill and room > 0:
+            fetched = self._schedule_all(
+                await self._consumer.getmany(
+                    *backfill, timeout_ms=0 if turn.live else timeout_ms, max_records=room
+                )
+            )
+        if turn.live or not backfill:  # (no partition named: every partition, all paused here)
+            fetched += self._schedule_all(
+                await self._consumer.getmany(
+                    *turn.live,
+                    timeout_ms=0 if fetched else timeout_ms,
+                    max_records=max(self._room(), 1),
+                )
+            )
+        return fetched
 
     def _schedule_all(self, batches: dict[TopicPartition, list[ConsumerRecord[Any, Any]]]) -> int:
         count = 0
@@ -186,7 +204,7 @@ class EventConsumer:
         self._offsets.started(tp, message.offset)
         previous = self._tails.get(message.key) if message.key is not None else None
         task = asyncio.create_task(self._run_one(tp, message, previous))
-        self._tasks.add(task)
+        self._tasks[task] = tp
         if message.key is not None:
             self._tails[message.key] = task
         task.add_done_callback(lambda t: self._done(t, message.key))
@@ -206,17 +224,30 @@ class EventConsumer:
         self.handled += 1
 
     def _done(self, task: asyncio.Task[None], key: bytes | None) -> None:
-        self._tasks.discard(task)
+        self._tasks.pop(task, None)
         if key is not None and self._tails.get(key) is task:
             del self._tails[key]
 
-    def _apply_gate(self) -> None:
-        paused = self._consumer.paused()
-        if self._gate.is_open:
-            if running := self._consumer.assignment() - paused:  # incl. newly assigned ones
-                self._consumer.pause(*running)
-        elif paused:
-            self._consumer.resume(*paused)
+    async def _commit_starting_positions(self) -> None:
+        """Commit where this member starts on each newly assigned partition: the first offset
+        it fetched there, or its position. Runs before any other commit of those partitions
+        (right after the poll that may have delivered their first records), so it never moves
+        a committed offset back; a partition that already had one gets the same value again."""
+        pending = self._unsettled & self._consumer.assignment()
+        self._unsettled.clear()
+        if not pending:
+            return
+        starts: dict[TopicPartition, int] = {}
+        try:
+            for tp in sorted(pending):
+                start = self._offsets.committed(tp)  # set by the first record fetched
+                starts[tp] = start if start is not None else await self._consumer.position(tp)
+            await self._consumer.commit(starts)
+        except (KafkaError, IllegalStateError) as exc:  # mid-rebalance: the next turn retries
+            log.warning("commit of the starting positions failed: %s", exc)
+            self._unsettled |= pending
+            return
+        self._offsets.mark_committed(starts)
 
     async def _commit(self, partitions: set[TopicPartition] | None = None) -> None:
         offsets = self._offsets.committable()
@@ -236,6 +267,7 @@ class EventConsumer:
 
     async def _observe(self) -> None:
         PAUSED.set(1 if self._gate.is_open else 0)
+        BACKFILL_PAUSED.set(1 if self._plan.held else 0)
         IN_FLIGHT.set(len(self._tasks))
         if time.monotonic() < self._lag_due or not (assignment := self._consumer.assignment()):
             return
@@ -266,12 +298,26 @@ class EventConsumer:
             return None
         return idle_since if idle_since is not None else time.monotonic()
 
+    def assigned(self, partitions: set[TopicPartition]) -> None:
+        self.joined = True
+        self._unsettled |= partitions
+
     async def finish_partitions(self, partitions: set[TopicPartition]) -> None:
-        """Before partitions move to another member: finish in-flight work and commit it."""
-        if self._tasks:  # rebalances are rare: waiting for all work is simpler than per partition
-            await asyncio.wait(self._tasks, timeout=self._shutdown_timeout)
+        """Before partitions move to another member: finish their in-flight work — for at
+        most ``rebalance_wait``, then abandon it (not committed, so their next owner handles
+        it again) — and commit."""
+        mine = [task for task, tp in self._tasks.items() if tp in partitions]
+        if mine:
+            _, late = await asyncio.wait(mine, timeout=self._rebalance_wait)
+            for task in late:
+                task.cancel()
+            if late:
+                log.warning("abandoned %d record(s) still in flight on revoked partitions",
+                            len(late))  # fmt: skip
+                await asyncio.wait(late)
         await self._commit(partitions)
         self._offsets.forget(partitions)
+        self._unsettled -= partitions
         for tp in partitions:  # its new owner reports it from now on
             CONSUMER_LAG.set(0, _partition_labels(tp))
 
@@ -293,7 +339,7 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         await self._owner.finish_partitions(set(revoked))
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        self._owner.joined = True
+        self._owner.assigned(set(assigned))
 
 
 def _partition_labels(tp: TopicPartition) -> dict[str, str | int]:

@@ -126,13 +126,15 @@ def decode_member(raw: dict[str, Any]) -> Member:
 
 
 async def read_group_status(kafka: KafkaOptions, group: str) -> GroupStatus:
-    """Ask the brokers where ``group`` stands on its input topics (and any it committed on)."""
+    """Ask the brokers where ``group`` stands on its input topics and the backfill topic (and
+    any it committed on)."""
     async with open_admin(kafka, "status") as admin:
         [described] = await kafka_call(admin.describe_consumer_groups([group]), "describing")
         committed = await kafka_call(admin.list_consumer_group_offsets(group), "reading offsets")
         # Only topics that exist: naming a missing one in a metadata request can create it.
         existing = set(await kafka_call(admin.list_topics(), "listing topics"))
-        topics = sorted({*kafka.topics, *(tp.topic for tp in committed)} & existing)
+        wanted = {*kafka.topics, kafka.backfill_topic, *(tp.topic for tp in committed)}
+        topics = sorted(wanted & existing)
         metadata = await kafka_call(admin.describe_topics(topics), "describing topics")
     info = described.to_object()["groups"][0]
     members = tuple(decode_member(m) for m in info["members"])

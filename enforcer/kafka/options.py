@@ -20,8 +20,11 @@ class KafkaOptions:
     group_id: str = "sse-enforcer"
     audit_topic: str = "sse-enforcer.audit"
     dlq_topic: str = "sse-enforcer.dlq"
+    backfill_topic: str = "sse-enforcer.backfill"
+    backfill_max_live_lag: int = 100
     auto_offset_reset: str = "earliest"
     max_poll_records: int = 200
+    max_poll_interval_ms: int = 300_000
     security_protocol: str = "PLAINTEXT"
     sasl_mechanism: str | None = None
     sasl_username: str | None = None

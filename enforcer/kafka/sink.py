@@ -53,8 +53,8 @@ async def open_kafka_sink(kafka: KafkaOptions) -> AsyncIterator[KafkaRecordSink]
 
 
 class KafkaEventPublisher:
-    """Publishes backfill events to the notification topic (``enforcer scan --enqueue``), where
-    the ``enforcer run`` replicas read them like MinIO's own."""
+    """Publishes backfill events to the backfill topic (``enforcer scan --enqueue``), where the
+    ``enforcer run`` replicas read them like MinIO's own, with spare capacity only."""
 
     def __init__(self, producer: AIOKafkaProducer, topic: str) -> None:
         self._producer = producer
@@ -67,6 +67,6 @@ class KafkaEventPublisher:
 
 @asynccontextmanager
 async def open_event_publisher(kafka: KafkaOptions) -> AsyncIterator[KafkaEventPublisher]:
-    """A publisher to the first configured notification topic."""
+    """A publisher to the backfill topic (``ENFORCER_KAFKA__BACKFILL_TOPIC``)."""
     async with open_producer(kafka, "backfill") as producer:
-        yield KafkaEventPublisher(producer, kafka.topics[0])
+        yield KafkaEventPublisher(producer, kafka.backfill_topic)

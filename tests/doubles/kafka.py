@@ -24,17 +24,20 @@ class Record:
 class MemoryKafka:
     """The slice of AIOKafkaConsumer that EventConsumer uses, over in-memory partitions."""
 
-    logs: dict[int, list[Record]] = field(default_factory=dict)
+    logs: dict[TopicPartition, list[Record]] = field(default_factory=dict)
     positions: dict[TopicPartition, int] = field(default_factory=dict)
     committed: dict[TopicPartition, int] = field(default_factory=dict)
     paused_set: set[TopicPartition] = field(default_factory=set)
     pause_calls: int = 0
     polled: asyncio.Event = field(default_factory=asyncio.Event)
 
-    def produce(self, partition: int, key: bytes | None, value: bytes = b"") -> None:
-        log = self.logs.setdefault(partition, [])
-        log.append(Record(TOPIC, partition, len(log), key, value))
-        self.positions.setdefault(TopicPartition(TOPIC, partition), 0)
+    def produce(
+        self, partition: int, key: bytes | None, value: bytes = b"", topic: str = TOPIC
+    ) -> None:
+        tp = TopicPartition(topic, partition)
+        log = self.logs.setdefault(tp, [])
+        log.append(Record(topic, partition, len(log), key, value))
+        self.positions.setdefault(tp, 0)
 
     def assignment(self) -> set[TopicPartition]:
         return set(self.positions)
@@ -50,14 +53,15 @@ class MemoryKafka:
         self.paused_set.difference_update(tps)
 
     async def getmany(
-        self, timeout_ms: int, max_records: int
+        self, *partitions: TopicPartition, timeout_ms: int, max_records: int
     ) -> dict[TopicPartition, list[Record]]:
+        """Like aiokafka: from ``partitions`` (all assigned when none named), not paused ones."""
         self.polled.set()
         out: dict[TopicPartition, list[Record]] = {}
         for tp, position in self.positions.items():
-            if tp in self.paused_set:
+            if tp in self.paused_set or (partitions and tp not in partitions):
                 continue
-            records = self.logs[tp.partition][position : position + max_records]
+            records = self.logs[tp][position : position + max_records]
             if records:
                 out[tp] = records
                 self.positions[tp] += len(records)
@@ -69,8 +73,12 @@ class MemoryKafka:
     async def commit(self, offsets: dict[TopicPartition, int]) -> None:
         self.committed.update(offsets)
 
+    def highwater(self, tp: TopicPartition) -> int | None:
+        """The log end as the last fetch reported it: here, always the current one."""
+        return len(self.logs[tp])
+
     async def end_offsets(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
-        return {tp: len(self.logs[tp.partition]) for tp in tps}
+        return {tp: len(self.logs[tp]) for tp in tps}
 
     async def position(self, tp: TopicPartition) -> int:
         return self.positions[tp]

@@ -1,9 +1,9 @@
 """Running the real enforcer against the local stack, deterministically (arq's ``burst`` idea).
 
 Each run gets its own consumer group, started at the end of the notification topic when the
-test begins, and its own audit and dead-letter topics; the enforcer runs in drain mode (stop once
-caught up and idle), so a test writes objects, waits for MinIO's notifications to reach Kafka,
-runs the enforcer, and reads exactly its own audit records.
+test begins, and its own audit, dead-letter and backfill topics; the enforcer runs in drain mode
+(stop once caught up and idle), so a test writes objects, waits for MinIO's notifications to
+reach Kafka, runs the enforcer, and reads exactly its own audit records.
 """
 
 from __future__ import annotations
@@ -118,12 +118,17 @@ class EnforcerRun:
     def dlq_topic(self) -> str:
         return f"test-dlq-{self.tag}"
 
+    @property
+    def backfill_topic(self) -> str:
+        return f"test-backfill-{self.tag}"
+
     def overrides(self) -> dict[str, str]:
         """This run's ENFORCER_* settings on top of the stack's: its own group and topics."""
         env = {
             "ENFORCER_KAFKA__GROUP_ID": self.group_id,
             "ENFORCER_KAFKA__AUDIT_TOPIC": self.audit_topic,
             "ENFORCER_KAFKA__DLQ_TOPIC": self.dlq_topic,
+            "ENFORCER_KAFKA__BACKFILL_TOPIC": self.backfill_topic,
             "ENFORCER_BUCKET_DEFAULT_TTL": "0",
             "ENFORCER_OUTAGE__PROBE_INTERVAL": "0.5",
             **self.extra_env,

@@ -1,6 +1,6 @@
 """Distributed backfill on the real stack: ``enforcer scan --enqueue`` lists and publishes one
-event per non-compliant object; three ``enforcer run`` replicas of one consumer group share the
-rewrites; every object ends compliant."""
+event per non-compliant object to the backfill topic; three ``enforcer run`` replicas of one
+consumer group share the rewrites; every object ends compliant."""
 
 from __future__ import annotations
 
@@ -110,13 +110,13 @@ async def test_enqueue_shares_the_backfill_between_three_replicas(
     for key in plain + [f"ok/{i}" for i in range(6)]:
         head = s3_admin.head_object(Bucket=bucket, Key=key)
         assert head.get("SSEKMSKeyId") == f"arn:aws:kms:{ek}", key
-    events = await _backfill_events(stack, bucket)
+    events = await _backfill_events(stack, cli.backfill_topic, bucket)
     assert len(events) == 36 and all(BACKFILL_EVENT_SOURCE in v for v in events)
 
 
-async def _backfill_events(stack: StackEnv, bucket: str) -> list[str]:
-    """This bucket's records on the notification topic (keyed ``bucket/key``)."""
-    records = await read_raw(stack.kafka_bootstrap, stack.notify_topic)
+async def _backfill_events(stack: StackEnv, topic: str, bucket: str) -> list[str]:
+    """This bucket's records on the backfill topic (keyed ``bucket/key``)."""
+    records = await read_raw(stack.kafka_bootstrap, topic)
     return [
         (r.value or b"").decode()
         for r in records

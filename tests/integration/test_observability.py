@@ -181,7 +181,10 @@ async def test_a_member_without_partitions_is_ready_and_idle(
         await admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)])
     finally:
         await admin.close()
-    run = EnforcerRun(stack, extra_env={"ENFORCER_KAFKA__TOPICS": json.dumps([topic])})
+    # One partition in all: the backfill lane off (its topic is the input topic), or the second
+    # member would take the backfill topic's partition.
+    run = EnforcerRun(stack, extra_env={"ENFORCER_KAFKA__TOPICS": json.dumps([topic]),
+                                        "ENFORCER_KAFKA__BACKFILL_TOPIC": topic})  # fmt: skip
     env = cli_env(run)
 
     async with (

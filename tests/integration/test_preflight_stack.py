@@ -34,11 +34,27 @@ def test_an_unknown_s3_access_key_fails_at_start(stack: StackEnv) -> None:
     assert_one_line_exit_2(result, "ENFORCER_S3__ACCESS_KEY_ID")
 
 
-def test_a_missing_policy_bucket_fails_at_start(stack: StackEnv, tmp_path: Path) -> None:
-    gone = f"t-never-made-{uuid.uuid4().hex[:8]}"
-    policy = write_policy(tmp_path / "policy.yaml", {"bucket": gone, "key": "any"})
-    result = Cli(stack, policy_file=policy)("run", "--drain")
-    assert_one_line_exit_2(result, "ENFORCER_POLICY_FILE", gone)
+def test_policy_check_refuses_a_missing_policy_bucket(
+    stack: StackEnv, make_bucket: MakeBucket, make_key: MakeKey, tmp_path: Path
+) -> None:
+    """The strict form, for CI (``enforcer run`` itself reports the bucket and goes on:
+    test_missing_policy_names.py)."""
+    gone, kept, ek = f"t-never-made-{uuid.uuid4().hex[:8]}", make_bucket(notify=False), make_key()
+    policy = write_policy(
+        tmp_path / "policy.yaml", {"bucket": gone, "key": ek}, {"bucket": kept, "key": ek}
+    )
+    result = Cli(stack, policy_file=policy)("policy", "check")
+    assert_one_line_exit_2(result, "ENFORCER_POLICY_FILE", f"bucket {gone!r}")
+    assert json.loads(result.stdout)["buckets"] == {gone: "missing", kept: "exists"}
+    fixed = write_policy(tmp_path / "fixed.yaml", {"bucket": kept, "key": ek})
+    ok = Cli(stack)("policy", "check", "--policy-file", str(fixed))
+    assert ok.returncode == 0, ok.stderr
+    assert json.loads(ok.stdout) == {
+        "policy_file": str(fixed),
+        "buckets": {kept: "exists"},
+        "keys": {ek: "exists"},
+        "ok": True,
+    }
 
 
 def test_a_scan_of_a_missing_bucket_fails_at_start(stack: StackEnv) -> None:
@@ -46,7 +62,7 @@ def test_a_scan_of_a_missing_bucket_fails_at_start(stack: StackEnv) -> None:
     assert_one_line_exit_2(Cli(stack)("scan", f"s3://{gone}/"), gone, "does not exist")
 
 
-def test_a_missing_policy_key_fails_at_start(
+def test_policy_check_refuses_a_missing_policy_key(
     stack: StackEnv, make_bucket: MakeBucket, make_key: MakeKey, tmp_path: Path
 ) -> None:
     missing = f"ek-never-made-{uuid.uuid4().hex[:8]}"
@@ -55,8 +71,12 @@ def test_a_missing_policy_key_fails_at_start(
         {"bucket": make_bucket(notify=False), "key": make_key()},
         {"bucket": make_bucket(notify=False), "key": missing},
     )
-    result = Cli(stack, policy_file=policy)("run", "--drain")
-    assert_one_line_exit_2(result, "ENFORCER_POLICY_FILE", missing)
+    result = Cli(stack, policy_file=policy)("policy", "check")
+    assert_one_line_exit_2(result, "ENFORCER_POLICY_FILE", f"key {missing!r}")
+
+
+def test_policy_check_needs_a_policy_file(stack: StackEnv) -> None:
+    assert_one_line_exit_2(Cli(stack)("policy", "check"), "ENFORCER_POLICY_FILE")
 
 
 def test_a_missing_input_topic_fails_at_start(stack: StackEnv) -> None:
@@ -65,16 +85,16 @@ def test_a_missing_input_topic_fails_at_start(stack: StackEnv) -> None:
     assert_one_line_exit_2(result, "ENFORCER_KAFKA__TOPICS", topic)
 
 
-async def test_audit_and_dlq_topics_are_created_at_start(
+async def test_audit_dlq_and_backfill_topics_are_created_at_start(
     stack: StackEnv, make_bucket: MakeBucket, make_key: MakeKey, tmp_path: Path
 ) -> None:
-    """No "topic not found" on first use: the run creates both before it consumes."""
+    """No "topic not found" on first use: the run creates all three before it consumes."""
     policy = write_policy(tmp_path / "policy.yaml", {"bucket": make_bucket(), "key": make_key()})
     cli = Cli(stack, policy_file=policy)
     result = cli("run", "--drain", "--idle", "0.5", ENFORCER_KAFKA__AUTO_OFFSET_RESET="latest")
     assert result.returncode == 0, result.stderr[-2000:]
     assert "not found" not in result.stderr.lower()
-    for topic in (cli.audit_topic, cli.dlq_topic):
+    for topic in (cli.audit_topic, cli.dlq_topic, cli.backfill_topic):
         assert await read_raw(stack.kafka_bootstrap, topic, idle_ms=300) == []  # exists, empty
 
 

@@ -164,11 +164,15 @@ def test_every_operator_command_has_a_kubectl_form(path: Path) -> None:
 def runbook_env(
     stack: StackEnv, make_key: MakeKey, make_bucket: MakeBucket, tmp_path: Path
 ) -> dict[str, str]:
-    """What ``runbooks/README.md`` sets up, plus a healthy bucket and private Kafka names."""
+    """What ``runbooks/README.md`` sets up, plus a healthy bucket, a policy file naming it (as a
+    deployment has) and private Kafka names."""
     env, bin_dir = parse_stack_env(stack_command("env", timeout=60))
     venv_bin = str(Path(sys.executable).parent)
     ek = make_key("runbook")
     tag = uuid.uuid4().hex[:10]
+    bucket = make_bucket(default_key=ek, notify=False)
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(f"rules:\n  - {{bucket: {bucket}, key: {ek}}}\n", encoding="utf-8")
     return {
         **os.environ,
         **env,
@@ -179,12 +183,14 @@ def runbook_env(
             stack.s3_endpoint.removeprefix("http://"),
         ),
         "TMPDIR": str(tmp_path),
-        "BUCKET": make_bucket(default_key=ek, notify=False),
+        "BUCKET": bucket,
         "EK": ek,
         "NEW_EK": ek,
+        "ENFORCER_POLICY_FILE": str(policy),
         "ENFORCER_KAFKA__GROUP_ID": f"runbook-{tag}",
         "ENFORCER_KAFKA__AUDIT_TOPIC": f"runbook-audit-{tag}",
         "ENFORCER_KAFKA__DLQ_TOPIC": f"runbook-dlq-{tag}",
+        "ENFORCER_KAFKA__BACKFILL_TOPIC": f"runbook-backfill-{tag}",
     }
 
 

@@ -1,6 +1,6 @@
 from aiokafka import TopicPartition
 
-from enforcer.kafka.consumer import OffsetTracker
+from enforcer.kafka.offsets import OffsetTracker
 
 TP = TopicPartition("t", 0)
 TP2 = TopicPartition("t", 1)

@@ -1,10 +1,13 @@
 """The start-up checks over in-memory adapters: each bad setting is a ConfigError naming it."""
 
 import logging
+from pathlib import Path
 
 import pytest
 from doubles.kms import InMemoryKms
+from scrape import value
 
+from enforcer.cli.policy import PolicyCheck
 from enforcer.config import KafkaSettings, Settings
 from enforcer.core.policy import PolicyFile, Rule
 from enforcer.engine.ports import KeyState
@@ -82,3 +85,39 @@ async def test_a_kms_that_is_down_at_start_is_left_to_the_outage_gate(
         await check_run(settings, settings.kafka.options(), down, DownKms(), policy())
     assert "could not check S3 at start" in caplog.text
     assert "could not check the KMS at start" in caplog.text
+
+
+async def test_run_reports_a_missing_policy_bucket_and_key_and_starts_anyway(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    kms = InMemoryKms(("ek",))
+    rules = policy(("kept", "ek", ()), ("deleted", "ek", ()), ("kept", "typo-ek", ()))
+    settings = Settings(kafka=KafkaSettings(bootstrap_servers="127.0.0.1:1"))
+    with pytest.raises(KafkaUnavailable):  # no ConfigError before the Kafka step
+        await check_run(settings, settings.kafka.options(), Listing({"kept"}), kms, rules)
+    errors = [r.getMessage() for r in caplog.records
+              if r.levelno == logging.ERROR and r.name == "enforcer.preflight"]  # fmt: skip
+    assert len(errors) == 2  # one line per missing name
+    assert "policy bucket 'deleted'" in errors[0] and "audited as gone" in errors[0]
+    assert "policy key 'typo-ek'" in errors[1] and "key_missing" in errors[1]
+    assert value("enforcer_policy_bucket_missing", bucket="deleted") == 1
+    assert value("enforcer_policy_bucket_missing", bucket="kept") == 0
+    assert value("enforcer_key_available", key="typo-ek") == 0
+
+
+async def test_the_strict_checks_still_refuse_what_does_not_exist() -> None:
+    with pytest.raises(ConfigError, match=r"'deleted' .* does not exist"):
+        await check_buckets(Listing({"kept"}), ["kept", "deleted"], SOURCE)
+    with pytest.raises(ConfigError, match="policy key 'typo-ek'"):
+        await check_kms(InMemoryKms(("ek",)), policy(("kept", "typo-ek", ())), SOURCE)
+
+
+def test_policy_check_names_every_missing_bucket_and_key_in_one_line() -> None:
+    check = PolicyCheck(Path("p.yaml"), {"kept": True, "gone": False}, {"ek": True, "nope": False})
+    assert not check.ok
+    assert check.problem() == (
+        "policy file p.yaml (ENFORCER_POLICY_FILE) names what does not exist: "
+        "bucket 'gone', key 'nope'"
+    )
+    assert check.as_dict()["buckets"] == {"kept": "exists", "gone": "missing"}
+    assert PolicyCheck(Path("p.yaml"), {"kept": True}, None).as_dict()["keys"] is None

@@ -66,6 +66,7 @@ def test_asyncapi_references_existing_schemas() -> None:
     assert refs and all((SCHEMAS / ref).exists() for ref in refs)
     assert {c["address"] for c in document["channels"].values()} == {
         "minio-events",
+        "sse-enforcer.backfill",
         "sse-enforcer.audit",
         "sse-enforcer.dlq",
     }
