@@ -9,10 +9,8 @@ context manager, closed on the way out.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
-import signal
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
@@ -39,6 +37,7 @@ from enforcer.kafka.lanes import BackfillLane
 from enforcer.kafka.sink import open_kafka_sink
 from enforcer.preflight import check_run
 from enforcer.retrying import RetryPolicy
+from enforcer.signals import stop_on_signals
 from enforcer.storage.s3 import S3Storage, open_s3_storage
 
 log = logging.getLogger(__name__)
@@ -202,7 +201,6 @@ async def _consume(
             )
             topics = [*settings.kafka.topics, *([lane.topic] if lane else [])]
             kafka.subscribe(topics, listener=consumer.rebalance_listener())
-            _install_signal_handlers(consumer)
             log.info(
                 "consuming %s as group %s (mode %s)%s",
                 settings.kafka.topics,
@@ -210,9 +208,10 @@ async def _consume(
                 mode.value,
                 f", backfill events from {lane.topic} with spare capacity" if lane else "",
             )
-            async with AsyncExitStack() as probes:
+            async with AsyncExitStack() as running:
+                running.enter_context(stop_on_signals(consumer.stop))
                 if settings.health_port is not None:
-                    await probes.enter_async_context(
+                    await running.enter_async_context(
                         serve_health(
                             settings.health_port,
                             _readiness(kafka, consumer, gate),
@@ -243,12 +242,3 @@ def _readiness(kafka: AIOKafkaConsumer, consumer: EventConsumer, gate: OutageGat
         )
 
     return ready
-
-
-def _install_signal_handlers(consumer: EventConsumer) -> None:
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        try:
-            loop.add_signal_handler(sig, consumer.stop)
-        except (NotImplementedError, RuntimeError):  # not the main thread (tests)
-            return

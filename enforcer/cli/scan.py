@@ -16,10 +16,8 @@ object with ``--output jsonl|csv``, a summary table on stderr and the summary JS
 from __future__ import annotations
 
 import argparse
-import asyncio
 import hashlib
 import os
-import signal
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -43,6 +41,7 @@ from enforcer.kafka.sink import open_event_publisher, open_kafka_sink
 from enforcer.preflight import check_s3_credentials, check_scan, ensure_output_topics
 from enforcer.report.lines import CsvWriter, JsonlWriter, LineWriter, NoWriter
 from enforcer.report.table import counts_table
+from enforcer.signals import stop_on_signals
 from enforcer.storage.inventory import InventoryReader
 
 #: Seconds between checkpoint writes (and at the end, always).
@@ -137,7 +136,7 @@ async def run_scan(settings: Settings, request: ScanRequest) -> ScanSummary:
         saver = _CheckpointSaver(path, checkpoint, summary, writer, progress)
         guard = object_guard(runtime, sink, request.mode, waits_out_outages=False)
         scanner = Scanner(guard, summary, options, tracker=saver.tracker, on_line=saver.on_line)
-        with _interruptible(scanner):
+        with stop_on_signals(scanner.interrupt):
             try:
                 await scanner.run(_source(runtime, request, checkpoint))
             finally:
@@ -273,24 +272,6 @@ class _CheckpointSaver:
             }
         )
         save_checkpoint(self._path, checkpoint)
-
-
-@contextmanager
-def _interruptible(scanner: Scanner) -> Iterator[None]:
-    """SIGINT/SIGTERM stop the listing; started objects finish and the checkpoint is saved."""
-    loop = asyncio.get_running_loop()
-    installed = []
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        try:
-            loop.add_signal_handler(sig, scanner.interrupt)
-            installed.append(sig)
-        except (NotImplementedError, RuntimeError):  # not the main thread (tests)
-            break
-    try:
-        yield
-    finally:
-        for sig in installed:
-            loop.remove_signal_handler(sig)
 
 
 def summary_table(summary: ScanSummary) -> str:

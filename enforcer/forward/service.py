@@ -7,11 +7,8 @@ outage: it is logged, and the receive loop waits for it.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import signal
-from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AsyncExitStack
 
 from aiokafka import AIOKafkaProducer
 
@@ -24,6 +21,7 @@ from enforcer.forward.sqs import SqsQueue, open_sqs_queue
 from enforcer.health import serve_health
 from enforcer.kafka.clients import kafka_call, open_admin, open_producer
 from enforcer.kafka.options import KafkaOptions
+from enforcer.signals import stop_on_signals
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +70,7 @@ async def run_forwarder(settings: Settings, queue_url: str, *, drain: bool) -> F
                     metrics=telemetry.render_metrics,
                 )
             )
-        async with _signals_stop(forwarder):
+        with stop_on_signals(forwarder.stop):
             log.info("forwarding %s to Kafka topic %s", queue_url, topic)
             summary = await forwarder.run()
         log.info("stopped: %s", summary.as_dict())
@@ -105,20 +103,3 @@ async def check_topic(kafka: KafkaOptions, topic: str) -> None:
             f"topic {topic} does not exist (ENFORCER_FORWARD__TOPIC, default the first of "
             "ENFORCER_KAFKA__TOPICS)"
         )
-
-
-@asynccontextmanager
-async def _signals_stop(forwarder: Forwarder) -> AsyncIterator[None]:
-    loop = asyncio.get_running_loop()
-    installed = []
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        try:
-            loop.add_signal_handler(sig, forwarder.stop)
-            installed.append(sig)
-        except (NotImplementedError, RuntimeError):  # not the main thread (tests)
-            break
-    try:
-        yield
-    finally:
-        for sig in installed:
-            loop.remove_signal_handler(sig)
