@@ -26,7 +26,7 @@ from enforcer.engine.rules import AliasResolver, KeyCanon, RuleResolver
 from enforcer.errors import ConfigError, EnforcerError
 from enforcer.health import Readiness, readiness_of, serve_health
 from enforcer.kafka.clients import open_consumer
-from enforcer.kafka.consumer import EventConsumer
+from enforcer.kafka.consumer import EventConsumer, poll_keepalive
 from enforcer.kafka.sink import open_kafka_sink
 from enforcer.kms.base import Kms
 from enforcer.kms.factory import open_kms_from_settings
@@ -147,6 +147,7 @@ async def _consume(
                 concurrency=settings.concurrency,
                 shutdown_timeout=settings.shutdown_timeout,
                 drain_idle=drain_idle,
+                keepalive=poll_keepalive(settings.kafka.max_poll_interval_ms),
             )
             kafka.subscribe(settings.kafka.topics, listener=consumer.rebalance_listener())
             _install_signal_handlers(consumer)

@@ -81,6 +81,12 @@ class KafkaSettings(_Section):
         default="earliest", description="Where a group with no committed offset starts"
     )
     max_poll_records: int = Field(default=200, ge=1)
+    max_poll_interval_ms: int = Field(
+        default=300_000,
+        ge=1000,
+        description="Kafka's max.poll.interval.ms: a member that does not poll for this long "
+        "leaves its group; the service polls at least every fifth of it, also while paused",
+    )
     security_protocol: SecurityProtocol = Field(
         default="PLAINTEXT", description="PLAINTEXT, SSL (TLS, mTLS), SASL_PLAINTEXT or SASL_SSL"
     )

@@ -91,6 +91,7 @@ async def open_consumer(
         enable_auto_commit=False,
         auto_offset_reset=auto_offset_reset or settings.auto_offset_reset,
         max_poll_records=max_poll_records or settings.max_poll_records,
+        max_poll_interval_ms=settings.max_poll_interval_ms,
     )
     await _start(consumer, settings, options)
     try:

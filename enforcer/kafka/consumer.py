@@ -38,9 +38,18 @@ log = logging.getLogger(__name__)
 
 #: Seconds between two readings of the partitions' end offsets for the lag gauge.
 LAG_INTERVAL = 5.0
-#: Seconds without a poll after which a member whose window is full polls anyway (for at most
-#: one record), well inside Kafka's max.poll.interval (5 min).
-POLL_KEEPALIVE = 60.0
+#: The share of Kafka's max.poll.interval after which a member whose window is full polls
+#: anyway (for at most one record): well inside the interval.
+POLL_KEEPALIVE_SHARE = 0.2
+
+
+def poll_keepalive(max_poll_interval_ms: int) -> float:
+    """Seconds without a poll after which a full window polls anyway, for this interval."""
+    return max_poll_interval_ms / 1000 * POLL_KEEPALIVE_SHARE
+
+
+#: The keep-alive at Kafka's default max.poll.interval (5 min): 60 s.
+POLL_KEEPALIVE = poll_keepalive(300_000)
 #: While records are in flight, offsets are committed at most this often (a commit is a broker
 #: round trip; per record it costs as much CPU as the record). When idle, at once.
 COMMIT_INTERVAL = 1.0
@@ -115,8 +124,10 @@ class EventConsumer:
         concurrency: int,
         shutdown_timeout: float,
         drain_idle: float | None = None,
+        keepalive: float | None = None,
     ) -> None:
         self._consumer = consumer
+        self._keepalive = POLL_KEEPALIVE if keepalive is None else keepalive
         self._handler = handler
         self._gate = gate
         self._max_in_flight = concurrency * 4
@@ -166,7 +177,7 @@ class EventConsumer:
             await asyncio.wait(self._tasks, timeout=0.5, return_when=asyncio.FIRST_COMPLETED)
             full = len(self._tasks) > half
             if self._gate.is_open or (full and time.monotonic() >= self._poll_due):
-                # A member that does not poll for max.poll.interval (5 min) leaves its group:
+                # A member that does not poll for max.poll.interval leaves its group:
                 # while paused (every partition paused, so this returns nothing), or while slow
                 # work keeps the window full, poll for at most one record.
                 self._apply_gate()
@@ -176,7 +187,7 @@ class EventConsumer:
         return await self._poll(timeout_ms=200, max_records=self._max_in_flight - len(self._tasks))
 
     async def _poll(self, timeout_ms: int, max_records: int) -> int:
-        self._poll_due = time.monotonic() + POLL_KEEPALIVE
+        self._poll_due = time.monotonic() + self._keepalive
         return self._schedule_all(
             await self._consumer.getmany(timeout_ms=timeout_ms, max_records=max_records)
         )
