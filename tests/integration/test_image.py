@@ -18,7 +18,7 @@ from support import StackEnv
 ROOT = Path(__file__).resolve().parents[2]
 IMAGE = ROOT / "deploy" / "image"
 
-pytestmark = [pytest.mark.image, pytest.mark.timeout(2400)]
+pytestmark = [pytest.mark.image, pytest.mark.main_topic, pytest.mark.timeout(2400)]
 
 
 def run(*command: str, timeout: float) -> subprocess.CompletedProcess[str]:
