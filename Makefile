@@ -28,16 +28,27 @@ lint: install
 # The package, then the tests (two runs: unit and integration each have a conftest module).
 types: install
 	$(BIN)/mypy
-	MYPYPATH=tests:examples $(BIN)/mypy tests/unit tests/doubles tests/conftest.py
-	MYPYPATH=tests:tests/integration:examples $(BIN)/mypy tests/integration
+	MYPYPATH=tests $(BIN)/mypy tests/unit tests/doubles tests/conftest.py tests/waiting.py tests/test_waiting.py
+	MYPYPATH=tests:tests/integration $(BIN)/mypy tests/integration
 	MYPYPATH=tests/deploy:tests $(BIN)/mypy tests/deploy
 
 # Unit tests with a coverage report; the floor guards against untested code landing in the core.
 unit: install
-	$(BIN)/pytest tests/unit --cov=enforcer --cov-report=term-missing:skip-covered --cov-fail-under=65
+	$(BIN)/pytest tests/unit tests/test_waiting.py --cov=enforcer --cov-report=term-missing:skip-covered --cov-fail-under=65
 
+# The whole suite in two phases. First every test that leaves the stack's servers running, unit
+# and deployment tests included, spread over TEST_WORKERS pytest-xdist workers (each binds its
+# buckets to a notification lane of its own: at most LOCAL_NOTIFY_LANES = 4 workers). Then the
+# tests marked stops_stack (they stop or restart a server), one after another. Both phases always
+# run; either failing, or collecting no test (exit 5), fails the target. PYTEST_ARGS reach both
+# phases (e.g. PYTEST_ARGS=--durations=0).
+TEST_WORKERS ?= 4
+PYTEST_ARGS ?= --durations=25
 test: install stack-up browser tools
-	$(BIN)/pytest
+	@rc=0; \
+	$(BIN)/pytest -n $(TEST_WORKERS) -m 'not stops_stack' $(PYTEST_ARGS) || rc=$$?; \
+	$(BIN)/pytest tests/integration -m stops_stack $(PYTEST_ARGS) || rc=$$?; \
+	exit $$rc
 
 # Chromium from the distribution's packages, for the report's browser test (tests/integration/
 # browser.py). Installed once with apt-get (as root, or through sudo). Where that is impossible

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-for _dir in ("tests/integration", "tests", "examples"):  # support, harness; doubles; kafka_offsets
+for _dir in ("tests/integration", "tests"):  # support, harness; doubles, waiting
     sys.path.insert(0, str(REPO_ROOT / _dir))
 
 from support import (  # noqa: E402 - needs the path above

@@ -24,9 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import boto3
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from botocore.config import Config
-from kafka_offsets import commit_group_at_end
 
 ROOT = Path(__file__).resolve().parents[1]
 STACK = ROOT / "deploy" / "local" / "stack"
@@ -63,6 +62,26 @@ def write_objects(s3: Any, bucket: str, required: str, other: str, per_kind: int
                       ServerSideEncryption="aws:kms", SSEKMSKeyId=required)  # fmt: skip
 
 
+async def start_group_at_end(bootstrap: str, topic: str, group_id: str) -> None:
+    """Commit ``group_id`` at the end of ``topic``: the demo's enforcer skips the history (a new
+    group would start from the earliest retained event)."""
+    probe = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None)
+    await probe.start()
+    try:
+        partitions = [TopicPartition(topic, n) for n in probe.partitions_for_topic(topic) or ()]
+        ends = await probe.end_offsets(partitions)
+    finally:
+        await probe.stop()
+    committer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group_id,
+                                 enable_auto_commit=False)  # fmt: skip
+    await committer.start()
+    try:
+        committer.assign(partitions)
+        await committer.commit(ends)
+    finally:
+        await committer.stop()
+
+
 async def read_audit(bootstrap: str, topic: str) -> list[dict[str, Any]]:
     consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None,
                                 auto_offset_reset="earliest")  # fmt: skip
@@ -87,7 +106,7 @@ def main() -> int:
                       aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
                       config=Config(s3={"addressing_style": "path"}))  # fmt: skip
     group, audit_topic = f"demo-{run_id}", f"demo-audit-{run_id}"
-    asyncio.run(commit_group_at_end(env["LOCAL_KAFKA_BOOTSTRAP"], env["LOCAL_NOTIFY_TOPIC"], group))
+    asyncio.run(start_group_at_end(env["LOCAL_KAFKA_BOOTSTRAP"], env["LOCAL_NOTIFY_TOPIC"], group))
 
     buckets = {f"demo-finance-{run_id}": "demo-finance-ek", f"demo-hr-{run_id}": "demo-hr-ek"}
     kes_create(env, "demo-finance-ek")

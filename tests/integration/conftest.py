@@ -18,6 +18,7 @@ Fixtures (names are the API other tests use):
 from __future__ import annotations
 
 import contextlib
+import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -29,20 +30,25 @@ from botocore.exceptions import BotoCoreError, ClientError
 from harness import EnforcerRun, write_policy
 from replicas import Backlog, Spawn
 from support import (
+    MAIN_TOPIC_LOCK,
+    STOPS,
     MakeBucket,
     MakeKey,
     Notifications,
     StackEnv,
     TlsMinio,
     components_locked,
+    file_locked,
     kes_client,
     load_stack_env,
     moto_server,
+    notification_lane,
     parse_stack_env,
     read_notifications,
     s3_client,
     stack_command,
     stack_logs,
+    topic_ends,
 )
 
 HERE = Path(__file__).resolve().parent
@@ -53,6 +59,28 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if HERE in item.path.parents:
             item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(autouse=True)
+def stops_marked(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Only a test marked ``stops_stack`` may stop or restart a component (see
+    :func:`support.require_stop_mark`): ``make test`` runs the others concurrently."""
+    STOPS["allowed"] = request.node.get_closest_marker("stops_stack") is not None
+    try:
+        yield
+    finally:
+        STOPS["allowed"] = True
+
+
+@pytest.fixture(autouse=True)
+def main_topic_to_itself(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A test marked ``main_topic`` binds buckets to the stack's main notification topic, not to
+    its worker's lane: it holds a lock, so no two such tests run at once."""
+    if request.node.get_closest_marker("main_topic") is None:
+        yield
+        return
+    with file_locked(MAIN_TOPIC_LOCK, timeout=1200):
+        yield
 
 
 # ---------------------------------------------------------------- the stack
@@ -75,11 +103,20 @@ def _ensure_stack_up() -> None:
 
 @pytest.fixture(scope="session")
 def stack() -> Iterator[StackEnv]:
-    """The running local stack; puts its bin dir on PATH and its SSL_CERT_DIR in the env."""
+    """The running local stack; puts its bin dir on PATH and its SSL_CERT_DIR in the env.
+
+    Under pytest-xdist (``make test``) each worker gets a notification lane of its own
+    (:func:`support.notification_lane`): its buckets notify, and its enforcers consume, a topic
+    no other worker uses.
+    """
     _ensure_stack_up()
     try:
         env, bin_dir = parse_stack_env(stack_command("env", timeout=60))
         parsed = load_stack_env(env)
+        worker = os.environ.get("PYTEST_XDIST_WORKER")  # gw0, gw1, ...
+        if worker is not None:
+            lanes = int(env.get("LOCAL_NOTIFY_LANES", "0"))
+            parsed = notification_lane(parsed, int(worker.removeprefix("gw")) + 1, lanes)
     except (RuntimeError, KeyError) as exc:
         pytest.fail(f"deploy/local/stack env is unusable: {exc!r}\n{stack_logs()}", pytrace=False)
     with pytest.MonkeyPatch.context() as patch:
@@ -190,15 +227,18 @@ def _delete_version(s3: Any, bucket: str, key: str, version_id: str) -> None:
 
 
 @pytest.fixture
-def notifications(stack: StackEnv) -> Notifications:
-    """``await notifications(bucket, count, timeout=30.0)``: :func:`support.read_notifications`."""
+async def notifications(stack: StackEnv) -> Notifications:
+    """``await notifications(bucket, count, timeout=30.0)``: :func:`support.read_notifications`
+    from where the topic ended when the test began (its buckets are younger than that), so the
+    topic's history costs nothing."""
+    since = await topic_ends(stack.kafka_bootstrap, stack.notify_topic)
 
     async def read(
         bucket: str,
         count: int,
         timeout: float = 30.0,  # noqa: ASYNC109 - a deadline for polling Kafka, not a cancel scope
     ) -> list[dict[str, Any]]:
-        return await read_notifications(stack, bucket, count, timeout)
+        return await read_notifications(stack, bucket, count, timeout, since=since)
 
     return read
 

@@ -8,7 +8,6 @@ reach Kafka, runs the enforcer, and reads exactly its own audit records.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import uuid
@@ -19,9 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from aiokafka import AIOKafkaConsumer
-from kafka_offsets import commit_group_at_end
-from support import StackEnv
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from support import StackEnv, topic_ends
 
 from enforcer.app import run_service
 from enforcer.config import Settings, load_settings
@@ -97,6 +95,26 @@ async def read_topic(
     ]
 
 
+async def commit_group_at_end(bootstrap: str, topic: str, group_id: str) -> dict[int, int]:
+    """Give ``group_id`` committed offsets at the current end of ``topic``; return them.
+
+    A group that has none starts from the earliest retained event; this lets a test skip the
+    history the shared notification topic holds.
+    """
+    ends = await topic_ends(bootstrap, topic)
+    committer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=group_id, enable_auto_commit=False
+    )
+    await committer.start()
+    try:
+        offsets = {TopicPartition(topic, p): offset for p, offset in ends.items()}
+        committer.assign(list(offsets))
+        await committer.commit(offsets)
+    finally:
+        await committer.stop()
+    return ends
+
+
 @dataclass
 class EnforcerRun:
     """One configured enforcer: call :meth:`drain` after the notifications are in Kafka."""
@@ -157,24 +175,6 @@ class EnforcerRun:
             for _, v in records
             if (bucket is None or v["bucket"] == bucket) and (intents or v["action"] != "rewriting")
         ]
-
-    async def wait_for_action(self, bucket: str, action: str) -> None:
-        """Return once the audit topic has a record with ``action`` for ``bucket`` (60 s)."""
-        consumer = AIOKafkaConsumer(
-            self.audit_topic,
-            bootstrap_servers=self.stack.kafka_bootstrap,
-            group_id=None,
-            auto_offset_reset="earliest",
-        )
-        await consumer.start()
-        try:
-            async with asyncio.timeout(60):
-                async for message in consumer:
-                    record = json.loads(message.value or b"null")
-                    if record["bucket"] == bucket and record["action"] == action:
-                        return
-        finally:
-            await consumer.stop()
 
     async def dead_letters(self) -> list[dict[str, Any]]:
         return [v for _, v in await read_topic(self.stack.kafka_bootstrap, self.dlq_topic)]

@@ -2,7 +2,7 @@
 topic, for tests that stop dependencies, kill replicas and restart brokers mid-backlog.
 
 Waiting is always on a condition — an audit record arriving, a readiness answer, a process
-exiting — with a deadline, never a fixed sleep.
+exiting — through :func:`waiting.eventually`, never a fixed sleep.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from cli_runner import ENFORCER
 from harness import EnforcerRun
 from prometheus_client.parser import text_string_to_metric_families
 from support import free_port
+from waiting import eventually
 
 
 def metric_sum(text: str, name: str, **labels: str) -> float:
@@ -49,14 +50,17 @@ class Replica:
     health_port: int
 
     @classmethod
-    async def start(cls, env: dict[str, str], log_path: Path, log_level: str = "") -> Replica:
-        """``enforcer [--log-level L] run`` with exactly ``env`` plus a health port of its own."""
+    async def start(
+        cls, env: dict[str, str], log_path: Path, log_level: str = "", *run_args: str
+    ) -> Replica:
+        """``enforcer [--log-level L] run [RUN_ARGS]`` with exactly ``env`` plus a health port
+        of its own."""
         port = free_port()
         env = {**env, "ENFORCER_HEALTH_PORT": str(port), "ENFORCER_HEALTH_HOST": "127.0.0.1"}
         args = ("--log-level", log_level) if log_level else ()
         with log_path.open("wb") as log_file:
             process = await asyncio.create_subprocess_exec(
-                str(ENFORCER), *args, "run", env=env, stdout=log_file, stderr=log_file
+                str(ENFORCER), *args, "run", *run_args, env=env, stdout=log_file, stderr=log_file
             )
         return cls(process, log_path, port)
 
@@ -71,11 +75,10 @@ class Replica:
 
     async def wait_ready(self, timeout: float = 60.0) -> None:  # noqa: ASYNC109 - polling
         """Until ``/readyz`` answers 200; fails when the process exits or time runs out."""
-        deadline = time.monotonic() + timeout
-        while await self.readiness() != 200:
-            assert self.alive(), f"enforcer exited {self.process.returncode}:\n{self.tail()}"
-            assert time.monotonic() < deadline, self.tail()
-            await asyncio.sleep(0.2)  # a polling period, not a wait for an outcome
+        await eventually(
+            self.readiness_reason, "/readyz to answer 200", timeout=timeout,
+            until=lambda answer: answer[0] == 200, alive=self.alive, context=self.tail,
+        )  # fmt: skip
 
     async def readiness(self) -> int:
         """The HTTP status of ``/readyz`` (0 when the server does not answer)."""
@@ -91,11 +94,14 @@ class Replica:
             return 0, type(exc).__name__
         return response.status_code, str(response.json().get("reason", ""))
 
+    async def metrics_text(self) -> str:
+        """This replica's ``/metrics`` exposition."""
+        async with httpx.AsyncClient(timeout=5) as client:
+            return (await client.get(f"http://127.0.0.1:{self.health_port}/metrics")).text
+
     async def metric(self, name: str, **labels: str) -> float:
         """:func:`metric_sum` of this replica's ``/metrics``."""
-        async with httpx.AsyncClient(timeout=5) as client:
-            text = (await client.get(f"http://127.0.0.1:{self.health_port}/metrics")).text
-        return metric_sum(text, name, **labels)
+        return metric_sum(await self.metrics_text(), name, **labels)
 
     async def kill(self) -> None:
         """SIGKILL: no shutdown, no commit — what a crash or an OOM kill does."""
@@ -118,11 +124,11 @@ class Replica:
 
     async def wait_for_log(self, text: str, timeout: float) -> None:  # noqa: ASYNC109 - polling
         """Until a log line contains ``text``; fails when the process exits or time runs out."""
-        deadline = time.monotonic() + timeout
-        while not any(text in line for line in self.log_lines()):
-            assert self.alive(), f"enforcer exited {self.process.returncode}:\n{self.tail()}"
-            assert time.monotonic() < deadline, f"no log line with {text!r}:\n{self.tail()}"
-            await asyncio.sleep(0.2)  # a polling period, not a wait for an outcome
+        await eventually(
+            self.log_lines, f"a log line with {text!r}", timeout=timeout,
+            until=lambda lines: any(text in line for line in lines),
+            alive=self.alive, show=lambda lines: f"{len(lines)} lines", context=self.tail,
+        )  # fmt: skip
 
 
 async def start_replica(run: EnforcerRun, log_dir: Path, name: str, **env: str) -> Replica:
@@ -155,15 +161,12 @@ class AuditTail:
 
     consumer: AIOKafkaConsumer
     records: list[dict[str, Any]] = field(default_factory=list)
-    _arrived: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def _pump(self) -> None:
         while True:
             batches = await self.consumer.getmany(timeout_ms=500)
             for messages in batches.values():
                 self.records += [json.loads(m.value or b"null") for m in messages]
-            if batches:
-                self._arrived.set()
 
     async def until(
         self,
@@ -174,16 +177,10 @@ class AuditTail:
     ) -> None:
         """Wait until ``predicate(records)``; fail with ``what`` on timeout or when ``alive()``
         turns false (the replica under test died)."""
-        deadline = time.monotonic() + timeout
-        while not predicate(self.records):
-            if not alive():
-                pytest.fail(f"the enforcer exited while waiting for {what}")
-            left = deadline - time.monotonic()
-            if left <= 0:
-                pytest.fail(f"timed out after {timeout}s waiting for {what}")
-            self._arrived.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._arrived.wait(), timeout=min(left, 1.0))
+        await eventually(
+            lambda: self.records, what, timeout=timeout, until=predicate, alive=alive,
+            show=lambda records: f"{len(records)} audit records",
+        )  # fmt: skip
 
     def final(self, bucket: str) -> dict[str, list[dict[str, Any]]]:
         """Per object key of ``bucket``: its records in arrival order."""
@@ -219,6 +216,13 @@ async def audit_tail(run: EnforcerRun) -> AsyncIterator[AuditTail]:
 def at_least(bucket: str, count: int) -> Callable[[list[dict[str, Any]]], bool]:
     """A predicate for :meth:`AuditTail.until`: ``count`` objects of ``bucket`` handled."""
     return lambda records: len(handled_keys(records, bucket)) >= count
+
+
+def with_action(bucket: str, action: str) -> Callable[[list[dict[str, Any]]], bool]:
+    """A predicate for :meth:`AuditTail.until`: a record of ``bucket`` with ``action``."""
+    return lambda records: any(
+        r.get("bucket") == bucket and r.get("action") == action for r in records
+    )
 
 
 def handled_keys(records: list[dict[str, Any]], bucket: str) -> set[str]:
@@ -258,16 +262,14 @@ class ReadinessLog:
         return changes
 
     async def wait_for(self, status: int, timeout: float) -> float:  # noqa: ASYNC109
-        """Wait until ``/readyz`` answered ``status``; return when."""
-        deadline = time.monotonic() + timeout
+        """Wait until ``/readyz`` answers ``status`` (from now on); return when it did."""
         seen = len(self.answers)
-        while time.monotonic() < deadline:
-            for at, answer, _ in self.answers[seen:]:
-                if answer == status:
-                    return at
-            seen = len(self.answers)
-            await asyncio.sleep(self._every)
-        pytest.fail(f"/readyz never answered {status} within {timeout}s: {self.answers[-5:]}")
+        [(at, _, _), *_] = await eventually(
+            lambda: [a for a in self.answers[seen:] if a[1] == status],
+            f"/readyz to answer {status}", timeout=timeout, every=self._every,
+            show=lambda _: self.answers[-5:],
+        )  # fmt: skip
+        return at
 
     async def __aenter__(self) -> ReadinessLog:
         self._task = asyncio.create_task(self._poll())
@@ -300,6 +302,18 @@ async def group_lag(bootstrap: str, group_id: str, topics: list[str]) -> int:
         await consumer.stop()
         await admin.close()
     return sum(end - (committed[tp].offset if tp in committed else 0) for tp, end in ends.items())
+
+
+async def group_member_ids(bootstrap: str, group_id: str) -> set[str]:
+    """The member ids the coordinator lists for ``group_id`` now. A member that leaves its group
+    (e.g. after not polling for max.poll.interval) rejoins under a new id."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        [described] = await admin.describe_consumer_groups([group_id])
+    finally:
+        await admin.close()
+    return {member["member_id"] for member in described.to_object()["groups"][0]["members"]}
 
 
 class Backlog(Protocol):

@@ -4,6 +4,7 @@ The fixtures in ``conftest.py`` are thin wrappers over these functions, so a tes
 something the fixtures do not offer can call them directly:
 
 - :class:`StackEnv` and :func:`load_stack_env` — the stack's ``env`` output as typed fields;
+  :func:`notification_lane` — the same stack with a notification topic of a worker's own;
 - :func:`stack_command`, :func:`component_stopped`, :func:`restart_component` — drive
   ``deploy/local/stack`` (stop/start/restart hold a machine-wide lock);
 - :func:`s3_client`, :func:`kes_client` — clients for MinIO and KES with explicit credentials;
@@ -14,7 +15,6 @@ something the fixtures do not offer can call them directly:
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import fcntl
 import json
@@ -28,17 +28,18 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Awaitable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
 import boto3
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from botocore.config import Config
 from botocore.exceptions import ClientError
+from waiting import eventually
 
 from enforcer.config import S3Settings
 
@@ -134,10 +135,15 @@ def stack_logs() -> str:
 COMPONENT_LOCK = Path(tempfile.gettempdir()) / "sse-enforcer-stack-components.lock"
 
 
+#: Held by the tests that bind buckets to the stack's main notification topic (marked
+#: ``main_topic``), so that concurrent workers run them one at a time.
+MAIN_TOPIC_LOCK = Path(tempfile.gettempdir()) / "sse-enforcer-main-topic.lock"
+
+
 @contextlib.contextmanager
-def components_locked(timeout: float = 60.0) -> Iterator[None]:
-    """Hold the machine-wide lock on stopping and starting stack components."""
-    with COMPONENT_LOCK.open("a") as handle:
+def file_locked(path: Path, timeout: float) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``path`` (shared by every process on the machine)."""
+    with path.open("a") as handle:
         deadline = time.monotonic() + timeout
         while True:
             try:
@@ -145,7 +151,7 @@ def components_locked(timeout: float = 60.0) -> Iterator[None]:
                 break
             except BlockingIOError:
                 if time.monotonic() > deadline:
-                    pytest.fail(f"another test run has held {COMPONENT_LOCK} for {timeout}s")
+                    pytest.fail(f"another test has held {path} for {timeout}s")
                 time.sleep(0.2)
         try:
             yield
@@ -154,12 +160,33 @@ def components_locked(timeout: float = 60.0) -> Iterator[None]:
 
 
 @contextlib.contextmanager
+def components_locked(timeout: float = 60.0) -> Iterator[None]:
+    """Hold the machine-wide lock on stopping and starting stack components."""
+    with file_locked(COMPONENT_LOCK, timeout):
+        yield
+
+
+#: Whether the running test is marked ``stops_stack`` (set per test by the integration
+#: conftest). ``make test`` runs the other tests concurrently, so a test that stops a component
+#: without the mark would pull the servers from under its neighbours.
+STOPS: dict[str, bool] = {"allowed": True}
+
+
+def require_stop_mark(action: str) -> None:
+    """Fail the test unless it is marked ``stops_stack``."""
+    if not STOPS["allowed"]:
+        pytest.fail(f"{action}: a test that stops stack components must be marked stops_stack")
+
+
+@contextlib.contextmanager
 def component_stopped(component: str) -> Iterator[None]:
     """Stop one stack component (``kafka``, ``minio``, ``kes``) for the block; always restart it.
 
     Holds :func:`components_locked` throughout. Other tests of the same or another run that
-    merely *use* the component still see the outage: keep the block short.
+    merely *use* the component still see the outage: keep the block short, and mark the test
+    ``stops_stack``.
     """
+    require_stop_mark(f"stopping {component}")
     with components_locked():
         stack_command("stop", component)
         try:
@@ -169,7 +196,9 @@ def component_stopped(component: str) -> Iterator[None]:
 
 
 def restart_component(component: str) -> None:
-    """``deploy/local/stack restart C`` under :func:`components_locked`; always started after."""
+    """``deploy/local/stack restart C`` under :func:`components_locked`; always started after.
+    The test must be marked ``stops_stack``."""
+    require_stop_mark(f"restarting {component}")
     with components_locked():
         try:
             stack_command("restart", component)
@@ -195,6 +224,22 @@ def parse_stack_env(text: str) -> tuple[dict[str, str], str | None]:
         words = shlex.split(raw)
         env[name] = words[0] if words else ""
     return env, bin_dir
+
+
+def notification_lane(stack: StackEnv, lane: int, lanes: int) -> StackEnv:
+    """``stack`` with its notifications on lane ``lane`` (1-based) of the stack's ``lanes``: a
+    MinIO target of its own (ARN ``arn:minio:sqs::LANE<n>:kafka``) publishing to a topic of its
+    own (``<topic>-lane<n>``), which the enforcer's settings consume. Concurrent test workers each
+    take one, so no worker's enforcer sees another worker's events."""
+    if not 1 <= lane <= lanes:
+        pytest.fail(f"notification lane {lane}: the stack has {lanes} (run fewer test workers)")
+    topic = f"{stack.notify_topic}-lane{lane}"
+    return replace(
+        stack,
+        notify_topic=topic,
+        notify_arn=f"arn:minio:sqs::LANE{lane}:kafka",
+        enforcer_env={**stack.enforcer_env, "ENFORCER_KAFKA__TOPICS": json.dumps([topic])},
+    )
 
 
 def load_stack_env(env: dict[str, str]) -> StackEnv:
@@ -269,15 +314,35 @@ def kes_client(stack: StackEnv, cert: str | None = None, key: str | None = None)
 # ---------------------------------------------------------------- notifications
 
 
-def _match(value: bytes | None, bucket: str) -> dict[str, Any] | None:
-    """The MinIO message in ``value`` if it is for ``bucket`` (other tests write junk there too)."""
+def minio_message(key: bytes | None, value: bytes | None, bucket: str) -> dict[str, Any] | None:
+    """The MinIO message a record holds if it is one for ``bucket``, else None.
+
+    The notification topic is shared: other tests (and the service's own hostile-input tests)
+    leave anything there — binary, invalid UTF-8, JSON nested a hundred thousand levels deep —
+    and no record may break a reader. MinIO keys each message ``bucket/object``, so a record
+    keyed for another bucket is skipped unread; the rest is parsed defensively.
+    """
+    if key is not None and not key.startswith(f"{bucket}/".encode()):
+        return None
     try:
         message = json.loads(value or b"")
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, not UTF-8, or nested beyond the parser
         return None
     if isinstance(message, dict) and str(message.get("Key", "")).startswith(bucket + "/"):
         return message
     return None
+
+
+async def topic_ends(bootstrap: str, topic: str) -> dict[int, int]:
+    """The next offset of each partition of ``topic`` (where a reader of what comes next starts)."""
+    probe = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None)
+    await probe.start()  # naming the topic loads its metadata
+    try:
+        partitions = [TopicPartition(topic, n) for n in probe.partitions_for_topic(topic) or ()]
+        ends = await probe.end_offsets(partitions)
+    finally:
+        await probe.stop()
+    return {tp.partition: offset for tp, offset in ends.items()}
 
 
 async def read_notifications(
@@ -285,9 +350,12 @@ async def read_notifications(
     bucket: str,
     count: int,
     timeout: float = 30.0,  # noqa: ASYNC109 - a deadline for polling Kafka, not a cancel scope
+    since: Mapping[int, int] | None = None,
 ) -> list[dict[str, Any]]:
-    """Read the notify topic from the start and return the first ``count`` MinIO messages for
-    ``bucket`` (``Key`` starts with ``bucket/``); fail the test with what was seen on timeout.
+    """Read the notify topic from ``since`` (offsets per partition, e.g. :func:`topic_ends`
+    before the bucket existed; else from the start) and return the first ``count`` MinIO
+    messages for ``bucket`` (``Key`` starts with ``bucket/``); fail the test with what was seen
+    on timeout. Any other record, whatever it holds, is skipped (:func:`minio_message`).
 
     Messages of one object share a partition, so their relative order is the publish order.
     """
@@ -300,22 +368,29 @@ async def read_notifications(
     )
     found: list[dict[str, Any]] = []
     scanned = 0
+
+    async def read_more() -> int:
+        nonlocal scanned
+        for records in (await consumer.getmany(timeout_ms=500)).values():
+            scanned += len(records)
+            found.extend(m for r in records if (m := minio_message(r.key, r.value, bucket)))
+        return len(found)
+
+    def seen(_: int) -> str:
+        events = [(m.get("EventName"), m.get("Key")) for m in found]
+        return f"{len(found)}/{count} ({scanned} records scanned on {stack.notify_topic}): {events}"
+
     await consumer.start()
     try:
-        deadline = asyncio.get_running_loop().time() + timeout
-        while len(found) < count and asyncio.get_running_loop().time() < deadline:
-            batches = await consumer.getmany(timeout_ms=500)
-            for records in batches.values():
-                scanned += len(records)
-                found += [m for r in records if (m := _match(r.value, bucket)) is not None]
+        if since is not None:  # else from the earliest retained record
+            for tp in consumer.assignment():
+                consumer.seek(tp, since[tp.partition])
+        await eventually(
+            read_more, f"{count} notifications for bucket {bucket!r}", timeout=timeout,
+            until=lambda got: got >= count, every=0, show=seen,
+        )  # fmt: skip
     finally:
         await consumer.stop()
-    if len(found) < count:
-        seen = [(m.get("EventName"), m.get("Key")) for m in found]
-        pytest.fail(
-            f"{len(found)}/{count} notifications for bucket {bucket!r} after {timeout}s "
-            f"({scanned} records scanned on {stack.notify_topic}): {seen}"
-        )
     return found[:count]
 
 
@@ -379,6 +454,11 @@ class TlsMinio:
     @property
     def endpoint(self) -> str:
         return f"https://127.0.0.1:{self.port}"
+
+    @property
+    def notify_arn(self) -> str:
+        """Its one Kafka target (``extra_env``'s MINIO_NOTIFY_KAFKA_*), not the stack's lanes."""
+        return "arn:minio:sqs::_:kafka"
 
     @property
     def ca_file(self) -> str:
@@ -480,7 +560,10 @@ def minio_event(bucket: str, key: str) -> bytes:
 
 
 async def produce(
-    bootstrap: str, topic: str, records: list[tuple[bytes, bytes]], partition: int | None = None
+    bootstrap: str,
+    topic: str,
+    records: Sequence[tuple[bytes | None, bytes]],
+    partition: int | None = None,
 ) -> None:
     """Send ``(key, value)`` records to ``topic`` in order (to one ``partition`` if given)."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
@@ -493,8 +576,10 @@ async def produce(
 
 
 __all__ = [
+    "MAIN_TOPIC_LOCK",
     "MOTO_CREDENTIALS",
     "MOTO_REGION",
+    "STOPS",
     "MakeBucket",
     "MakeKey",
     "Notifications",
@@ -503,18 +588,23 @@ __all__ = [
     "component_stopped",
     "components_locked",
     "enforcer_s3_settings",
+    "file_locked",
     "free_port",
     "kes_client",
     "load_stack_env",
     "minio_event",
+    "minio_message",
     "moto_client",
     "moto_server",
+    "notification_lane",
     "parse_stack_env",
     "produce",
     "read_notifications",
+    "require_stop_mark",
     "restart_component",
     "s3_client",
     "s3_error",
     "stack_command",
     "stack_logs",
+    "topic_ends",
 ]

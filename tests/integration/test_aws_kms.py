@@ -128,7 +128,9 @@ def test_aws_error_codes(code: str, status: int, error: type[EnforcerError]) -> 
         assert translated.key_name == "alias/x"
 
 
-@pytest.mark.parametrize("name", [str(uuid.uuid4()), "alias/does-not-exist"])
+@pytest.mark.parametrize(  # stable ids: pytest-xdist workers must collect the same tests
+    "name", [str(uuid.uuid4()), "alias/does-not-exist"], ids=["key-id", "alias"]
+)
 async def test_missing_key(aws: AwsKms, name: str) -> None:
     with pytest.raises(KeyMissing) as info:
         await aws.describe_key(name)

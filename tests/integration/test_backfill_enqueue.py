@@ -4,70 +4,43 @@ consumer group share the rewrites; every object ends compliant."""
 
 from __future__ import annotations
 
+import asyncio
 import re
-import socket
-import subprocess
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
-import httpx
-from cli_runner import ENFORCER, Cli
+from cli_runner import Cli
 from harness import read_raw, set_default_key
+from replicas import Replica
 from support import MakeBucket, MakeKey, StackEnv
+from waiting import eventually
 
 from enforcer.core.events import BACKFILL_EVENT_NAME, BACKFILL_EVENT_SOURCE
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@contextmanager
-def replicas(cli: Cli, count: int) -> Iterator[list[subprocess.Popen[str]]]:
+@asynccontextmanager
+async def replicas(cli: Cli, count: int, log_dir: Path) -> AsyncIterator[list[Replica]]:
     """``count`` ``enforcer run --drain`` processes of the run's group, each ready (partitions
     assigned, /readyz 200) before the block starts; killed if the block fails."""
-    ports = [free_port() for _ in range(count)]
     procs = [
-        subprocess.Popen(  # noqa: S603 - our own entry point
-            [str(ENFORCER), "--log-level", "INFO", "run", "--drain", "--idle", "6"],
-            env=cli.env(ENFORCER_HEALTH_PORT=str(port)),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
+        await Replica.start(
+            cli.env(), log_dir / f"replica-{i}.log", "INFO", "--drain", "--idle", "6"
         )
-        for port in ports
+        for i in range(count)
     ]
     try:
-        wait_ready(ports, procs)
+        await eventually(  # every replica reports partitions assigned at once: the group settled
+            lambda: asyncio.gather(*(proc.readiness() for proc in procs)), "every replica ready",
+            timeout=60, until=lambda codes: codes == [200] * count,
+            alive=lambda: all(proc.alive() for proc in procs),
+            context=lambda: "\n".join(proc.tail() for proc in procs if not proc.alive()),
+        )  # fmt: skip
         yield procs
     finally:
         for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-
-
-def wait_ready(ports: list[int], procs: list[subprocess.Popen[str]], timeout: float = 60) -> None:
-    """Every replica reports partitions assigned at once (the group has settled)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for proc in procs:
-            if proc.poll() is not None:
-                raise AssertionError(f"a replica exited early: {proc.communicate()[1][-3000:]}")
-        codes = []
-        for port in ports:
-            try:
-                codes.append(httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code)
-            except httpx.HTTPError:
-                codes.append(0)
-        if codes == [200] * len(ports):
-            return
-        time.sleep(0.2)  # polling a probe: there is no event to wait on
-    raise AssertionError(f"replicas not ready within {timeout}s: {codes}")
+            await proc.kill()
 
 
 def handled_count(stderr: str) -> int:
@@ -77,7 +50,7 @@ def handled_count(stderr: str) -> int:
 
 
 async def test_enqueue_shares_the_backfill_between_three_replicas(
-    stack: StackEnv, s3_admin: Any, make_key: MakeKey, make_bucket: MakeBucket
+    stack: StackEnv, s3_admin: Any, make_key: MakeKey, make_bucket: MakeBucket, tmp_path: Path
 ) -> None:
     cli = Cli(stack)
     ek = make_key("enqueue")
@@ -91,15 +64,17 @@ async def test_enqueue_shares_the_backfill_between_three_replicas(
     set_default_key(s3_admin, bucket, ek)
     await cli.start_at_end()
 
-    with replicas(cli, 3) as procs:
+    async with replicas(cli, 3, tmp_path) as procs:
         scan = cli("scan", f"s3://{bucket}", "--enqueue", "--no-progress")
         assert scan.returncode == 0, scan.stderr
         summary = scan.json()
         assert summary["actions"] == {"enqueued": 36, "none": 6}
         assert summary["classified_from_listing"] == 42
-        outputs = [proc.communicate(timeout=120)[1] for proc in procs]
+        async with asyncio.timeout(120):
+            codes = [await proc.process.wait() for proc in procs]
+        outputs = [proc.log_text() for proc in procs]
 
-    assert [proc.returncode for proc in procs] == [0, 0, 0], outputs
+    assert codes == [0, 0, 0], outputs
     handled = [handled_count(err) for err in outputs]
     assert all(n > 0 for n in handled), handled  # each replica took part
     audit = await cli.audit(bucket)

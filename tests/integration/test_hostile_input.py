@@ -26,6 +26,7 @@ from cli_runner import Cli
 from harness import read_raw, write_policy
 from replicas import Replica, group_lag
 from support import MakeBucket, MakeKey, StackEnv
+from waiting import eventually
 
 REAL_OBJECTS = 150
 BIG_MESSAGE_RECORDS = 3000
@@ -136,15 +137,16 @@ async def test_hostile_messages_mixed_with_real_writes_stop_nothing(
         sent = await produce(stack.kafka_bootstrap, hostile_topic, [*bad, (b"big", big)])
         keys = await writing
 
-        deadline = time.monotonic() + 120
-        while True:
-            assert service.alive(), f"enforcer stopped:\n{service.log_text()[-5000:]}"
+        async def progress() -> tuple[int, int]:  # (lag, compliant objects)
             lag = await group_lag(stack.kafka_bootstrap, cli.group_id, topics)
-            done = compliant(s3_admin, bucket, keys, ek)
-            if lag == 0 and done == len(keys):
-                break
-            assert time.monotonic() < deadline, f"lag {lag}, compliant {done}/{len(keys)}"
-            await asyncio.sleep(1)
+            return lag, compliant(s3_admin, bucket, keys, ek)
+
+        await eventually(
+            progress, "lag 0 and every real object compliant", timeout=120, every=1,
+            until=lambda got: got == (0, len(keys)), alive=service.alive,
+            show=lambda got: f"lag {got[0]}, compliant {got[1]}/{len(keys)}",
+            context=lambda: service.log_text()[-5000:],
+        )  # fmt: skip
         elapsed = time.monotonic() - started
     finally:
         code = await service.stop()

@@ -23,7 +23,7 @@ from support import StackEnv
 ROOT = Path(__file__).resolve().parents[2]
 IMAGE = ROOT / "deploy" / "image"
 
-pytestmark = [pytest.mark.image, pytest.mark.timeout(2400)]
+pytestmark = [pytest.mark.image, pytest.mark.main_topic, pytest.mark.timeout(2400)]
 
 
 #: podman's environment for this module: an image store of its own (set by ``store``).

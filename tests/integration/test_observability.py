@@ -7,73 +7,42 @@ import asyncio
 import contextlib
 import json
 import re
-import time
 import uuid
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from cli_runner import Cli
 from harness import EnforcerRun, write_policy
-from replicas import Replica, metric_sum
+from replicas import Replica
 from support import MakeBucket, MakeKey, Notifications, StackEnv, component_stopped
+from waiting import eventually
 
 TRACE_ID = re.compile(r"^[0-9a-f]{32}$")
 
 
-def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    """Poll ``predicate`` (a scrape or a probe) until it holds; fail naming ``what``."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.2)
-
-
-@dataclass
-class Probe:
-    """The health port and log file of a running service, read synchronously (in a thread)."""
-
-    port: int
-    log: Path
-
-    def get(self, path: str) -> httpx.Response:
-        return httpx.get(f"http://127.0.0.1:{self.port}{path}", timeout=5)
-
-    def ready(self) -> tuple[int, str]:
-        try:
-            response = self.get("/readyz")
-        except httpx.TransportError:
-            return 0, "not listening"
-        return response.status_code, str(response.json()["reason"])
-
-    def metrics(self, name: str, **labels: str) -> float:
-        """The sum of the samples of ``name`` whose labels include ``labels``."""
-        return metric_sum(self.get("/metrics").text, name, **labels)
-
-    def log_lines(self) -> list[str]:
-        return [line for line in self.log.read_text().splitlines() if line.strip()]
-
-
 @contextlib.asynccontextmanager
-async def service(env: dict[str, str], log: Path) -> AsyncIterator[Probe]:
+async def service(env: dict[str, str], log: Path) -> AsyncIterator[Replica]:
     """``enforcer run`` with JSON logs; stopped with SIGTERM, and it must exit 0."""
     running = await Replica.start({**env, "ENFORCER_LOG_FORMAT": "json"}, log, log_level="WARNING")
     try:
-        yield Probe(running.health_port, log)
+        yield running
     finally:
         code = await running.stop(timeout=40)
     assert code == 0, running.log_text()[-3000:]
+
+
+async def ready(svc: Replica, what: str = "/readyz 200") -> None:
+    await eventually(svc.readiness, what, timeout=60, until=lambda code: code == 200)
 
 
 def cli_env(run: EnforcerRun, **extra: str) -> dict[str, str]:
     return Cli(run.stack, run.policy_file, run.extra_env, run.tag).env(**extra)
 
 
+@pytest.mark.stops_stack
 async def test_metrics_move_during_a_run_and_readiness_flips_during_a_kes_outage(
     stack: StackEnv,
     s3_admin: Any,
@@ -91,50 +60,54 @@ async def test_metrics_move_during_a_run_and_readiness_flips_during_a_kes_outage
     lag = {"topic": stack.notify_topic}
 
     async with service(env, tmp_path / "service.log") as svc:
-        await asyncio.to_thread(wait_until, lambda: svc.ready()[0] == 200, 60, "/readyz 200")
+        await ready(svc)
         for i in range(3):
             s3_admin.put_object(Bucket=bucket, Key=f"before-{i}", Body=b"x")
-        await asyncio.to_thread(
-            wait_until, lambda: svc.metrics("enforcer_events_total", **done) >= 3, 60, "3 events"
-        )
-        assert svc.metrics("enforcer_compliance_latency_seconds_count") >= 3
-        assert svc.metrics("enforcer_step_duration_seconds_count", step="rewrite") >= 3
-        assert svc.metrics("enforcer_key_available", key=ek) == 1
-        assert svc.metrics("enforcer_paused") == 0
+        await eventually(
+            lambda: svc.metric("enforcer_events_total", **done), "3 events", timeout=60,
+            until=lambda n: n >= 3,
+        )  # fmt: skip
+        assert await svc.metric("enforcer_compliance_latency_seconds_count") >= 3
+        assert await svc.metric("enforcer_step_duration_seconds_count", step="rewrite") >= 3
+        assert await svc.metric("enforcer_key_available", key=ek) == 1
+        assert await svc.metric("enforcer_paused") == 0
         # Every HEAD, GET and PUT so far went the lean way (nothing repeated through aiobotocore).
-        assert svc.metrics("enforcer_s3_lean_fallbacks_total") == 0
+        assert await svc.metric("enforcer_s3_lean_fallbacks_total") == 0
 
         with component_stopped("kes"):  # MinIO cannot reach its KMS: rewrites fail
             for i in range(3):
                 s3_admin.put_object(Bucket=bucket, Key=f"during-{i}", Body=b"y")
 
-            def paused() -> bool:  # the gauge follows within one turn of the consumer loop
-                return svc.ready()[0] == 503 and svc.metrics("enforcer_paused") == 1
+            async def paused() -> bool:  # the gauge follows within one turn of the consumer loop
+                return await svc.readiness() == 503 and await svc.metric("enforcer_paused") == 1
 
-            await asyncio.to_thread(wait_until, paused, 60, "/readyz 503 and enforcer_paused 1")
-            assert "paused" in svc.ready()[1]
-            assert svc.metrics("enforcer_errors_total", dependency="kms") > 0
+            await eventually(paused, "/readyz 503 and enforcer_paused 1", timeout=60)
+            assert "paused" in (await svc.readiness_reason())[1]
+            assert await svc.metric("enforcer_errors_total", dependency="kms") > 0
             # MinIO's KMS errors answer the lean PUT as they would aiobotocore's: nothing resent.
-            assert svc.metrics("enforcer_s3_lean_fallbacks_total") == 0
-            await asyncio.to_thread(  # read from the broker every 5 s, also while paused
-                wait_until, lambda: svc.metrics("enforcer_consumer_lag", **lag) >= 3, 30, "lag"
-            )
-        await asyncio.to_thread(wait_until, lambda: svc.ready()[0] == 200, 60, "/readyz 200 again")
-        await asyncio.to_thread(
-            wait_until, lambda: svc.metrics("enforcer_events_total", **done) >= 6, 60, "6 events"
-        )
-        assert svc.metrics("enforcer_paused") == 0
-        assert svc.metrics("enforcer_dlq_records_total") == 0
-        await asyncio.to_thread(
-            wait_until, lambda: svc.metrics("enforcer_consumer_lag", **lag) == 0, 30, "lag 0"
-        )
-        body = svc.get("/metrics").text
+            assert await svc.metric("enforcer_s3_lean_fallbacks_total") == 0
+            await eventually(  # read from the broker every 5 s, also while paused
+                lambda: svc.metric("enforcer_consumer_lag", **lag), "lag", timeout=30,
+                until=lambda n: n >= 3,
+            )  # fmt: skip
+        await ready(svc, what="/readyz 200 again")
+        await eventually(
+            lambda: svc.metric("enforcer_events_total", **done), "6 events", timeout=60,
+            until=lambda n: n >= 6,
+        )  # fmt: skip
+        assert await svc.metric("enforcer_paused") == 0
+        assert await svc.metric("enforcer_dlq_records_total") == 0
+        await eventually(
+            lambda: svc.metric("enforcer_consumer_lag", **lag), "lag 0", timeout=30,
+            until=lambda n: n == 0,
+        )  # fmt: skip
+        body = await svc.metrics_text()
 
     kes_key = await asyncio.to_thread(Path(env["ENFORCER_KMS__CLIENT_KEY"]).read_text)
     secrets = [env["ENFORCER_S3__SECRET_ACCESS_KEY"], stack.admin_secret_key]
     secrets += [kes_key.strip().splitlines()[1]]
     assert not [s for s in secrets if s in body], "key material or a secret in /metrics"
-    lines = [json.loads(line) for line in svc.log_lines()]  # every line is one JSON object
+    lines = [json.loads(line) for line in svc.log_lines() if line.strip()]  # one JSON object each
     pauses = [line for line in lines if "pausing consumption" in line["message"]]
     assert len(pauses) == 1 and TRACE_ID.match(pauses[0]["trace_id"]) and pauses[0]["span_id"]
 
@@ -192,11 +165,12 @@ async def test_a_member_without_partitions_is_ready_and_idle(
         service(env, tmp_path / "second.log") as second,
     ):
 
-        def settled() -> bool:  # one consumes the partition, the other is idle: both ready
-            answers = sorted([first.ready(), second.ready()], key=lambda a: a[1])
-            return [(code, reason.split(" ")[0]) for code, reason in answers] == [
-                (200, "consuming"),
-                (200, "idle:"),
-            ]
+        async def answers() -> list[tuple[int, str]]:
+            both = [await first.readiness_reason(), await second.readiness_reason()]
+            return sorted((code, reason.split(" ")[0]) for code, reason in both)
 
-        await asyncio.to_thread(wait_until, settled, 60, "one member consuming, one idle")
+        # One consumes the partition, the other is idle: both ready.
+        await eventually(
+            answers, "one member consuming, one idle", timeout=60,
+            until=lambda got: got == [(200, "consuming"), (200, "idle:")],
+        )  # fmt: skip

@@ -297,6 +297,7 @@ def test_keys_status_all_buckets_includes_listable_buckets(
     assert {k["key"]: k["state"] for k in result.json()["keys"]}[ek] == "enabled"
 
 
+@pytest.mark.stops_stack
 def test_keys_status_kms_unreachable_exits_1(cli: Cli) -> None:
     with component_stopped("kes"):
         down = cli("keys", "status")

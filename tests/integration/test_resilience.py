@@ -13,17 +13,12 @@ from typing import Any
 
 import pytest
 from harness import EnforcerRun, enforcer_environment, write_policy
-from support import MakeBucket, MakeKey, Notifications, StackEnv, components_locked, stack_command
+from replicas import audit_tail, with_action
+from support import MakeBucket, MakeKey, Notifications, StackEnv, component_stopped
+from waiting import eventually
 
 
-async def wait_for(predicate: Any, timeout: float, what: str) -> None:  # noqa: ASYNC109
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(0.1)
-
-
+@pytest.mark.stops_stack
 async def test_kms_outage_pauses_consumption_and_resumes_without_dead_letters(
     stack: StackEnv,
     s3_admin: Any,
@@ -41,20 +36,18 @@ async def test_kms_outage_pauses_consumption_and_resumes_without_dead_letters(
     await run.start_at_end()
     keys = [f"doc-{i}" for i in range(6)]
     caplog.set_level(logging.INFO, logger="enforcer")
-    with components_locked():
-        stack_command("stop", "kes")
-        try:
-            for key in keys:  # plaintext writes need no KMS
-                s3_admin.put_object(Bucket=bucket, Key=key, Body=key.encode())
-            await notifications(bucket, len(keys))
-            enforcer = asyncio.create_task(run.drain(idle=2.0))
-            await wait_for(lambda: "pausing consumption" in caplog.text, 60, "the outage gate")
-            await asyncio.sleep(3)  # well past the retry budget: nothing may fail meanwhile
-            assert not enforcer.done()
-            assert await run.dead_letters() == []
-            assert await run.audit(bucket) == []
-        finally:
-            stack_command("start", "kes")
+    with component_stopped("kes"):
+        for key in keys:  # plaintext writes need no KMS
+            s3_admin.put_object(Bucket=bucket, Key=key, Body=key.encode())
+        await notifications(bucket, len(keys))
+        enforcer = asyncio.create_task(run.drain(idle=2.0))
+        await eventually(
+            lambda: "pausing consumption" in caplog.text, "the outage gate", timeout=60
+        )
+        await asyncio.sleep(3)  # well past the retry budget: nothing may fail meanwhile
+        assert not enforcer.done()
+        assert await run.dead_letters() == []
+        assert await run.audit(bucket) == []
     await asyncio.wait_for(enforcer, timeout=120)
 
     records = await run.audit(bucket)
@@ -137,7 +130,11 @@ async def test_sigterm_stops_cleanly_and_nothing_is_lost(
         str(Path(sys.executable).with_name("enforcer")), "run",
         env=environment, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
-    await run.wait_for_action(bucket, "reencrypted")  # joined the group, busy with the backlog
+    async with audit_tail(run) as tail:  # joined the group, busy with the backlog
+        await tail.until(
+            with_action(bucket, "reencrypted"), 60, "a rewrite",
+            alive=lambda: process.returncode is None,
+        )  # fmt: skip
     process.send_signal(signal.SIGTERM)
     started = time.monotonic()
     _, stderr = await asyncio.wait_for(process.communicate(), timeout=30)

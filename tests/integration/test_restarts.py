@@ -101,6 +101,7 @@ async def test_three_replicas_one_killed_mid_backlog_lose_nothing(
     assert await run.dead_letters() == []
 
 
+@pytest.mark.stops_stack
 @pytest.mark.timeout(600)
 async def test_a_broker_restart_mid_backlog_loses_nothing(
     backlog: Backlog,

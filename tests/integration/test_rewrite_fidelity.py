@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from harness import EnforcerRun, set_default_key
+from replicas import audit_tail, with_action
 from support import MakeBucket, MakeKey, Notifications, StackEnv
 
 PRESERVED_HEAD_FIELDS = (
@@ -123,8 +124,10 @@ async def test_concurrent_writer_always_wins(
     thread = threading.Thread(target=writer, daemon=True)
     thread.start()
     try:
-        enforcer = asyncio.create_task(run.drain(idle=3.0))
-        await run.wait_for_action(bucket, "reencrypted")  # rewrites raced the writer
+        async with audit_tail(run) as tail:
+            enforcer = asyncio.create_task(run.drain(idle=3.0))
+            # The rewrites race the writer.
+            await tail.until(with_action(bucket, "reencrypted"), 60, "a rewrite")
     finally:
         stop.set()
         await asyncio.to_thread(thread.join)

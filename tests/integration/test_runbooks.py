@@ -35,6 +35,7 @@ from support import (
     StackEnv,
     components_locked,
     parse_stack_env,
+    require_stop_mark,
     stack_command,
 )
 
@@ -197,6 +198,7 @@ def runbook_env(
 @contextmanager
 def _restarting(stopped: set[str]) -> Iterator[None]:
     """Hold the component lock; start every component the runbook stops, even on failure."""
+    require_stop_mark(f"stopping {', '.join(sorted(stopped))}")
     with components_locked(timeout=300):
         try:
             yield
@@ -222,8 +224,18 @@ def run_block(block: Block, env: dict[str, str]) -> None:
         assert text in output, f"expected {text!r} in the output: {context}"
 
 
+#: The files again, those whose blocks stop a stack component marked ``stops_stack``.
+RUN_PARAMS = [
+    pytest.param(path, marks=pytest.mark.stops_stack)
+    if STOPS.search(path.read_text(encoding="utf-8"))
+    else path
+    for path in TESTED_FILES
+]
+
+
 @pytest.mark.timeout(900)
-@pytest.mark.parametrize("path", TESTED_FILES, ids=lambda p: p.name)
+@pytest.mark.main_topic  # the blocks bind buckets to arn:minio:sqs::_:kafka
+@pytest.mark.parametrize("path", RUN_PARAMS, ids=lambda p: p.name)
 def test_runbook_commands_work(path: Path, runbook_env: dict[str, str]) -> None:
     blocks = marked_blocks(path)
     assert blocks, f"{path.name} has no tested commands"

@@ -13,6 +13,7 @@ from cli_runner import Cli
 from harness import write_policy
 from replicas import Replica
 from support import MakeBucket, MakeKey, StackEnv, restart_component
+from waiting import eventually
 
 #: A log line of the Kafka client (the service runs at --log-level WARNING), as text or JSON.
 KAFKA_CLIENT_LINE = re.compile(
@@ -35,16 +36,15 @@ async def raw_request(port: int, data: bytes) -> bytes:
 
 
 async def wait_compliant(s3: Any, bucket: str, keys: list[str], ek: str, service: Replica) -> None:
-    deadline = time.monotonic() + 90
-    while True:
-        heads = [s3.head_object(Bucket=bucket, Key=k).get("SSEKMSKeyId") for k in keys]
-        if heads == [f"arn:aws:kms:{ek}"] * len(keys):
-            return
-        assert service.alive(), service.log_text()[-5000:]
-        assert time.monotonic() < deadline, f"{heads}\n{service.log_text()[-3000:]}"
-        await asyncio.sleep(0.5)
+    await eventually(
+        lambda: [s3.head_object(Bucket=bucket, Key=k).get("SSEKMSKeyId") for k in keys],
+        f"{len(keys)} objects under {ek}", timeout=90,
+        until=lambda heads: heads == [f"arn:aws:kms:{ek}"] * len(keys),
+        every=0.5, alive=service.alive, context=lambda: service.log_text()[-3000:],
+    )  # fmt: skip
 
 
+@pytest.mark.stops_stack
 @pytest.mark.timeout(240)  # a broker restart takes half a minute on a shared machine
 async def test_a_broker_restart_logs_a_bounded_number_of_lines(
     stack: StackEnv, s3_admin: Any, make_bucket: MakeBucket, make_key: MakeKey, tmp_path: Path

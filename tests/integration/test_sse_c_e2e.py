@@ -33,7 +33,7 @@ async def test_sse_c_object_is_reported_and_left_alone(
         Bucket=bucket,
         NotificationConfiguration={
             "QueueConfigurations": [
-                {"QueueArn": stack.notify_arn, "Events": ["s3:ObjectCreated:*"]}
+                {"QueueArn": tls_minio.notify_arn, "Events": ["s3:ObjectCreated:*"]}
             ]
         },
     )

@@ -50,6 +50,7 @@ async def test_default_kms_put_is_encrypted_and_published(
     assert urllib.parse.unquote_plus(record["s3"]["object"]["key"]) == name
 
 
+@pytest.mark.stops_stack
 def test_kes_outage_fails_kms_reads_and_writes_until_kes_is_back(
     make_key: MakeKey, make_bucket: MakeBucket, s3_admin: Any, kes_admin: httpx.Client
 ) -> None:
@@ -72,6 +73,7 @@ def test_kes_outage_fails_kms_reads_and_writes_until_kes_is_back(
     assert kes_admin.get(f"/v1/key/describe/{ek}").json()["name"] == ek
 
 
+@pytest.mark.stops_stack
 def test_kes_restart_keeps_keys(
     make_key: MakeKey, make_bucket: MakeBucket, s3_admin: Any, kes_admin: httpx.Client
 ) -> None:

@@ -4,11 +4,8 @@ holds every partition, no lag, and its readiness endpoint says it is not paused.
 
 from __future__ import annotations
 
-import asyncio
 import json
-import socket
 import subprocess
-import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,15 +14,10 @@ from typing import Any
 import pytest
 from cli_runner import ENFORCER, Cli
 from harness import sasl_ssl
-from support import MakeBucket, StackEnv, minio_event, produce
+from support import MakeBucket, StackEnv, free_port, minio_event, produce
+from waiting import eventually
 
 BACKLOG = 12
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture
@@ -80,14 +72,13 @@ async def test_status_shows_a_backlog_then_the_member_that_drained_it(
 
     port = free_port()
     with running_enforcer(cli, port) as proc:
-        deadline = time.monotonic() + 90
-        while True:
-            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
-            code, after = status(cli, "--max-lag", "0", "--health-url", f"http://127.0.0.1:{port}")
-            if code == 0 and after["members"] and after["paused"] is False:
-                break
-            assert time.monotonic() < deadline, after
-            await asyncio.sleep(1)
+        _, after = await eventually(
+            lambda: status(cli, "--max-lag", "0", "--health-url", f"http://127.0.0.1:{port}"),
+            "the running member to drain the backlog", timeout=90, every=1,
+            until=lambda got: got[0] == 0 and got[1]["members"] and got[1]["paused"] is False,
+            alive=lambda: proc.poll() is None,
+            context=lambda: proc.stderr.read() if proc.stderr and proc.poll() is not None else "",
+        )  # fmt: skip
         # Inside the service's pod the health port is in the settings: no --health-url needed.
         table = cli("status", ENFORCER_HEALTH_PORT=str(port))
 
