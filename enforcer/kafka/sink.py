@@ -12,7 +12,13 @@ from contextlib import asynccontextmanager
 
 from aiokafka import AIOKafkaProducer
 
-from enforcer.engine.records import DLQ_KEY_LIMIT, AuditRecord, DeadLetterRecord, without_payload
+from enforcer.engine.records import (
+    DLQ_KEY_LIMIT,
+    AuditRecord,
+    DeadLetterRecord,
+    encode_record,
+    without_payload,
+)
 from enforcer.errors import RecordTooLarge
 from enforcer.kafka.clients import kafka_call, open_producer
 from enforcer.kafka.options import KafkaOptions
@@ -27,18 +33,18 @@ class KafkaRecordSink:
         self._dlq_topic = kafka.dlq_topic
 
     async def publish_audit(self, record: AuditRecord) -> None:
-        await self._send(self._audit_topic, record.model_dump_json().encode(), record.kafka_key)
+        await self._send(self._audit_topic, encode_record(record), record.kafka_key)
 
     async def publish_dead_letter(self, record: DeadLetterRecord, key: bytes | None) -> None:
         """Publish; a record the broker still refuses for its size goes without its payload
         (its length and SHA-256 stay), so no input can stop the service here."""
         key = key[:DLQ_KEY_LIMIT] if key is not None else None
         try:
-            await self._send(self._dlq_topic, record.model_dump_json().encode(), key)
+            await self._send(self._dlq_topic, encode_record(record), key)
         except RecordTooLarge as exc:
             log.warning("dead-letter record of %s@%s too large (%s); sent without payload",
                         record.topic, record.offset, exc)  # fmt: skip
-            smaller = without_payload(record).model_dump_json().encode()
+            smaller = encode_record(without_payload(record))
             await self._send(self._dlq_topic, smaller, key)
 
     async def _send(self, topic: str, value: bytes, key: bytes | None) -> None:
