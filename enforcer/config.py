@@ -309,6 +309,13 @@ class Settings(BaseSettings):
     policy_file: FilePath | None = None
     mode: Mode = Mode.ENFORCE
     concurrency: int = Field(default=16, ge=1, description="Objects handled at once")
+    workers: int | None = Field(
+        default=None,
+        ge=1,
+        description="enforcer run: consumer processes in the group under one supervisor "
+        "(--workers wins); default: the cores this process may use (CPU affinity, bounded by "
+        "the cgroup CPU quota, i.e. the pod's CPU limit)",
+    )
     bucket_default_ttl: float = Field(default=60.0, ge=0, description="Seconds")
     shutdown_timeout: float = Field(default=20.0, gt=0, description="Seconds")
     health_port: int | None = Field(
