@@ -588,7 +588,8 @@ def scaling_report(results: dict[str, Any]) -> None:
     if not any(workers > 1 for workers, _, _ in rows):
         return
     print("\n| backlog | workers | objects/s | speed-up | enforcer CPU ms/object | "
-          "stack's servers, cores busy over the drain incl. start-up: kafka, kes, minio |")  # fmt: skip
+          "stack's servers, cores busy over the drain incl. start-up: "
+          "kafka, kes, minio |")  # fmt: skip
     print("|---|---|---|---|---|---|")
     for workers, name, r in rows:
         kind = name.split("_")[0]
