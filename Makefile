@@ -79,9 +79,12 @@ image: stack-up
 demo: install stack-up
 	$(BIN)/python examples/demo.py
 
-# The enforcer against a native minio-go client on the same local stack (benchmarks/README.md).
+# The enforcer against a native minio-go client on the same local stack (benchmarks/README.md):
+# one and two workers, and the enforcer of BENCH_BEFORE (the commit before issue 19's work)
+# beside today's for the before/after table.
+BENCH_BEFORE ?= 96c32df
 bench: install stack-up
-	$(BIN)/python benchmarks/vs_native.py $(BENCH_ARGS)
+	$(BIN)/python benchmarks/vs_native.py --before $(BENCH_BEFORE) $(BENCH_ARGS)
 # The pinned, hashed dependency set the container image installs (pip install --require-hashes
 # -r requirements.lock, then the project with --no-deps). The ranges in pyproject.toml stay open
 # for library users; tests/unit/test_packaging.py fails when the lock no longer satisfies them.

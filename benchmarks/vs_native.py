@@ -31,6 +31,7 @@ import asyncio
 import json
 import logging
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -53,6 +54,7 @@ from support import StackEnv
 TICK = os.sysconf("SC_CLK_TCK")
 TMP = Path(tempfile.gettempdir())
 NATIVE_BUILD = REPO_ROOT / "benchmarks" / "native" / "build"
+GIT, TAR = shutil.which("git") or "/usr/bin/git", shutil.which("tar") or "/usr/bin/tar"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -71,7 +73,35 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=Path,
         help="run the enforcer package from this checkout (e.g. a worktree of an older commit)",
     )
+    parser.add_argument(
+        "--before",
+        metavar="REV",
+        help="also drain both backlogs with the enforcer of this git revision (its package "
+        "extracted with git archive), for a before/after table",
+    )
+    parser.add_argument(
+        "--workers",
+        default="1,2",
+        help="worker counts for the scaling rows (enforcer run --workers; default 1,2)",
+    )
     return parser.parse_args(argv)
+
+
+def source_of(rev: str) -> Path:
+    """The ``enforcer`` package of git revision ``rev``, extracted once into the temp folder."""
+    commit = subprocess.run(  # noqa: S603 - git, fixed arguments
+        [GIT, "rev-parse", "--short", rev], cwd=REPO_ROOT, capture_output=True, text=True,
+        check=True,
+    ).stdout.strip()  # fmt: skip
+    folder = TMP / f"enforcer-src-{commit}"
+    if not (folder / "enforcer" / "__init__.py").exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        archive = subprocess.run(  # noqa: S603
+            [GIT, "archive", commit, "enforcer"], cwd=REPO_ROOT, capture_output=True,
+            check=True,
+        ).stdout  # fmt: skip
+        subprocess.run([TAR, "-x", "-C", str(folder)], input=archive, check=True)  # noqa: S603
+    return folder
 
 
 # ---------------------------------------------------------------- the enforcer process
@@ -108,24 +138,55 @@ class Watched:
         return [s.rss for s in self.samples if start <= s.at <= end] or [self.samples[-1].rss]
 
 
-def _sample(pid: int) -> Sample | None:
+def _descendants(pid: int) -> list[int]:
+    """``pid`` and its descendants (``enforcer run --workers N``: the supervisor and workers)."""
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        try:
+            children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
+        except OSError:
+            continue
+        todo += [int(c) for c in children]
+    return found
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds of one process, None when it is gone."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        status = Path(f"/proc/{pid}/status").read_text()
     except OSError:
         return None
-    rss = [int(line.split()[1]) * 1024 for line in status.splitlines() if line[:6] == "VmRSS:"]
-    if not rss:  # exiting
-        return None
-    return Sample(time.time(), (int(stat[11]) + int(stat[12])) / TICK, rss[0])
+    return (int(stat[11]) + int(stat[12])) / TICK
+
+
+def _sample(pid: int) -> Sample | None:
+    """CPU and RSS of ``pid`` and its descendants."""
+    cpu, rss = 0.0, 0
+    for each in _descendants(pid):
+        seconds = cpu_seconds(each)
+        try:
+            status = Path(f"/proc/{each}/status").read_text()
+        except OSError:
+            status = ""
+        kib = [int(line.split()[1]) for line in status.splitlines() if line[:6] == "VmRSS:"]
+        if seconds is None or not kib:
+            if each == pid:
+                return None  # exiting
+            continue
+        cpu, rss = cpu + seconds, rss + kib[0] * 1024
+    return Sample(time.time(), cpu, rss)
 
 
 def start_enforcer(
-    run: EnforcerRun, stack: StackEnv, args: argparse.Namespace, idle: float
+    run: EnforcerRun, stack: StackEnv, args: argparse.Namespace, idle: float, workers: int = 1
 ) -> Watched:
     env = dict(os.environ) | stack.enforcer_env | run.overrides()
-    if args.enforcer_src is not None:
+    if args.enforcer_src is not None:  # an older enforcer: one process, and no such setting
         env["PYTHONPATH"] = str(args.enforcer_src.resolve())
+    else:
+        env["ENFORCER_WORKERS"] = str(workers)
     binary = Path(sys.executable).with_name("enforcer")
     log = open(TMP / f"enforcer-{run.tag}.log", "wb")  # noqa: SIM115
     proc = subprocess.Popen(  # noqa: S603 - our venv's own command
@@ -163,6 +224,7 @@ def profile(watched: Watched, out: Path | None, name: str) -> subprocess.Popen[b
             "--output",
             str(out / f"{name}.txt"),
             "--nonblocking",
+            "--subprocesses",  # the workers of enforcer run --workers N
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -261,6 +323,37 @@ def native(
 # ---------------------------------------------------------------- phases
 
 
+def stack_pids() -> dict[str, int]:
+    """The local stack's server processes (``deploy/local/stack status``), by component."""
+    done = subprocess.run(  # noqa: S603 - our own stack script
+        [str(REPO_ROOT / "deploy" / "local" / "stack"), "status"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    return {
+        line.split()[0]: int(line.rsplit("pid ", 1)[1].rstrip(")"))
+        for line in done.stdout.splitlines()
+        if "(pid " in line
+    }
+
+
+class StackCpu:
+    """CPU seconds the stack's servers (MinIO, Kafka, KES) use between two readings."""
+
+    def __init__(self) -> None:
+        self._pids = stack_pids()
+        self._at = self._read()
+
+    def _read(self) -> dict[str, float]:
+        return {
+            name: sum(cpu_seconds(each) or 0.0 for each in _descendants(pid))
+            for name, pid in self._pids.items()
+        }
+
+    def since(self) -> dict[str, float]:
+        now = self._read()
+        return {name: now[name] - self._at.get(name, 0.0) for name in now}
+
+
 @dataclass
 class Backlog:
     objects: int
@@ -269,6 +362,9 @@ class Backlog:
     cpu_ms_per_object: float
     rss_mib: tuple[float, float, float]  # first event, peak, end
     outcomes: dict[str, int]
+    workers: int = 1
+    #: CPU share of the machine's cores the stack's servers took while the enforcer drained.
+    stack_cores: dict[str, float] = field(default_factory=dict)
 
     @property
     def rate(self) -> float:
@@ -282,7 +378,13 @@ def _window(records: list[dict[str, Any]]) -> tuple[float, float]:
 
 
 async def backlog(
-    stack: StackEnv, s3: Any, args: argparse.Namespace, ek: str, *, compliant: bool
+    stack: StackEnv,
+    s3: Any,
+    args: argparse.Namespace,
+    ek: str,
+    *,
+    compliant: bool,
+    workers: int = 1,
 ) -> tuple[Backlog, str]:
     """Queue N notifications, drain them with the enforcer; return its figures and the bucket."""
     bucket = new_bucket(s3, "bench-ok" if compliant else "bench-fix")
@@ -293,9 +395,13 @@ async def backlog(
     before = await topic_size(stack)
     native(stack, "put", bucket, args.objects, key=ek if compliant else "", size=args.object_size)
     await wait_topic(stack, before + args.objects)
-    watched = start_enforcer(run, stack, args, idle=2.0)
-    spy = profile(watched, args.profile, "compliant" if compliant else "rewrite")
+    servers = StackCpu()
+    started = time.time()
+    watched = start_enforcer(run, stack, args, idle=2.0, workers=workers)
+    name = ("compliant" if compliant else "rewrite") + (f"-{workers}w" if workers > 1 else "")
+    spy = profile(watched, args.profile, name)
     await wait_exit(watched)
+    servers_cpu, elapsed = servers.since(), time.time() - started
     if spy is not None:
         spy.wait(60)
     records = await run.audit(bucket)
@@ -316,6 +422,8 @@ async def backlog(
         cpu_ms_per_object=(watched.cpu_at(end) - watched.cpu_at(start)) * 1000 / len(first),
         rss_mib=(rss[0] / mib, max(rss) / mib, rss[-1] / mib),
         outcomes=outcomes,
+        workers=workers,
+        stack_cores={k: round(v / elapsed, 2) for k, v in servers_cpu.items()},
     )
     return result, bucket
 
@@ -447,6 +555,8 @@ def report(args: argparse.Namespace, results: dict[str, Any]) -> None:
             f"| (reference) | | | in-place CopyObject | {n['per_second']:.0f} | "
             f"{n['cpu_ms_per_object']:.2f} | |"
         )
+    scaling_report(results)
+    before_report(args, results)
     for name in ("rewrite", "compliant"):
         if name in results:
             r = results[name]
@@ -470,6 +580,67 @@ def report(args: argparse.Namespace, results: dict[str, Any]) -> None:
         )
 
 
+def scaling_report(results: dict[str, Any]) -> None:
+    """Rates and CPU per object by worker count, and what the store and Kafka took meanwhile."""
+    rows = sorted((r["workers"], name, r) for name, r in results.items()
+                  if name.startswith(("compliant", "rewrite")) and "workers" in r
+                  and not name.startswith("before"))  # fmt: skip
+    if not any(workers > 1 for workers, _, _ in rows):
+        return
+    print("\n| backlog | workers | objects/s | speed-up | enforcer CPU ms/object | "
+          "stack's servers, cores busy over the drain incl. start-up: "
+          "kafka, kes, minio |")  # fmt: skip
+    print("|---|---|---|---|---|---|")
+    for workers, name, r in rows:
+        kind = name.split("_")[0]
+        one = results.get(kind, r)
+        cores = ", ".join(f"{v:.2f}" for v in r.get("stack_cores", {}).values())
+        print(f"| {kind} | {workers} | {r['rate']:.0f} | {r['rate'] / one['rate']:.2f} | "
+              f"{r['cpu_ms_per_object']:.2f} | {cores} |")  # fmt: skip
+
+
+def before_report(args: argparse.Namespace, results: dict[str, Any]) -> None:
+    if not args.before:
+        return
+    print(
+        f"\n| backlog (one worker) | before ({args.before}) objects/s, CPU ms/object | "
+        "now objects/s, CPU ms/object | rate ratio now/before | CPU ratio now/before |"
+    )
+    print("|---|---|---|---|---|")
+    for name in ("rewrite", "compliant"):
+        before, now = results.get(f"before_{name}"), results.get(name)
+        if before and now:
+            print(f"| {name} | {before['rate']:.0f}, {before['cpu_ms_per_object']:.2f} | "
+                  f"{now['rate']:.0f}, {now['cpu_ms_per_object']:.2f} | "
+                  f"{now['rate'] / before['rate']:.2f} | "
+                  f"{now['cpu_ms_per_object'] / before['cpu_ms_per_object']:.2f} |")  # fmt: skip
+
+
+async def drain_phase(
+    stack: StackEnv, s3: Any, args: argparse.Namespace, ek: str, results: dict[str, Any],
+    buckets: list[str], *, compliant: bool,
+) -> str:  # fmt: skip
+    """One backlog kind: with one worker (and the ``--before`` enforcer), then more workers."""
+    kind = "compliant" if compliant else "rewrite"
+    counts = sorted({int(n) for n in args.workers.split(",")} | {1})
+    result, bucket = await backlog(stack, s3, args, ek, compliant=compliant)
+    buckets.append(bucket)
+    results[kind] = result.__dict__ | {"rate": result.rate}
+    for workers in counts[1:]:
+        more, other = await backlog(stack, s3, args, ek, compliant=compliant, workers=workers)
+        buckets.append(other)
+        results[f"{kind}_{workers}w"] = more.__dict__ | {"rate": more.rate}
+    if args.before:
+        now_src, args.enforcer_src = args.enforcer_src, source_of(args.before)
+        try:
+            old, other = await backlog(stack, s3, args, ek, compliant=compliant)
+        finally:
+            args.enforcer_src = now_src
+        buckets.append(other)
+        results[f"before_{kind}"] = old.__dict__ | {"rate": old.rate}
+    return bucket
+
+
 async def main_async(args: argparse.Namespace) -> int:
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     phases = set(args.phases.split(","))
@@ -481,9 +652,7 @@ async def main_async(args: argparse.Namespace) -> int:
     buckets: list[str] = []
     try:
         if "compliant" in phases:
-            result, bucket = await backlog(stack, s3, args, ek, compliant=True)
-            buckets.append(bucket)
-            results["compliant"] = result.__dict__ | {"rate": result.rate}
+            bucket = await drain_phase(stack, s3, args, ek, results, buckets, compliant=True)
             # A HEAD pass over N objects takes well under a second: the median of three.
             passes = sorted(
                 (native(stack, "head", bucket, args.objects) for _ in range(3)),
@@ -491,9 +660,7 @@ async def main_async(args: argparse.Namespace) -> int:
             )
             results["native_head"] = passes[1]
         if "rewrite" in phases:
-            result, bucket = await backlog(stack, s3, args, ek, compliant=False)
-            buckets.append(bucket)
-            results["rewrite"] = result.__dict__ | {"rate": result.rate}
+            await drain_phase(stack, s3, args, ek, results, buckets, compliant=False)
             theirs = new_bucket(s3, "bench-native")
             buckets.append(theirs)
             notify(stack, s3, theirs)  # MinIO publishes for these writes too

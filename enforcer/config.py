@@ -210,6 +210,12 @@ class S3Settings(_Section):
         "aiobotocore would; a request it would not encode as botocore does goes through "
         "aiobotocore before anything is sent. false: aiobotocore only.",
     )
+    crt_signer: bool = Field(
+        default=True,
+        description="Sign the lean path's requests with the AWS Common Runtime (awscrt, "
+        "through botocore's CRT signer; a third of the CPU of the pure-Python signer). false, "
+        "or BOTO_DISABLE_CRT=true: botocore's pure-Python SigV4 signer.",
+    )
     copy_if_match: Literal["auto", "true", "false"] = Field(
         default="auto",
         description="Rewrite with an in-place CopyObject under If-Match (server-side, no bytes "
@@ -231,6 +237,7 @@ class S3Settings(_Section):
             ca_bundle=self.ca_bundle,
             max_pool_connections=self.max_pool_connections,
             lean_requests=self.lean_requests,
+            crt_signer=self.crt_signer,
             copy_if_match=copy_if_match,
             multipart_threshold=self.multipart_threshold,
             part_size=self.part_size,
@@ -322,6 +329,13 @@ class Settings(BaseSettings):
     policy_file: FilePath | None = None
     mode: Mode = Mode.ENFORCE
     concurrency: int = Field(default=16, ge=1, description="Objects handled at once")
+    workers: int | None = Field(
+        default=None,
+        ge=1,
+        description="enforcer run: consumer processes in the group under one supervisor "
+        "(--workers wins); default: the cores this process may use (CPU affinity, bounded by "
+        "the cgroup CPU quota, i.e. the pod's CPU limit)",
+    )
     bucket_default_ttl: float = Field(default=60.0, ge=0, description="Seconds")
     shutdown_timeout: float = Field(default=20.0, gt=0, description="Seconds")
     health_port: int | None = Field(

@@ -10,15 +10,20 @@ Prometheus text format.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from typing import TypeVar
 
 from enforcer.errors import ConfigError
 
-Readiness = Callable[[], tuple[bool, str]]
-#: Renders the current metrics; returns (content type, body).
-Metrics = Callable[[], tuple[str, bytes]]
+T = TypeVar("T")
+#: Whether the service is ready, and why (or a coroutine answering that: the supervisor of
+#: several workers asks them).
+Readiness = Callable[[], tuple[bool, str] | Awaitable[tuple[bool, str]]]
+#: Renders the current metrics; returns (content type, body) (or a coroutine answering that).
+Metrics = Callable[[], tuple[str, bytes] | Awaitable[tuple[str, bytes]]]
 #: The longest request line read; probes send a few dozen bytes.
 _MAX_LINE = 8192
 
@@ -40,7 +45,7 @@ async def serve_health(
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             line = await asyncio.wait_for(reader.readline(), timeout=5)
-            status, content_type, payload = _respond(line, readiness, metrics)
+            status, content_type, payload = await _respond(line, readiness, metrics)
             writer.write(
                 f"HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\n"
                 f"Content-Length: {len(payload)}\r\nConnection: close\r\n\r\n".encode()
@@ -66,24 +71,30 @@ async def serve_health(
         await server.wait_closed()
 
 
-def _respond(line: bytes, readiness: Readiness, metrics: Metrics | None) -> tuple[str, str, bytes]:
+async def _value(answer: T | Awaitable[T]) -> T:
+    return await answer if inspect.isawaitable(answer) else answer
+
+
+async def _respond(
+    line: bytes, readiness: Readiness, metrics: Metrics | None
+) -> tuple[str, str, bytes]:
     """(status, content type, body) for one request line."""
     parts = line.split()
     body: dict[str, object]
     if len(parts) != 3 or parts[0] != b"GET" or not parts[2].startswith(b"HTTP/1."):
         status, body = "400 Bad Request", {"error": "expected GET /healthz, /readyz or /metrics"}
     elif parts[1] == b"/metrics" and metrics is not None:
-        return ("200 OK", *metrics())
+        return ("200 OK", *await _value(metrics()))
     else:
-        status, body = _answer(parts[1].decode("ascii", "replace"), readiness)
+        status, body = await _answer(parts[1].decode("ascii", "replace"), readiness)
     return status, "application/json", json.dumps(body).encode()
 
 
-def _answer(path: str, readiness: Readiness) -> tuple[str, dict[str, object]]:
+async def _answer(path: str, readiness: Readiness) -> tuple[str, dict[str, object]]:
     if path == "/healthz":
         return "200 OK", {"status": "alive"}
     if path == "/readyz":
-        ready, reason = readiness()
+        ready, reason = await _value(readiness())
         return ("200 OK" if ready else "503 Service Unavailable"), {
             "ready": ready,
             "reason": reason,

@@ -20,11 +20,14 @@ LEAKING_PREFIXES = ("ENFORCER_", "OTEL_")
 def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """Remove ``ENFORCER_*`` and ``OTEL_*`` variables for the test; restored afterwards.
 
-    Integration tests get the enforcer's settings from ``stack.enforcer_env`` instead.
+    Integration tests get the enforcer's settings from ``stack.enforcer_env`` instead. Every
+    ``enforcer run`` a test starts is one process (``ENFORCER_WORKERS=1``: the default would be
+    the machine's cores) unless the test asks for workers (tests/integration/test_workers.py).
     """
     for name in list(os.environ):
         if name.startswith(LEAKING_PREFIXES):
             monkeypatch.delenv(name)
+    monkeypatch.setenv("ENFORCER_WORKERS", "1")
 
 
 @pytest.fixture(autouse=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import signal
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -25,6 +26,7 @@ from enforcer.cli.args import (
     check_writable,
     non_negative_seconds,
     parse_s3_url,
+    positive_int,
 )
 from enforcer.cli.forward import add_forward_command, run_forward
 from enforcer.cli.ops import OPS_COMMANDS, add_ops_commands, run_ops_command
@@ -107,7 +109,8 @@ def _add_run(commands: Any) -> None:
         "audit record per event. Settings are checked against the servers first (exit 2 on "
         "one that cannot work). SIGTERM stops it cleanly.",
         examples=["enforcer run", "enforcer run --dry-run         # audit only: write nothing",
-                  "enforcer run --drain --idle 5   # stop once caught up and idle for 5 s"],
+                  "enforcer run --drain --idle 5   # stop once caught up and idle for 5 s",
+                  "enforcer run --workers 4        # 4 consumer processes in the group"],
     )  # fmt: skip
     run.add_argument("--dry-run", action="store_true", help="audit only: write nothing")
     run.add_argument("--drain", action="store_true", help="stop once caught up (tests, demos)")
@@ -116,6 +119,12 @@ def _add_run(commands: Any) -> None:
         type=non_negative_seconds,
         default=3.0,
         help="with --drain: idle seconds before stopping",
+    )
+    run.add_argument(
+        "--workers",
+        type=positive_int,
+        help="consumer processes in the group, under one supervisor with one health port "
+        "(env ENFORCER_WORKERS; default: the cores this process may use)",
     )
 
 
@@ -179,11 +188,36 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 
 def _run(settings: Settings, args: argparse.Namespace) -> int:
+    from enforcer.supervisor import usable_cpus
+
+    workers = args.workers or settings.workers or usable_cpus()
+    if workers > 1:
+        return _supervise(settings, args, workers)
     from enforcer.app import run_service
 
     mode = Mode.AUDIT if args.dry_run else settings.mode
     asyncio.run(run_service(settings, mode, drain_idle=args.idle if args.drain else None))
     return EXIT_OK
+
+
+def _supervise(settings: Settings, args: argparse.Namespace, workers: int) -> int:
+    """``workers`` ``enforcer run`` processes of the same command under one supervisor."""
+    from enforcer.supervisor import Supervisor
+
+    argv = [*(["--config", str(args.config)] if args.config else []),
+            *(["--log-level", args.log_level] if args.log_level else []),
+            "run", "--workers", "1", *(["--dry-run"] if args.dry_run else []),
+            *(["--drain", "--idle", str(args.idle)] if args.drain else [])]  # fmt: skip
+    supervisor = Supervisor(argv, workers, shutdown_timeout=settings.shutdown_timeout,
+                            drain=args.drain)  # fmt: skip
+
+    async def supervise() -> int:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, supervisor.stop)
+        return await supervisor.run(settings.health_port, settings.health_host)
+
+    return asyncio.run(supervise())
 
 
 def _check_command(settings: Settings, args: argparse.Namespace) -> int:

@@ -16,6 +16,14 @@
 An event waiting at the gate holds no work slot: the ``concurrency`` slots are taken per attempt,
 after the gate admits it, so events that fail for reasons of their own (a key the KMS refuses)
 cannot crowd out the one that would show the dependency working.
+
+Kafka round trips: the intent record is sent and acknowledged before its rewrite starts, as
+always. An event's final record is handed to the producer without waiting, and its
+acknowledgement is awaited after the work slot is given back, so the slot goes to the next
+object while the broker acknowledges and the records of many objects travel in one produce
+request. :meth:`ObjectGuard.handle` still returns only once the final record is acknowledged
+(so the consumer commits an offset only after its final record is durable); one whose send
+fails is published again under the retry policy.
 """
 
 from __future__ import annotations
@@ -23,8 +31,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 from opentelemetry import trace
@@ -82,6 +90,8 @@ class Handled:
     record: AuditRecord | None = None
     #: Why it failed (the record says ``failed``), or the outage that left it unhandled.
     error: EnforcerError | None = None
+    #: The broker's acknowledgement of ``record``, while it is still awaited (inside the guard).
+    pending: Awaitable[None] | None = field(default=None, compare=False, repr=False)
 
 
 class ObjectGuard:
@@ -123,7 +133,7 @@ class ObjectGuard:
                 async with self._slots:
                     handled = await self._attempt(event, message, noncurrent, mark, first_seen)
                 if not isinstance(handled, EnforcerError):
-                    return handled
+                    return await self._acknowledged(handled)  # outside the work slot
                 dependency = await self.gate.report_outage(handled)
             if not self._waits:
                 return Handled(error=handled)
@@ -161,21 +171,44 @@ class ObjectGuard:
             self.gate.record_success(outcome.used)  # the dependency answered; it said no
             return await self._fail(event, message, outcome, exc, started, first_seen)
         self.gate.record_success(outcome.used)
-        record = await self.publish(event, outcome, self._clock() - started)
+        record = self._record(event, outcome, self._clock() - started)
+        with step("publish"):
+            pending = await self._sink.send_audit(record)
         span = trace.get_current_span()
         span.set_attribute("verdict", str(record.verdict))
         span.set_attribute("action", record.action.value)
-        return Handled(record)
+        return Handled(record, pending=pending)
+
+    async def _acknowledged(self, handled: Handled) -> Handled:
+        """``handled`` once its final record is acknowledged; a record whose send failed is
+        published again under the retry policy."""
+        if handled.pending is None:
+            return handled
+        try:
+            await handled.pending
+        except KafkaUnavailable as exc:
+            assert handled.record is not None
+            log.warning("audit record of %s not acknowledged (%s); publishing it again",
+                        handled.record.event_id, exc)  # fmt: skip
+            await self._publish_audit(handled.record)
+        return replace(handled, pending=None)
 
     async def publish(
         self, event: ObjectEvent, outcome: Outcome, duration: float, failure: str | None = None
     ) -> AuditRecord:
         """The audit record of ``outcome``, published and counted in the metrics."""
+        record = self._record(event, outcome, duration, failure)
+        await self._publish_audit(record)
+        return record
+
+    def _record(
+        self, event: ObjectEvent, outcome: Outcome, duration: float, failure: str | None = None
+    ) -> AuditRecord:
+        """The audit record of ``outcome``, counted in the metrics."""
         record = audit_record(event, outcome, default_mode=self._mode, duration=duration,
                               trace_id=current_trace_id(), now=self.now(),
                               failure=failure)  # fmt: skip
         _observe(event, record, own_write=outcome.own_write)
-        await self._publish_audit(record)
         return record
 
     async def publish_ignored(self, item: IgnoredRecord) -> None:

@@ -9,7 +9,7 @@ sides. Unit tests run the engine on in-memory fakes of the same ports (``tests/d
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import IO, TYPE_CHECKING, Protocol
@@ -135,6 +135,10 @@ class RecordSink(Protocol):
     """Where audit and dead-letter records go; a publish returns once the record is durable."""
 
     async def publish_audit(self, record: AuditRecord) -> None: ...
+
+    async def send_audit(self, record: AuditRecord) -> Awaitable[None]:
+        """Hand ``record`` over without waiting for the broker; the record is durable once the
+        returned acknowledgement has been awaited (it raises what a publish would)."""
 
     async def publish_dead_letter(self, record: DeadLetterRecord, key: bytes | None) -> None: ...
 

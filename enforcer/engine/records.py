@@ -4,6 +4,11 @@ their builders, pure (the caller passes the clock's reading and the trace id).
 Audit records are flat JSON so stream SQL engines can read them: ``bucket``, ``key`` (decoded),
 ``verdict``, ``action`` and ``mode`` are top-level. No record ever holds key material. They are
 published through the engine's :class:`~enforcer.engine.ports.RecordSink` port.
+
+The models are the contract (``schemas/`` is generated from them) and validate every record
+built; :func:`encode_record` writes one as JSON with msgspec, the same JSON pydantic's
+``model_dump_json`` writes at a fraction of the CPU (``tests/unit/test_record_encoding.py``
+compares the two on generated records).
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import json
 from dataclasses import replace
 from datetime import datetime
 
+import msgspec
 from pydantic import BaseModel, ConfigDict, Field
 
 from enforcer import __version__
@@ -113,6 +119,15 @@ class DeadLetterRecord(BaseModel):
     last_seen: datetime
     event_id: str | None = None
     enforcer_version: str
+
+
+_ENCODER = msgspec.json.Encoder()
+
+
+def encode_record(record: AuditRecord | DeadLetterRecord) -> bytes:
+    """``record`` as JSON bytes: what ``record.model_dump_json()`` writes (the field values are
+    validated already; enums are written as their values, datetimes in RFC 3339)."""
+    return _ENCODER.encode(record.__dict__)
 
 
 def audit_record(

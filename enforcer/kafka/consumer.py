@@ -287,8 +287,10 @@ class EventConsumer:
         if fetched or self._tasks or self._gate.is_open:
             return None
         assignment = self._consumer.assignment()
-        if not assignment:
-            return None
+        if not assignment:  # a member given no partition (more workers than partitions) is idle
+            if not self.joined:
+                return None
+            return idle_since if idle_since is not None else time.monotonic()
         try:
             ends = await self._consumer.end_offsets(list(assignment))
             for tp in assignment:

@@ -3,7 +3,8 @@
 botocore spends several times more CPU on a request than the request itself costs (event hooks,
 endpoint rules, serialisers, parsers); on a small machine that CPU is taken from the store. For
 these four calls this module builds the request directly — a path-style URL, signed by botocore's
-own S3 SigV4 signer with the client's own credentials (so refreshing credentials and web identity
+own S3 SigV4 signer (the AWS Common Runtime's where available, :mod:`enforcer.storage.signing`)
+with the client's own credentials (so refreshing credentials and web identity
 work as before) — sends it over aiohttp, and maps the response headers to the same dict botocore
 returns, through the header tables of botocore's S3 service model.
 
@@ -40,7 +41,6 @@ from xml.etree import ElementTree
 
 import aiohttp
 from aiobotocore.credentials import AioCredentials
-from botocore.auth import S3SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.exceptions import ClientError, HTTPClientError
 from botocore.handlers import VALID_BUCKET
@@ -49,6 +49,7 @@ from yarl import URL
 from enforcer.errors import StorageRejected, StorageUnavailable
 from enforcer.storage.client import USER_AGENT, parse_timestamp
 from enforcer.storage.options import S3Options
+from enforcer.storage.signing import s3_signer
 
 
 class NotLean(Exception):
@@ -149,11 +150,14 @@ class LeanS3:
         region: str,
         credentials: Any,
         service_model: Any,
+        *,
+        crt_signer: bool = True,
     ) -> None:
         self._http = http
         self._endpoint = endpoint_url.rstrip("/")
-        self._region = region
         self._credentials = credentials  # botocore's (refreshable) credentials of the client
+        #: "crt" (awscrt) or "python" (botocore's pure-Python SigV4): see enforcer.storage.signing
+        self.signer, self._sign = s3_signer(region, use_crt=crt_signer)
         self._head = HeaderTable(service_model, "HeadObject")
         self._put = HeaderTable(service_model, "PutObject")
 
@@ -221,9 +225,8 @@ class LeanS3:
         if not VALID_BUCKET.search(bucket):  # botocore refuses it before sending: let it say so
             raise NotLean(operation, "bucket name")
         url = f"{self._endpoint}/{quote(bucket, safe='')}/{quote(key, safe='/~')}{query}"
-        request = AWSRequest(method=method, url=url, headers=headers or {}, data=body)
-        frozen = await self._credentials.get_frozen_credentials()
-        S3SigV4Auth(frozen, "s3", self._region).add_auth(request)
+        request = AWSRequest(method=method, url=url, headers=headers or {})
+        self._sign(await self._credentials.get_frozen_credentials(), request, body)
         sent = dict(request.headers.items()) | {"User-Agent": USER_AGENT}
         try:
             answer = await self._http.request(
@@ -264,6 +267,7 @@ async def open_lean(session: Any, client: Any, options: S3Options) -> AsyncItera
             client.meta.region_name,
             credentials,
             client.meta.service_model,
+            crt_signer=options.crt_signer,
         )
 
 

@@ -15,8 +15,10 @@ class S3Options:
     """One S3 endpoint and how to talk to it.
 
     Without an access key pair the default AWS credential chain signs (web identity, instance
-    profile...). ``copy_if_match``: the store checks ``If-Match`` on CopyObject (AWS), so a
-    rewrite may be one server-side copy; MinIO ignores it there.
+    profile...). ``crt_signer``: the lean path signs with the AWS Common Runtime when it is
+    installed (and ``BOTO_DISABLE_CRT`` is not ``true``). ``copy_if_match``: the store checks
+    ``If-Match`` on CopyObject (AWS), so a rewrite may be one server-side copy; MinIO ignores
+    it there.
     """
 
     endpoint_url: str | None = None
@@ -26,6 +28,7 @@ class S3Options:
     ca_bundle: Path | None = None
     max_pool_connections: int = 32
     lean_requests: bool = True
+    crt_signer: bool = True
     copy_if_match: bool = False
     multipart_threshold: int = 5 * GiB
     part_size: int = 64 * MiB

@@ -119,6 +119,30 @@ def test_a_startup_probe_holds_liveness_back_while_preflight_runs(render: Render
     assert slow["failureThreshold"] == 120
 
 
+def workers_env(documents: list[Document]) -> dict[str, Any]:
+    [env] = [e for e in container(documents)["env"] if e["name"] == "ENFORCER_WORKERS"]
+    return dict(env)
+
+
+def test_workers_follow_the_cpu_limit_or_the_value(render: Render) -> None:
+    default = render()
+    validate(default)
+    assert settings(default)["ENFORCER_WORKERS"] == "1"  # no CPU limit: one process
+    limited = render({"resources": {"limits": {"cpu": "1500m", "memory": "1Gi"}}})
+    validate(limited)
+    assert "ENFORCER_WORKERS" not in settings(limited)
+    assert workers_env(limited)["valueFrom"] == {"resourceFieldRef": {
+        "containerName": "enforcer", "resource": "limits.cpu", "divisor": "1"}}  # fmt: skip
+    assert container(limited)["name"] == "enforcer"
+    chosen = render({"workers": 3, "resources": {"limits": {"cpu": "4"}}})
+    assert settings(chosen)["ENFORCER_WORKERS"] == "3"
+    assert "env" not in container(chosen)
+
+
+def test_zero_workers_are_refused(helm: Path, tmp_path: Path) -> None:
+    assert "workers" in refuse(helm, {"workers": 0}, tmp_path)
+
+
 # ---------------------------------------------------------------- S3 CA, extras, image
 
 

@@ -5,7 +5,9 @@ SSE-S3, odd key names and old versions; GET of exact versions; PutObject with th
 parameters; GetObjectTagging. The responses must be equal field by field (botocore's own
 ``ResponseMetadata`` aside), an error status must raise the same ``ClientError`` code on both
 paths, and whatever the lean path would not send as botocore does must raise ``NotLean`` before
-sending, so the transport sends it through aiobotocore instead.
+sending, so the transport sends it through aiobotocore instead. Every test runs with both SigV4
+signers of the lean path (the AWS Common Runtime's and botocore's pure-Python one): the stores
+must accept the same requests signed either way.
 """
 
 from __future__ import annotations
@@ -61,10 +63,20 @@ def assert_same_error(lean: ClientError, client: ClientError, status: int) -> No
     assert client.response["ResponseMetadata"]["HTTPStatusCode"] == status
 
 
+SIGNERS = ["crt", "python"]
+
+
+@pytest.fixture(params=SIGNERS)
+def signer(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
 @pytest.fixture
-async def paths(stack: StackEnv) -> AsyncIterator[tuple[Any, LeanS3]]:
-    async with open_s3_transport((enforcer_s3_settings(stack)).options()) as transport:
+async def paths(stack: StackEnv, signer: str) -> AsyncIterator[tuple[Any, LeanS3]]:
+    settings = enforcer_s3_settings(stack).model_copy(update={"crt_signer": signer == "crt"})
+    async with open_s3_transport(settings.options()) as transport:
         assert transport.lean is not None, "the lean path is on by default"
+        assert transport.lean.signer == signer
         yield transport.client, transport.lean
 
 
@@ -165,20 +177,20 @@ async def test_put_matches_aiobotocore_on_minio(
         await lean.put_object(bucket, "by-lean", body, {"Metadata": {"city": "Zürich"}})
 
 
-async def test_lean_path_matches_aiobotocore_on_moto(moto_endpoint: str) -> None:
+async def test_lean_path_matches_aiobotocore_on_moto(moto_endpoint: str, signer: str) -> None:
     s3, kms = moto_client("s3", moto_endpoint), moto_client("kms", moto_endpoint)
     key_id = kms.create_key()["KeyMetadata"]["KeyId"]
-    bucket = "lean-parity"
+    bucket = f"lean-parity-{signer}"
     s3.create_bucket(Bucket=bucket)
     s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
     s3.put_object(Bucket=bucket, Key="attrs", Body=b"v1", Tagging="a=1", **ATTRIBUTES)
     s3.put_object(Bucket=bucket, Key=ODD_KEY, Body=b"odd", ServerSideEncryption="aws:kms",
                   SSEKMSKeyId=key_id)  # fmt: skip
     settings = S3Settings(endpoint_url=moto_endpoint, access_key_id="testing",
-                          secret_access_key="testing")  # fmt: skip
+                          secret_access_key="testing", crt_signer=signer == "crt")  # fmt: skip
     async with open_s3_transport(settings.options()) as transport:
         client, lean = transport.client, transport.lean
-        assert lean is not None
+        assert lean is not None and lean.signer == signer
         await head_both(client, lean, bucket, "attrs")
         await head_both(client, lean, bucket, ODD_KEY)
         assert await lean.head_object(bucket, "no-such-object", None) is None
@@ -195,7 +207,11 @@ async def test_lean_path_matches_aiobotocore_on_moto(moto_endpoint: str) -> None
 
 
 async def test_the_lean_path_signs_with_the_default_credential_chain(
-    stack: StackEnv, s3_admin: Any, make_bucket: MakeBucket, monkeypatch: pytest.MonkeyPatch
+    stack: StackEnv,
+    s3_admin: Any,
+    make_bucket: MakeBucket,
+    monkeypatch: pytest.MonkeyPatch,
+    signer: str,
 ) -> None:
     """No keys in the settings: the session's provider chain (here the environment; on
     Kubernetes web identity), the same credentials object the aiobotocore client signs with."""
@@ -204,9 +220,9 @@ async def test_the_lean_path_signs_with_the_default_credential_chain(
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", env["ENFORCER_S3__SECRET_ACCESS_KEY"])
     bucket = make_bucket(notify=False)
     s3_admin.put_object(Bucket=bucket, Key="k", Body=b"x")
-    settings = S3Settings(endpoint_url=env["ENFORCER_S3__ENDPOINT_URL"])
+    settings = S3Settings(endpoint_url=env["ENFORCER_S3__ENDPOINT_URL"], crt_signer=signer == "crt")
     async with open_s3_transport(settings.options()) as transport:
         lean = transport.lean
-        assert lean is not None
+        assert lean is not None and lean.signer == signer
         head = await lean.head_object(bucket, "k", None)
         assert head is not None and head["ContentLength"] == 1

@@ -224,6 +224,31 @@ async def test_an_intent_record_is_acknowledged_before_the_write() -> None:
     assert final.action is Action.REENCRYPTED and final.new_etag != source.etag
 
 
+async def test_a_final_record_is_awaited_outside_the_work_slot_and_before_returning() -> None:
+    h = Harness(concurrency=1)
+    h.storage.put("b", "k", b"x")
+    h.storage.put("b", "other", b"y")
+    h.sink.hold_acks = True
+    first = asyncio.create_task(h.handler(message(minio())))
+    await h.sink.wait_held(1)
+    # One slot: the second object is handled while the first one's record awaits the broker.
+    second = asyncio.create_task(h.handler(message(minio("other"), offset=8)))
+    await asyncio.wait_for(h.sink.wait_held(2), timeout=5)
+    assert not first.done() and not second.done(), "returned before the record was durable"
+    h.sink.acknowledge()
+    await asyncio.gather(first, second)
+    assert sorted(r.key for r in h.sink.final) == ["k", "other"]
+
+
+async def test_a_final_record_the_broker_lost_is_published_again() -> None:
+    h = Harness()
+    h.storage.put("b", "k", b"x")
+    h.sink.failed_acks = 1
+    await h.handler(message(minio()))
+    [final] = h.sink.final
+    assert final.action is Action.REENCRYPTED and h.sink.dead_letters == []
+
+
 async def test_a_failed_purge_after_the_rewrite_is_reencrypted_with_the_error_not_dlq() -> None:
     class NoDeletes(MemoryStorage):
         async def delete_version(self, bucket: str, key: str, version_id: str) -> None:

@@ -152,3 +152,8 @@ eks-pod-identity: {cidr: 169.254.170.23/32, ports: [80]}
 {{- fail "s3.caBundle: give one of pem, existingConfigMap, existingSecret" }}
 {{- end }}
 {{- end }}
+
+{{/* "true" when the worker count comes from the container's CPU limit (downward API). */}}
+{{- define "sse-enforcer.workersFromLimit" -}}
+{{- if and (not .Values.workers) .Values.resources.limits .Values.resources.limits.cpu -}}true{{- end -}}
+{{- end }}
