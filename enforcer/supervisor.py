@@ -41,7 +41,7 @@ from pathlib import Path
 import httpx
 from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client.exposition import generate_latest
-from prometheus_client.metrics_core import Metric
+from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector, CollectorRegistry
 
@@ -227,19 +227,25 @@ class Supervisor:
 
     async def _metrics(self, client: httpx.AsyncClient) -> tuple[str, bytes]:
         texts: dict[int, str] = {}
-        for worker in self.workers:
+        running = [worker for worker in self.workers if worker.alive()]
+        for worker in running:
             with contextlib.suppress(httpx.HTTPError):
-                if worker.alive():
-                    texts[worker.index] = (await self._ask(client, worker, "/metrics")).text
-        return CONTENT_TYPE_LATEST, merge_metrics(texts)
+                texts[worker.index] = (await self._ask(client, worker, "/metrics")).text
+        return CONTENT_TYPE_LATEST, merge_metrics(texts, workers=len(running))
 
 
 class _Merged(Collector):
-    def __init__(self, texts: dict[int, str]) -> None:
+    def __init__(self, texts: dict[int, str], workers: int | None) -> None:
         self._texts = texts
+        self._workers = workers
 
     def collect(self) -> list[Metric]:
         families: dict[str, Metric] = {}
+        if self._workers is not None:  # the supervisor's own: there from its first answer
+            families["enforcer_workers"] = GaugeMetricFamily(
+                "enforcer_workers", "Worker processes running under the supervisor",
+                value=self._workers,
+            )  # fmt: skip
         for index, text in sorted(self._texts.items()):
             for family in text_string_to_metric_families(text):
                 worker = {"worker": str(index)}
@@ -252,9 +258,9 @@ class _Merged(Collector):
         return list(families.values())
 
 
-def merge_metrics(texts: dict[int, str]) -> bytes:
+def merge_metrics(texts: dict[int, str], workers: int | None = None) -> bytes:
     """The workers' Prometheus expositions (by worker index) as one, each sample labelled
-    ``worker`` (pure)."""
+    ``worker``, plus ``enforcer_workers`` (how many are running) when given (pure)."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(_Merged(texts))
+    registry.register(_Merged(texts, workers))
     return generate_latest(registry)

@@ -64,7 +64,7 @@ from enforcer.errors import (
     PoisonEvent,
     StorageUnavailable,
 )
-from enforcer.retrying import retry_transient
+from enforcer.retrying import RetryPolicy, retry_until_stopped
 from enforcer.telemetry import (
     COMPLIANCE_LATENCY,
     DLQ_RECORDS,
@@ -249,7 +249,7 @@ class ObjectGuard:
 
     async def _publish_audit(self, record: AuditRecord) -> None:
         with step("publish"):
-            await retry_transient(lambda: self._sink.publish_audit(record))
+            await _until_published(lambda: self._sink.publish_audit(record))
 
     async def dead_letter(
         self,
@@ -267,12 +267,15 @@ class ObjectGuard:
                              first_seen=first_seen, last_seen=self.now(),
                              event_id=event_id)  # fmt: skip
         with step("dead_letter"):
-            try:
-                await retry_transient(lambda: self._sink.publish_dead_letter(record, message.key))
-            except KafkaUnavailable:
-                log.exception("could not dead-letter %s@%s", message.topic, message.offset)
-                raise
+            await _until_published(lambda: self._sink.publish_dead_letter(record, message.key))
         DLQ_RECORDS.add(1, {"error_type": exc.code})
+
+
+async def _until_published(publish: Callable[[], Awaitable[None]]) -> None:
+    """A record is published however long Kafka is away (a broker restart can take a minute):
+    retried with the policy's backoff and no limit, until it is acknowledged or the handling is
+    cancelled (a shutdown; then nothing is committed and the event is handled again)."""
+    await retry_until_stopped(publish, stopped=lambda: False, policy=RetryPolicy())
 
 
 def _unusable_key(exc: EnforcerError, outcome: Outcome) -> tuple[str, str] | None:

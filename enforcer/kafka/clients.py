@@ -51,9 +51,8 @@ async def _start(
         raise
 
 
-@asynccontextmanager
-async def open_producer(kafka: KafkaOptions, role: str) -> AsyncIterator[AIOKafkaProducer]:
-    """Idempotent, ``acks=all``: a send returns only once the broker has the record."""
+async def start_producer(kafka: KafkaOptions, role: str) -> AIOKafkaProducer:
+    """A started idempotent, ``acks=all`` producer: a send is done once the broker has it."""
     options = client_options(kafka)
     producer = AIOKafkaProducer(
         **options,
@@ -63,6 +62,13 @@ async def open_producer(kafka: KafkaOptions, role: str) -> AsyncIterator[AIOKafk
         linger_ms=0,
     )
     await _start(producer, kafka, options)
+    return producer
+
+
+@asynccontextmanager
+async def open_producer(kafka: KafkaOptions, role: str) -> AsyncIterator[AIOKafkaProducer]:
+    """:func:`start_producer`, stopped on the way out."""
+    producer = await start_producer(kafka, role)
     try:
         yield producer
     finally:

@@ -4,17 +4,24 @@ The producer uses ``acks=all``; each publish returns only when the broker has th
 consumer may commit the event's offset afterwards (at-least-once). ``send_audit`` hands a record
 to the producer and returns its acknowledgement to await later: records sent meanwhile share a
 produce request (aiokafka keeps one request in flight per broker and batches the rest).
+
+A broker that restarted can answer an idempotent producer ``OutOfOrderSequenceNumber`` (it lost
+the producer's sequence numbers); aiokafka's sender then stops for good, and every later send
+would fail. The sink replaces such a producer with a new one (a new producer id) and lets the
+retry policy send the record again: at worst a record appears twice, never not at all.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Generator
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Generator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError, OutOfOrderSequenceNumber, ProducerFenced
 
 from enforcer.engine.records import (
     DLQ_KEY_LIMIT,
@@ -23,29 +30,48 @@ from enforcer.engine.records import (
     encode_record,
     without_payload,
 )
-from enforcer.errors import RecordTooLarge
-from enforcer.kafka.clients import kafka_call, open_producer
+from enforcer.errors import KafkaUnavailable, RecordTooLarge
+from enforcer.kafka.clients import kafka_call, open_producer, start_producer
 from enforcer.kafka.options import KafkaOptions
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
+
+#: aiokafka errors after which a producer's sender has stopped for good.
+_PRODUCER_DEAD = (OutOfOrderSequenceNumber, ProducerFenced)
+
+
+#: Starts a producer for these options and role (:func:`start_producer`).
+StartProducer = Callable[[KafkaOptions, str], Awaitable[AIOKafkaProducer]]
+
 
 class KafkaRecordSink:
-    def __init__(self, producer: AIOKafkaProducer, kafka: KafkaOptions) -> None:
+    def __init__(
+        self, producer: AIOKafkaProducer, kafka: KafkaOptions, start: StartProducer = start_producer
+    ) -> None:
         self._producer = producer
+        self._kafka = kafka
+        self._start = start
         self._audit_topic = kafka.audit_topic
         self._dlq_topic = kafka.dlq_topic
+        self._renewing = asyncio.Lock()
 
     async def publish_audit(self, record: AuditRecord) -> None:
         await self._send(self._audit_topic, encode_record(record), record.kafka_key)
 
     async def send_audit(self, record: AuditRecord) -> Awaitable[None]:
-        topic = self._audit_topic
-        future = await kafka_call(
-            self._producer.send(topic, value=encode_record(record), key=record.kafka_key),
+        topic, producer = self._audit_topic, self._producer
+        future = await self._call(
+            producer,
+            producer.send(topic, value=encode_record(record), key=record.kafka_key),
             f"publishing to {topic}",
         )
-        return Acknowledgement(future, f"publishing to {topic}")
+        return Acknowledgement(self._call(producer, future, f"publishing to {topic}"))
+
+    async def aclose(self) -> None:
+        await self._producer.stop()
 
     async def publish_dead_letter(self, record: DeadLetterRecord, key: bytes | None) -> None:
         """Publish; a record the broker still refuses for its size goes without its payload
@@ -60,27 +86,52 @@ class KafkaRecordSink:
             await self._send(self._dlq_topic, smaller, key)
 
     async def _send(self, topic: str, value: bytes, key: bytes | None) -> None:
-        await kafka_call(self._producer.send_and_wait(topic, value=value, key=key),
+        producer = self._producer
+        await self._call(producer, producer.send_and_wait(topic, value=value, key=key),
                          f"publishing to {topic}")  # fmt: skip
+
+    async def _call(self, producer: AIOKafkaProducer, call: Awaitable[T], what: str) -> T:
+        """:func:`kafka_call`; an error that stopped ``producer`` for good replaces it first."""
+        try:
+            return await kafka_call(call, what)
+        except KafkaUnavailable as exc:
+            if isinstance(exc.__cause__, _PRODUCER_DEAD):
+                await self._renew(producer, exc)
+            raise
+
+    async def _renew(self, dead: AIOKafkaProducer, exc: KafkaUnavailable) -> None:
+        async with self._renewing:
+            if dead is not self._producer:  # another call renewed it already
+                return
+            log.warning("the audit producer stopped for good (%s); starting a new one", exc)
+            self._producer = await self._start(self._kafka, "audit")
+        with contextlib.suppress(KafkaError):
+            await dead.stop()
 
 
 class Acknowledgement:
     """The broker's acknowledgement of one sent record: awaiting it raises what
     :func:`kafka_call` raises; never awaiting it leaves nothing behind."""
 
-    __slots__ = ("_future", "_what")
+    __slots__ = ("_acknowledged",)
 
-    def __init__(self, future: asyncio.Future[Any], what: str) -> None:
-        self._future, self._what = future, what
+    def __init__(self, acknowledged: Coroutine[Any, Any, Any]) -> None:
+        self._acknowledged = acknowledged
 
     def __await__(self) -> Generator[Any, None, None]:
-        yield from kafka_call(self._future, self._what).__await__()
+        yield from self._acknowledged.__await__()
+
+    def __del__(self) -> None:
+        self._acknowledged.close()  # never awaited: no "coroutine was never awaited" warning
 
 
 @asynccontextmanager
 async def open_kafka_sink(kafka: KafkaOptions) -> AsyncIterator[KafkaRecordSink]:
-    async with open_producer(kafka, "audit") as producer:
-        yield KafkaRecordSink(producer, kafka)
+    sink = KafkaRecordSink(await start_producer(kafka, "audit"), kafka)
+    try:
+        yield sink
+    finally:
+        await sink.aclose()
 
 
 class KafkaEventPublisher:

@@ -80,3 +80,9 @@ def test_the_workers_metrics_become_one_exposition_labelled_by_worker() -> None:
 
 def test_no_worker_answering_is_an_empty_exposition() -> None:
     assert merge_metrics({}) == b""
+
+
+def test_the_supervisor_counts_its_running_workers_from_its_first_answer() -> None:
+    merged = merge_metrics({}, workers=2).decode()  # no worker serves its metrics yet
+    [family] = text_string_to_metric_families(merged)
+    assert (family.name, family.type, family.samples[0].value) == ("enforcer_workers", "gauge", 2)
