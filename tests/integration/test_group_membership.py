@@ -16,6 +16,7 @@ from harness import read_raw, write_policy
 from replicas import Spawn, audit_tail, handled_keys
 from stall_proxy import StallProxy
 from support import MakeBucket, MakeKey, Notifications, StackEnv
+from waiting import eventually
 
 POLL_INTERVAL_MS = 3000
 
@@ -37,11 +38,11 @@ def committed_offsets(cli: Cli, topic: str) -> dict[int, int | None]:
             if p["topic"] == topic}  # fmt: skip
 
 
-async def until_every_partition_committed(cli: Cli, topic: str, timeout: float = 60) -> None:  # noqa: ASYNC109
-    deadline = asyncio.get_running_loop().time() + timeout
-    while None in (offsets := committed_offsets(cli, topic)).values() or not offsets:
-        assert asyncio.get_running_loop().time() < deadline, offsets
-        await asyncio.sleep(0.5)  # polling the group's state: there is no event to wait on
+async def until_every_partition_committed(cli: Cli, topic: str) -> None:
+    await eventually(
+        lambda: committed_offsets(cli, topic), "a committed offset on every partition",
+        timeout=60, every=0.5, until=lambda offsets: offsets and None not in offsets.values(),
+    )  # fmt: skip
 
 
 @pytest.mark.timeout(300)
@@ -115,9 +116,8 @@ async def test_work_that_holds_every_slot_longer_than_the_poll_interval_keeps_th
                 replica = await spawn(cli, "enforcer")
                 await replica.wait_ready()
                 members = cli("status", "--json").json()["members"]
-                while proxy.held == 0:  # the rewrite reaches the store
-                    assert replica.alive(), replica.tail()
-                    await asyncio.sleep(0.1)
+                await eventually(lambda: proxy.held, "the rewrite held at the store", timeout=60,
+                                 alive=replica.alive, context=replica.tail)  # fmt: skip
                 # Four poll intervals with every slot taken and the window full.
                 await asyncio.sleep(4 * POLL_INTERVAL_MS / 1000)
                 assert replica.alive(), replica.tail()
@@ -169,10 +169,9 @@ async def test_an_outage_that_outlasts_the_poll_interval_with_work_in_flight_kee
                 for key in keys:
                     s3_admin.put_object(Bucket=bucket, Key=key, Body=key.encode())
                 await notifications(bucket, len(keys))
-                deadline = asyncio.get_running_loop().time() + 60
-                while await replica.readiness() != 503:  # paused: the gate holds the events
-                    assert asyncio.get_running_loop().time() < deadline, replica.tail()
-                    await asyncio.sleep(0.2)
+                await eventually(replica.readiness, "paused: the gate holds the events",
+                                 timeout=60, until=lambda code: code == 503, alive=replica.alive,
+                                 context=replica.tail)  # fmt: skip
                 await asyncio.sleep(4 * POLL_INTERVAL_MS / 1000)
                 during = cli("status", "--json").json()
             await tail.until(lambda r: handled_keys(r, bucket) >= set(keys), 120,
