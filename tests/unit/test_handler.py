@@ -349,9 +349,9 @@ async def test_dry_run_logs_one_info_line_per_object_with_its_verdict(
 ) -> None:
     h = Harness(Mode.AUDIT)
     h.storage.put("b", "k", b"x")
-    caplog.set_level(logging.INFO, logger="enforcer.engine.guard")
+    caplog.set_level(logging.INFO, logger="enforcer.engine.observe")
     await h.handler(message(minio()))
-    [line] = [r for r in caplog.records if r.name == "enforcer.engine.guard"]
+    [line] = [r for r in caplog.records if r.name == "enforcer.engine.observe"]
     assert line.levelno == logging.INFO
     fields = {k: getattr(line, k) for k in ("bucket", "key", "verdict", "action")}
     wanted = {"bucket": "b", "key": "k", "verdict": "plaintext", "action": "would_reencrypt"}
