@@ -26,10 +26,12 @@ A refused key and a KMS that refuses the storage every key look the same in one 
 ``kms:NotAuthorized``); the gate tells them apart from evidence, never by guessing: the refusal
 is the key's own when the KMS served any other event since the refused one started (another key
 works), or when the KMS says the key is missing or disabled; it is about us — a credentials
-pause — when a second key is refused while none has worked since, or when the KMS's own status
-call fails or refuses the enforcer. With one key refused and nothing else using the KMS yet, it
-is not known: the guard parks the key's events (they hold nothing) until evidence arrives, and
-after their patience hands them back to the gate rather than dead-letter on a guess.
+pause — when the KMS's own status call fails or refuses the enforcer. Otherwise it is not known
+yet: the guard parks the key's events (they hold nothing, so consumption goes on and the events
+of other keys can show the KMS serving the storage), and when an event's patience ends with no
+key having worked since it started, hands it back here as the KMS refusing the storage — a
+pause, never a dead letter on a guess. (Pausing on a guess, say on a second key refused, would
+stop the very events that could prove it wrong.)
 """
 
 from __future__ import annotations
@@ -126,7 +128,7 @@ class OutageGate:
         self._changed = asyncio.Event()
         self._probing = asyncio.Lock()
         self._waiting: deque[object] = deque()  # callers of admitted(), longest-waiting first
-        self._refused_keys: set[str] = set()  # refused by the KMS since its last real success
+        self._refused_keys: set[str] = set()  # refused since the KMS last served an event
 
     @property
     def is_open(self) -> bool:
@@ -170,17 +172,15 @@ class OutageGate:
         self, exc: KmsNotAuthorized, mark: Mark, key: str | None
     ) -> Blame | EnforcerError:
         """The key's own when the KMS served any other event since ``mark`` (another key
-        works). About us (a credentials pause) when a second key is refused while none has
-        worked since, or when the KMS's status call fails or refuses us (asked once per key
-        newly refused). Otherwise not known yet."""
+        works). About us (a credentials pause) when the KMS's status call fails or refuses us
+        (asked once per key newly refused since the KMS last served an event). Otherwise not
+        known yet."""
         if self.served_since(mark, Dependency.KMS) > 0:
             return Blame.KEY
         if key is None:
             return exc
         new = key not in self._refused_keys
         self._refused_keys.add(key)
-        if len(self._refused_keys) >= 2:
-            return exc
         if new and (down := await self.diagnose(Dependency.KMS)) is not None:
             return down
         return Blame.KEY_UNPROVEN
@@ -199,14 +199,6 @@ class OutageGate:
         what = ", ".join(f"{d.value} ({r})" for d, r in sorted(self._down.items()))
         return f"{kind} {what}"
 
-    def _reason(self, exc: EnforcerError, detail: str | None) -> str:
-        """The name of the failure, and what the evidence says when it is a KMS refusal."""
-        reason = type(exc).__name__
-        if detail is None and isinstance(exc, KmsNotAuthorized) and len(self._refused_keys) > 1:
-            keys = ", ".join(sorted(self._refused_keys))
-            detail = f"every key refused to the storage: {keys}, none has worked since"
-        return f"{reason}: {detail}" if detail else reason
-
     def record_failure(
         self,
         dependency: Dependency,
@@ -220,7 +212,7 @@ class OutageGate:
         is no need to wait for the threshold."""
         self._failures[dependency] += 1
         self._trial_running = False
-        reason = self._reason(exc, detail)
+        reason = f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
         credentials = is_credentials_problem(exc)
         if self.is_open:
             if dependency in self._down or self._failures[dependency] >= self._threshold:

@@ -29,7 +29,7 @@ from enforcer.engine.rules import KeyCanon, RuleResolver
 from enforcer.errors import KeyMissing, KmsNotAuthorized
 from enforcer.kafka.consumer import EventConsumer
 
-REFUSED_KEY, GOOD_KEY = "refused-key", "good-key"
+REFUSED_KEY, OTHER_REFUSED, GOOD_KEY = "refused-key", "refused-other", "good-key"
 
 
 def minio(bucket: str, key: str) -> bytes:
@@ -61,6 +61,7 @@ class Tenants:
         self.parking = KeyParking(patience=patience, capacity=100, retry_max=0.02,
                                   retry_initial=0.01)  # fmt: skip
         policy = PolicyFile(rules=(Rule(bucket="r", key=REFUSED_KEY),
+                                   Rule(bucket="s", key=OTHER_REFUSED),
                                    Rule(bucket="g", key=GOOD_KEY)))  # fmt: skip
         pipeline = Pipeline(self.storage, RuleResolver(policy, self.storage, 60), KeyCanon(),
                             Mode.ENFORCE, {Strategy.SSE_KMS: self.rewrite})  # fmt: skip
@@ -72,7 +73,7 @@ class Tenants:
     async def rewrite(
         self, snapshot: ObjectSnapshot, required: RequiredKey, tags: dict[str, str]
     ) -> WriteResult:
-        if required.key == REFUSED_KEY and not self.fixed:
+        if required.key in (REFUSED_KEY, OTHER_REFUSED) and not self.fixed:
             raise self.refusal
         return await self.storage.rewrite_sse_kms(snapshot, SseKmsTarget(required.key), tags)
 
@@ -124,6 +125,17 @@ async def test_a_refused_keys_events_are_parked_the_others_flow_then_dead_letter
     assert after - alerts == 12  # once per event, not per retry
     assert value("enforcer_key_available", key=REFUSED_KEY) == 0
     assert t.kafka.committed[TopicPartition(TOPIC, 0)] == 15
+
+
+async def test_two_refused_keys_first_pause_nothing_and_the_good_key_flows() -> None:
+    t = Tenants(patience=0.5)
+    t.write("r", 6)
+    t.write("s", 6)
+    good = t.write("g", 2)
+    await asyncio.wait_for(t.consumer().run(), timeout=20)
+    assert [r.bucket for r in t.sink.final[:2]] == ["g", "g"]
+    assert t.finals("g") == {key: [Action.REENCRYPTED] for key in good}
+    assert len(t.sink.dead_letters) == 12 and t.gate.describe() == "consuming"
 
 
 async def test_a_key_that_works_again_within_the_patience_is_enforced_without_a_replay() -> None:

@@ -229,20 +229,25 @@ async def test_a_refused_key_is_its_own_problem_once_another_event_used_the_kms(
     assert not gate.is_open
 
 
-async def test_a_second_key_refused_while_none_works_is_the_kms_refusing_the_storage() -> None:
+async def test_other_keys_refused_too_prove_nothing_and_pause_nothing() -> None:
+    """Pausing on a guess would stop the events that could show another key working."""
     gate = OutageGate(threshold=1, probe_interval=0.01)
-    assert await gate.blame(REFUSED, gate.mark(), "a") is Blame.KEY_UNPROVEN
-    assert await gate.blame(REFUSED, gate.mark(), "a") is Blame.KEY_UNPROVEN  # same key again
-    outage = await gate.blame(REFUSED, gate.mark(), "b")
-    assert outage is REFUSED
-    await gate.report_outage(REFUSED)
-    assert gate.describe() == (
-        "paused: credentials refused by kms (KmsNotAuthorized: every key refused to the "
-        "storage: a, b, none has worked since)"
-    )
-    gate.record_success({STORAGE, KMS})  # a trial worked: the refusals start over
+    for key in ("a", "b", "c"):
+        assert await gate.blame(REFUSED, gate.mark(), key) is Blame.KEY_UNPROVEN
     assert not gate.is_open
-    assert await gate.blame(REFUSED, gate.mark(), "c") is Blame.KEY_UNPROVEN
+    mark = gate.mark()
+    gate.record_success({STORAGE, KMS})
+    assert await gate.blame(REFUSED, mark, "a") is Blame.KEY
+
+
+async def test_a_pause_for_a_refusal_says_what_the_evidence_was() -> None:
+    gate = OutageGate(threshold=3, probe_interval=0.01)
+    gate.record_failure(KMS, REFUSED, confirmed=True,
+                        detail="key a refused for 900s and no other key used since")  # fmt: skip
+    assert gate.describe() == (
+        "paused: credentials refused by kms (KmsNotAuthorized: key a refused for 900s and no "
+        "other key used since)"
+    )
 
 
 async def test_a_refused_key_while_the_kms_status_call_fails_is_about_us() -> None:
