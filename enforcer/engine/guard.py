@@ -40,7 +40,7 @@ from enforcer.engine.objects import ObjectSnapshot
 from enforcer.engine.observe import observe_handled
 from enforcer.engine.outage import Blame, Mark, OutageGate
 from enforcer.engine.outcome import Dependency, Outcome
-from enforcer.engine.parking import KeyParking, Turn
+from enforcer.engine.parking import KeyParking, Turn, unusable_key
 from enforcer.engine.pipeline import Announce, Pipeline
 from enforcer.engine.ports import Message, RecordSink
 from enforcer.engine.records import (
@@ -54,9 +54,6 @@ from enforcer.errors import (
     CredentialsRejected,
     EnforcerError,
     KafkaUnavailable,
-    KeyDisabled,
-    KeyMissing,
-    KmsNotAuthorized,
     KmsUnavailable,
     PermanentError,
     PoisonEvent,
@@ -229,16 +226,25 @@ class ObjectGuard:
         turn = await parking.wait_turn(refusal.key, tries.parked_at + parking.patience, tries)
         if turn is not Turn.EXPIRED:
             return None
-        tries.expired, waited = True, self._clock() - tries.parked_at
+        tries.expired = True
+        if self.gate.is_open:
+            return None  # the key could not be tried meanwhile: one round after the outage
         if refusal.proven or self.gate.served_since(tries.mark, Dependency.KMS) > 0:
             return await self._fail(event, message, refusal.outcome, refusal.error,
                                     refusal.started, tries.first_seen,
-                                    note=f"parked {waited:.0f}s: the key did not work again "
-                                    "within the patience")  # fmt: skip
+                                    note=self._parked_note(tries))  # fmt: skip
+        waited = self._clock() - tries.parked_at
         self.gate.record_failure(Dependency.KMS, refusal.error, confirmed=True,
                                  detail=f"key {refusal.key} refused for {waited:.0f}s and no "
                                  "other key used since")  # fmt: skip
         return None
+
+    def _parked_note(self, tries: _Tries) -> str | None:
+        """What a dead letter of a parked event adds to its reason."""
+        if tries.parked_key is None:
+            return None
+        waited = self._clock() - tries.parked_at
+        return f"parked {waited:.0f}s: the key did not work again within the patience"
 
     def _end_turn(self, tries: _Tries) -> None:
         """The event's round is over: if it was its key's scout, the next may take the turn."""
@@ -284,7 +290,7 @@ class ObjectGuard:
         """A permanent failure: the outage behind it, the event's own (its final record), or
         its key's — parked by the service (the key alert on the event's first refusal); in a
         scan, or once the patience is over, failed when proven, else waited out as an outage."""
-        unusable = _unusable_key(exc, outcome)
+        unusable = unusable_key(exc, outcome)
         blame = await self.gate.blame(exc, tries.mark, unusable[0] if unusable else None)
         if isinstance(blame, EnforcerError):
             return blame
@@ -299,7 +305,8 @@ class ObjectGuard:
         if self.parking is not None and not tries.expired:
             return KeyRefusal(key, exc, outcome, started, proven)
         if proven:
-            return await self._fail(event, message, outcome, exc, started, tries.first_seen)
+            return await self._fail(event, message, outcome, exc, started, tries.first_seen,
+                                    note=self._parked_note(tries))  # fmt: skip
         return exc  # not known to be the key's: waited out as the KMS refusing us
 
     async def publish(
@@ -379,13 +386,3 @@ class ObjectGuard:
                 log.exception("could not dead-letter %s@%s", message.topic, message.offset)
                 raise
         DLQ_RECORDS.add(1, {"error_type": exc.code})
-
-
-def _unusable_key(exc: EnforcerError, outcome: Outcome) -> tuple[str, str] | None:
-    """The EK a failure shows unusable, and why: missing, disabled, or refused (to MinIO, or
-    to us)."""
-    if isinstance(exc, KeyMissing | KeyDisabled):
-        return exc.key_name, exc.code
-    if isinstance(exc, KmsNotAuthorized) and outcome.required is not None:
-        return outcome.required.key, "not_authorized"
-    return None

@@ -33,6 +33,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
+from enforcer.engine.outcome import Outcome
+from enforcer.errors import EnforcerError, KeyDisabled, KeyMissing, KmsNotAuthorized
 from enforcer.retrying import backoff_delay
 from enforcer.telemetry import KEY_PARKED
 
@@ -192,3 +194,13 @@ def _log_refused(key: str, why: str, *, proven: bool, patience: float) -> None:
         evidence,
         patience,
     )
+
+
+def unusable_key(exc: EnforcerError, outcome: Outcome) -> tuple[str, str] | None:
+    """The EK a failure shows unusable, and why: missing, disabled, or refused (to MinIO, or
+    to us)."""
+    if isinstance(exc, KeyMissing | KeyDisabled):
+        return exc.key_name, exc.code
+    if isinstance(exc, KmsNotAuthorized) and outcome.required is not None:
+        return outcome.required.key, "not_authorized"
+    return None

@@ -26,7 +26,7 @@ from enforcer.engine.outage import OutageGate
 from enforcer.engine.parking import KeyParking
 from enforcer.engine.pipeline import Pipeline
 from enforcer.engine.rules import KeyCanon, RuleResolver
-from enforcer.errors import KeyMissing, KmsNotAuthorized
+from enforcer.errors import KeyMissing, KmsNotAuthorized, StorageUnavailable
 from enforcer.kafka.consumer import EventConsumer
 
 REFUSED_KEY, OTHER_REFUSED, GOOD_KEY = "refused-key", "refused-other", "good-key"
@@ -48,12 +48,25 @@ async def until(condition: Callable[[], bool], what: str) -> None:
     pytest.fail(f"timed out waiting for {what}")
 
 
+class FlakyStorage(MemoryStorage):
+    """A store that can go away (every HEAD fails while ``down``)."""
+
+    down = False
+
+    async def head(
+        self, bucket: str, key: str, version_id: str | None = None
+    ) -> ObjectSnapshot | None:
+        if self.down:
+            raise StorageUnavailable("connection refused")
+        return await super().head(bucket, key, version_id)
+
+
 class Tenants:
     """Bucket ``r`` needs a key the KMS refuses (until :attr:`fixed`), bucket ``g`` a good one;
     the service's guard parks with ``patience``; one slot, so the window is 4 records."""
 
     def __init__(self, patience: float, refusal: Exception | None = None) -> None:
-        self.storage = MemoryStorage()
+        self.storage = FlakyStorage()
         self.sink = MemorySink()
         self.gate = OutageGate(threshold=2, probe_interval=0.01)
         self.fixed = False
@@ -105,7 +118,7 @@ class Tenants:
 
 
 async def test_a_refused_keys_events_are_parked_the_others_flow_then_dead_lettered() -> None:
-    t = Tenants(patience=0.5)
+    t = Tenants(patience=3)
     alerts = value("enforcer_key_alerts_total", key=REFUSED_KEY, error_type="not_authorized")
     refused = t.write("r", 12)  # three windows' worth, first
     good = t.write("g", 3)
@@ -128,7 +141,7 @@ async def test_a_refused_keys_events_are_parked_the_others_flow_then_dead_letter
 
 
 async def test_two_refused_keys_first_pause_nothing_and_the_good_key_flows() -> None:
-    t = Tenants(patience=0.5)
+    t = Tenants(patience=3)
     t.write("r", 6)
     t.write("s", 6)
     good = t.write("g", 2)
@@ -178,6 +191,23 @@ async def test_a_refusal_nothing_proves_is_the_keys_goes_to_the_gate_not_the_dlq
     assert sum("not known yet whether the key or the storage's KMS identity" in line
                for line in lines) == 1  # fmt: skip
     assert sum("pausing consumption" in line for line in lines) == 1
+
+
+async def test_a_patience_that_ends_during_an_outage_dead_letters_only_after_one_more_try() -> None:
+    """The key could not be tried while the store was away: no dead letter on that account."""
+    t = Tenants(patience=4)
+    t.write("r", 2)
+    t.write("g", 1)  # after them: the refusal is proven the key's own
+    run = asyncio.create_task(t.consumer().run())
+    await until(lambda: len(t.finals("g")) == 1 and t.parking.parked() == 2, "2 parked")
+    t.storage.down = True
+    await until(lambda: t.gate.is_open, "the storage outage")
+    await asyncio.sleep(4.5)  # both patiences end meanwhile
+    assert t.sink.dead_letters == [] and t.parking.parked() == 2
+    t.storage.down = False
+    await asyncio.wait_for(run, timeout=10)
+    assert len(t.sink.dead_letters) == 2 and not t.gate.is_open
+    assert all("parked" in d.reason for d in t.sink.dead_letters)
 
 
 async def test_parked_records_are_abandoned_at_once_on_shutdown_and_stay_uncommitted() -> None:
