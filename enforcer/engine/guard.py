@@ -160,12 +160,13 @@ class ObjectGuard:
                 if not self._waits and self.gate.is_open:
                     return Handled()  # a scan does not queue behind an outage: not handled
                 result = await self._round(event, message, noncurrent, tries)
-                if isinstance(result, KeyRefusal):
+                if isinstance(result, KeyRefusal):  # its key's scout turn ends in there
                     done = await self._park(event, message, result, tries, on_park)
+                elif isinstance(result, Handled):
+                    return result
                 else:
                     self._end_turn(tries)
-                    done = result if isinstance(result, Handled) else (
-                        await self._outage(event, message, result, tries))  # fmt: skip
+                    done = await self._outage(event, message, result, tries)
                 if done is not None:
                     return done
         finally:

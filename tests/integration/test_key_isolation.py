@@ -18,7 +18,14 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 from harness import EnforcerRun, write_policy
-from replicas import ReadinessLog, Spawn, assert_all_compliant, audit_tail, handled_keys
+from replicas import (
+    ReadinessLog,
+    Replica,
+    Spawn,
+    assert_all_compliant,
+    audit_tail,
+    handled_keys,
+)
 from stall_proxy import StallProxy
 from support import MakeBucket, MakeKey, Notifications, StackEnv
 
@@ -48,6 +55,18 @@ def finals_by_key(records: list[dict[str, Any]], bucket: str) -> dict[str, list[
         if r.get("bucket") == bucket and r.get("action") != "rewriting":
             by_key.setdefault(r["key"], []).append(r["action"])
     return by_key
+
+
+async def all_parked(replica: Replica, key: str, count: int) -> None:
+    """Until ``replica`` (ready: nothing parked pauses it) reports ``count`` events parked for
+    ``key`` (60 s)."""
+    await replica.wait_ready()
+    for _ in range(600):
+        if await replica.metric("enforcer_key_parked", key=key) == count:
+            return
+        assert replica.alive(), replica.tail()
+        await asyncio.sleep(0.1)  # a polling period, not a wait for an outcome
+    pytest.fail(f"the events of {key} were not all parked:\n{replica.tail()}")
 
 
 def load() -> str:
@@ -153,6 +172,9 @@ async def test_a_missing_key_created_within_the_patience_enforces_the_parked_obj
     run = EnforcerRun(stack, policy_file=policy, extra_env={
         "ENFORCER_KEYS__PARK_PATIENCE": "300",
         "ENFORCER_KEYS__RETRY_MAX_INTERVAL": "3",
+        # Longer than a replica's stop may take (60 s): parked records must be abandoned at
+        # once, not waited for.
+        "ENFORCER_SHUTDOWN_TIMEOUT": "120",
     })  # fmt: skip
     await run.start_at_end()
     waiting_keys = [f"w-{i:02}" for i in range(30)]
@@ -163,15 +185,16 @@ async def test_a_missing_key_created_within_the_patience_enforces_the_parked_obj
     await notifications(good_bucket, len(good_keys), timeout=120)
 
     async with audit_tail(run) as tail:
-        replica = await spawn(run, "enforcer")
+        first = await spawn(run, "first")
         await tail.until(lambda r: handled_keys(r, good_bucket) >= set(good_keys), 120,
-                         "the good bucket's objects", alive=replica.alive)  # fmt: skip
-        for _ in range(600):  # every event of the missing key is parked
-            if await replica.metric("enforcer_key_parked", key=missing) == len(waiting_keys):
-                break
-            await asyncio.sleep(0.1)  # a polling period, not a wait for an outcome
-        else:
-            pytest.fail(f"the missing key's events were not all parked:\n{replica.tail()}")
+                         "the good bucket's objects", alive=first.alive)  # fmt: skip
+        await all_parked(first, missing, len(waiting_keys))
+        # A restart while they are parked loses none: parked is not committed.
+        stopping = time.monotonic()
+        assert await first.stop() == 0, first.tail()
+        stopped_in = time.monotonic() - stopping
+        replica = await spawn(run, "after-restart")
+        await all_parked(replica, missing, len(waiting_keys))
         assert handled_keys(tail.records, waiting_bucket) == set()
         assert await run.dead_letters() == []
         assert await replica.metric("enforcer_key_available", key=missing) == 0
@@ -188,7 +211,8 @@ async def test_a_missing_key_created_within_the_patience_enforces_the_parked_obj
         assert await replica.stop() == 0, replica.tail()
 
     print(f"\n{len(waiting_keys)} parked objects enforced {enforced:.1f}s after their key was "
-          f"created (retries at most 3 s apart); {load()}")  # fmt: skip
+          f"created (retries at most 3 s apart), parked again after a restart (the first "
+          f"replica stopped in {stopped_in:.1f}s); {load()}")  # fmt: skip
     wanted = dict.fromkeys(waiting_keys, "reencrypted")
     assert first_finals(tail.records, waiting_bucket) == wanted
     assert await run.dead_letters() == []
