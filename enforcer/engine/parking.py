@@ -113,15 +113,15 @@ class KeyParking:
         if state is None:
             self._keys[key] = _Refused(since=now, next_try=now + self._delay(1), proven=proven)
             _log_refused(key, why, proven=proven, patience=self.patience)
-        else:
-            if state.scout is me:
-                state.failures += 1
-                state.scout = None
-                state.next_try = now + self._delay(state.failures + 1)
-            if proven and not state.proven:
-                state.proven = True
-                log.warning("key %s: other keys work, so its refusal is its own (%s)", key, why)
-        self._notify()
+            return
+        if proven and not state.proven:
+            state.proven = True
+            log.warning("key %s: other keys work, so its refusal is its own (%s)", key, why)
+        if state.scout is me:  # the retry failed: the next one waits longer
+            state.failures += 1
+            state.scout = None
+            state.next_try = now + self._delay(state.failures + 1)
+            self._notify()  # (only then: with thousands parked, a wake-up each is costly)
 
     def usable(self, key: str) -> None:
         """An event under ``key`` worked: every event parked for it tries again now."""
