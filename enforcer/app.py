@@ -26,6 +26,7 @@ from enforcer.engine.handler import RecordHandler
 from enforcer.engine.objects import ObjectSnapshot, SseKmsTarget, WriteResult
 from enforcer.engine.outage import OutageGate, Probe
 from enforcer.engine.outcome import Dependency
+from enforcer.engine.parking import KeyParking
 from enforcer.engine.pipeline import Pipeline, Rewriter
 from enforcer.engine.ports import Kms, RecordSink
 from enforcer.engine.rules import AliasResolver, KeyCanon, RuleResolver
@@ -148,8 +149,13 @@ def object_guard(
         probes=_probes(runtime.storage, runtime.kms),
         log_interval=settings.outage.log_interval,
     )
+    parking = KeyParking(
+        patience=settings.keys.park_patience,
+        capacity=settings.keys.park_capacity,
+        retry_max=settings.keys.retry_max_interval,
+    )
     return ObjectGuard(runtime.pipeline, sink, gate, mode, concurrency=settings.concurrency,
-                       waits_out_outages=waits_out_outages)  # fmt: skip
+                       waits_out_outages=waits_out_outages, parking=parking)  # fmt: skip
 
 
 def _probes(storage: S3Storage, kms: Kms | None) -> dict[Dependency, Probe]:
@@ -199,6 +205,7 @@ async def _consume(
                     settings.shutdown_timeout, settings.kafka.max_poll_interval_ms / 2000
                 ),
             )
+            handler.listener = consumer  # parked messages leave the consumer's window
             topics = [*settings.kafka.topics, *([lane.topic] if lane else [])]
             kafka.subscribe(topics, listener=consumer.rebalance_listener())
             log.info(

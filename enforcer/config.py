@@ -303,6 +303,31 @@ class OutageSettings(_Section):
     )
 
 
+class KeysSettings(_Section):
+    """Events of a key that is unusable (missing, disabled, or refused to the storage by the
+    KMS): parked, retried with backoff, dead-lettered after the patience."""
+
+    park_patience: float = Field(
+        default=900.0,
+        gt=0,
+        description="Seconds an event waits, parked, for its key to work again before it is "
+        "dead-lettered with its reason; also how far a key that stays unusable can hold its "
+        "partitions' committed offsets back",
+    )
+    park_capacity: int = Field(
+        default=10_000,
+        ge=0,
+        description="Parked events held in memory at most; beyond that an event waits for its "
+        "key in the consumer's window (which then fills up)",
+    )
+    retry_max_interval: float = Field(
+        default=60.0,
+        gt=0,
+        description="Seconds between two retries of an unusable key at most (the backoff "
+        "starts at one second)",
+    )
+
+
 #: Old top-level names of outage settings (they govern storage outages too) → new field.
 LEGACY_OUTAGE_SETTINGS = {
     "kms_failures_before_pause": "failures_before_pause",
@@ -325,6 +350,7 @@ class Settings(BaseSettings):
     kms: KmsSettings = Field(default_factory=KmsSettings)
     retry: RetrySettings = Field(default_factory=RetrySettings)
     outage: OutageSettings = Field(default_factory=OutageSettings)
+    keys: KeysSettings = Field(default_factory=KeysSettings)
     forward: ForwardSettings = Field(default_factory=ForwardSettings)
     policy_file: FilePath | None = None
     mode: Mode = Mode.ENFORCE

@@ -3,11 +3,14 @@
 Every retried call goes through :func:`retry_transient`: exponential backoff with full jitter,
 bounded attempts *and* bounded total time, retrying only :class:`~enforcer.errors.TransientError`
 (minus the kinds the caller handles itself), and a hook that records each retry on the current
-span and in metrics. Tests call :func:`set_testing` to make waits zero.
+span and in metrics. Work retried on a schedule of its own (the events parked for an unusable
+key, :mod:`enforcer.engine.parking`) takes its waits from :func:`backoff_delay`. Tests call
+:func:`set_testing` to make waits zero.
 """
 
 from __future__ import annotations
 
+import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
@@ -121,6 +124,15 @@ async def _counted(call: Callable[[], Awaitable[T]]) -> T:
     except EnforcerError as exc:
         record_error(exc.code)  # every failed attempt, retried or not
         raise
+
+
+def backoff_delay(failures: int, initial: float, maximum: float) -> float:
+    """Seconds to wait after ``failures`` failed tries of something retried on a schedule of its
+    own (a parked key's retries): exponential from ``initial`` up to ``maximum``, with half of
+    it jittered so that retries of many keys do not line up. (Not zeroed by :func:`set_testing`:
+    a zero wait would turn such a schedule into a busy loop; tests pass small values.)"""
+    delay = min(maximum, initial * 2.0 ** max(failures - 1, 0))
+    return delay / 2 + random.uniform(0, delay / 2)  # noqa: S311 - jitter, not a secret
 
 
 def _wait(policy: RetryPolicy) -> tenacity.wait.wait_base:

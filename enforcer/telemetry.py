@@ -118,6 +118,11 @@ KEY_AVAILABLE = _METER.create_gauge(
     "enforcer.key.available",
     description="Per EK: 1 after its last use worked, 0 after it was missing, disabled or refused",
 )
+KEY_PARKED = _METER.create_gauge(
+    "enforcer.key.parked",
+    description="Per EK: events parked because the key is unusable (missing, disabled or refused): "
+    "waiting for it to work again, or for their patience to end (then dead-lettered)",
+)
 
 _DEPENDENCY = {
     "kms_unavailable": "kms",

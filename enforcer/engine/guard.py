@@ -5,8 +5,13 @@
 :class:`ObjectGuard`, so an outcome means the same records and metrics wherever it came from:
 
 * a result: its audit record (and, before every rewrite, the acknowledged intent record);
-* a permanent failure: an audit record with the reason, the key alert and key gauge when the
-  failure shows a key unusable, and — for an event read from Kafka — a dead-letter record;
+* a permanent failure: an audit record with the reason and — for an event read from Kafka — a
+  dead-letter record;
+* a key that is unusable (missing, disabled, or refused to the storage by the KMS): the key
+  alert and key gauge; the service parks the event (:mod:`enforcer.engine.parking`: it holds
+  no work slot and leaves the consumer's window), retries the key with backoff, and
+  dead-letters the event only after its patience, when the evidence says the refusal is the
+  key's own (the gate's :meth:`~enforcer.engine.outage.OutageGate.blame`); a scan fails it;
 * an outage (KMS, storage, refused credentials): no record at all. It is reported to the
   outage gate, which decides whether consumption pauses. The service waits at the gate and
   tries the same event again; a scan (``waits_out_outages=False``) leaves the object
@@ -23,7 +28,9 @@ acknowledgement is awaited after the work slot is given back, so the slot goes t
 object while the broker acknowledges and the records of many objects travel in one produce
 request. :meth:`ObjectGuard.handle` still returns only once the final record is acknowledged
 (so the consumer commits an offset only after its final record is durable); one whose send
-fails is published again under the retry policy.
+fails is published again. A record is published however long Kafka is away: retried with
+backoff and no limit until acknowledged, or until the handling is cancelled (a shutdown: then
+nothing is committed and the event is handled again).
 """
 
 from __future__ import annotations
@@ -39,10 +46,11 @@ from opentelemetry import trace
 
 from enforcer.core.events import IgnoredRecord, ObjectEvent
 from enforcer.core.policy import Mode, RequiredKey
-from enforcer.core.verdict import Action, Verdict
 from enforcer.engine.objects import ObjectSnapshot
-from enforcer.engine.outage import Mark, OutageGate
-from enforcer.engine.outcome import Outcome
+from enforcer.engine.observe import observe_handled
+from enforcer.engine.outage import Blame, Mark, OutageGate
+from enforcer.engine.outcome import Dependency, Outcome
+from enforcer.engine.parking import KeyParking, Turn, unusable_key
 from enforcer.engine.pipeline import Announce, Pipeline
 from enforcer.engine.ports import Message, RecordSink
 from enforcer.engine.records import (
@@ -56,9 +64,6 @@ from enforcer.errors import (
     CredentialsRejected,
     EnforcerError,
     KafkaUnavailable,
-    KeyDisabled,
-    KeyMissing,
-    KmsNotAuthorized,
     KmsUnavailable,
     PermanentError,
     PoisonEvent,
@@ -66,13 +71,9 @@ from enforcer.errors import (
 )
 from enforcer.retrying import RetryPolicy, retry_until_stopped
 from enforcer.telemetry import (
-    COMPLIANCE_LATENCY,
     DLQ_RECORDS,
-    EVENT_DURATION,
-    EVENTS,
     KEY_ALERTS,
     KEY_AVAILABLE,
-    OBJECTS,
     current_trace_id,
     step,
 )
@@ -94,6 +95,37 @@ class Handled:
     pending: Awaitable[None] | None = field(default=None, compare=False, repr=False)
 
 
+@dataclass
+class _Tries:
+    """One event's handling so far: where the gate's counts stood when it started, its rounds
+    through outages, and its parking if its key turned out unusable."""
+
+    mark: Mark
+    first_seen: datetime
+    rounds: int = 0
+    parked_key: str | None = None
+    parked_at: float = 0.0
+    counted: bool = False  #: parked, and out of the consumer's window
+    expired: bool = False  #: parked for the whole patience
+
+
+@dataclass(frozen=True)
+class KeyRefusal:
+    """A round that failed because of the event's key (missing, disabled or refused)."""
+
+    key: str
+    error: PermanentError
+    outcome: Outcome
+    started: float
+    proven: bool  #: the key's own, by the gate's evidence (else: maybe the storage's identity)
+
+
+@dataclass(frozen=True)
+class _Outage:
+    error: EnforcerError
+    dependency: Dependency
+
+
 class ObjectGuard:
     def __init__(
         self,
@@ -104,11 +136,13 @@ class ObjectGuard:
         *,
         concurrency: int = 1,
         waits_out_outages: bool = True,
+        parking: KeyParking | None = None,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """``concurrency``: objects worked on at once. ``waits_out_outages``: the service waits
-        at the gate and tries again; a scan reports the object unhandled instead."""
+        at the gate and tries again; a scan reports the object unhandled instead. ``parking``:
+        where the service parks the events of an unusable key (a scan fails them at once)."""
         self.gate = gate
         self.concurrency = concurrency
         self._slots = asyncio.Semaphore(concurrency)
@@ -116,45 +150,126 @@ class ObjectGuard:
         self._sink = sink
         self._mode = mode
         self._waits = waits_out_outages
+        self.parking = parking if waits_out_outages else None
         self.now = now
         self._clock = clock
 
     async def handle(
-        self, event: ObjectEvent, *, message: Message | None = None, noncurrent: bool = False
+        self,
+        event: ObjectEvent,
+        *,
+        message: Message | None = None,
+        noncurrent: bool = False,
+        on_park: Callable[[], None] | None = None,
     ) -> Handled:
         """Handle ``event`` (a non-current version with ``noncurrent``) until it has a final
         record — or, in a scan, until an outage leaves it unhandled. ``message``: the Kafka
-        record it came from, dead-lettered with a permanent failure."""
-        mark, first_seen, rounds = self.gate.mark(), self.now(), 0
-        while True:
-            if not self._waits and self.gate.is_open:
-                return Handled()  # a scan does not queue behind an outage: not handled
-            async with self.gate.admitted():
-                async with self._slots:
-                    handled = await self._attempt(event, message, noncurrent, mark, first_seen)
-                if not isinstance(handled, EnforcerError):
-                    return await self._acknowledged(handled)  # outside the work slot
-                dependency = await self.gate.report_outage(handled)
-            if not self._waits:
-                return Handled(error=handled)
-            rounds += 1
-            if self.gate.is_poison(mark, dependency, rounds):
-                poison = PoisonEvent(f"still failing after {rounds} rounds while "
-                                     f"{self.gate.served_since(mark, dependency)} other events "
-                                     f"used {dependency.value}: {handled}")  # fmt: skip
-                return await self._fail(event, message, Outcome(), poison, self._clock(),
-                                        first_seen)  # fmt: skip
+        record it came from, dead-lettered with a permanent failure. ``on_park``: called once
+        if the event is parked (its key unusable), so that the consumer stops counting it."""
+        tries = _Tries(self.gate.mark(), self.now())
+        try:
+            while True:
+                if not self._waits and self.gate.is_open:
+                    return Handled()  # a scan does not queue behind an outage: not handled
+                result = await self._round(event, message, noncurrent, tries)
+                if isinstance(result, KeyRefusal):  # its key's scout turn ends in there
+                    done = await self._park(event, message, result, tries, on_park)
+                elif isinstance(result, Handled):
+                    return await self._acknowledged(result)  # outside the work slot
+                else:
+                    self._end_turn(tries)
+                    done = await self._outage(event, message, result, tries)
+                if done is not None:
+                    return done
+        finally:
+            self._end_turn(tries)
+            if tries.counted and tries.parked_key is not None:
+                assert self.parking is not None
+                self.parking.unpark(tries.parked_key)
+                tries.counted = False
 
-    async def _attempt(
+    async def _round(
+        self, event: ObjectEvent, message: Message | None, noncurrent: bool, tries: _Tries
+    ) -> Handled | KeyRefusal | _Outage:
+        """One attempt, once the gate admits it, in a work slot; an outage is reported."""
+        async with self.gate.admitted():
+            async with self._slots:
+                result = await self._attempt(event, message, noncurrent, tries)
+            if isinstance(result, EnforcerError):
+                return _Outage(result, await self.gate.report_outage(result))
+            return result
+
+    async def _outage(
+        self, event: ObjectEvent, message: Message | None, outage: _Outage, tries: _Tries
+    ) -> Handled | None:
+        """After a round failed with an outage: a scan leaves the event unhandled, the service
+        tries again (None) — unless the gate's poison rule says it is no outage at all."""
+        if not self._waits:
+            return Handled(error=outage.error)
+        tries.rounds += 1
+        dependency = outage.dependency
+        if not self.gate.is_poison(tries.mark, dependency, tries.rounds):
+            return None
+        poison = PoisonEvent(f"still failing after {tries.rounds} rounds while "
+                             f"{self.gate.served_since(tries.mark, dependency)} other events "
+                             f"used {dependency.value}: {outage.error}")  # fmt: skip
+        return await self._fail(event, message, Outcome(), poison, self._clock(),
+                                tries.first_seen)  # fmt: skip
+
+    async def _park(
         self,
         event: ObjectEvent,
         message: Message | None,
-        noncurrent: bool,
-        mark: Mark,
-        first_seen: datetime,
-    ) -> Handled | EnforcerError:
-        """One round: the final record (of a result or of a permanent failure), or the
-        outage-class error that keeps the event waiting for its dependency."""
+        refusal: KeyRefusal,
+        tries: _Tries,
+        on_park: Callable[[], None] | None,
+    ) -> Handled | None:
+        """Wait, parked, until the event's key may be tried again (None). When its patience
+        ends: dead-lettered if the refusal is proven the key's own, else handed to the gate as
+        the KMS refusing the storage (None: it waits there) — never dead-lettered on a guess."""
+        parking = self.parking
+        assert parking is not None
+        if tries.parked_key is None:
+            tries.parked_key, tries.parked_at = refusal.key, self._clock()
+            tries.counted = parking.park(refusal.key)
+            if tries.counted and on_park is not None:
+                on_park()
+        why = f"{refusal.error.code}: {refusal.error}"
+        parking.refused(refusal.key, tries, proven=refusal.proven, why=why)
+        turn = await parking.wait_turn(refusal.key, tries.parked_at + parking.patience, tries)
+        if turn is not Turn.EXPIRED:
+            return None
+        tries.expired = True
+        if self.gate.is_open:
+            return None  # the key could not be tried meanwhile: one round after the outage
+        if refusal.proven or self.gate.served_since(tries.mark, Dependency.KMS) > 0:
+            return await self._fail(event, message, refusal.outcome, refusal.error,
+                                    refusal.started, tries.first_seen,
+                                    note=self._parked_note(tries))  # fmt: skip
+        waited = self._clock() - tries.parked_at
+        self.gate.record_failure(Dependency.KMS, refusal.error, confirmed=True,
+                                 detail=f"key {refusal.key} refused for {waited:.0f}s and no "
+                                 "other key used since")  # fmt: skip
+        return None
+
+    def _parked_note(self, tries: _Tries) -> str | None:
+        """What a dead letter of a parked event adds to its reason."""
+        if tries.parked_key is None:
+            return None
+        waited = self._clock() - tries.parked_at
+        return f"parked {waited:.0f}s: the key did not work again within the patience"
+
+    def _end_turn(self, tries: _Tries) -> None:
+        """The event's round is over: if it was its key's scout, the next may take the turn."""
+        if tries.parked_key is not None and self.parking is not None:
+            self.parking.release(tries.parked_key, tries)
+
+    async def _attempt(
+        self, event: ObjectEvent, message: Message | None, noncurrent: bool, tries: _Tries
+    ) -> Handled | KeyRefusal | EnforcerError:
+        """One round: the final record (of a result or of a permanent failure), the refusal
+        that parks the event for its key, or the outage-class error that keeps the event
+        waiting for its dependency."""
         started, outcome = self._clock(), Outcome()
         try:
             if noncurrent:
@@ -166,11 +281,10 @@ class ObjectGuard:
         except _OUTAGES as exc:
             return exc
         except PermanentError as exc:
-            if (outage := await self.gate.outage_behind(exc, mark)) is not None:
-                return outage
-            self.gate.record_success(outcome.used)  # the dependency answered; it said no
-            return await self._fail(event, message, outcome, exc, started, first_seen)
+            return await self._refusal(event, message, exc, outcome, started, tries)
         self.gate.record_success(outcome.used)
+        if self.parking is not None and Dependency.KMS in outcome.used and outcome.required:
+            self.parking.usable(outcome.required.key)
         record = self._record(event, outcome, self._clock() - started)
         with step("publish"):
             pending = await self._sink.send_audit(record)
@@ -181,7 +295,7 @@ class ObjectGuard:
 
     async def _acknowledged(self, handled: Handled) -> Handled:
         """``handled`` once its final record is acknowledged; a record whose send failed is
-        published again under the retry policy."""
+        published again."""
         if handled.pending is None:
             return handled
         try:
@@ -192,6 +306,37 @@ class ObjectGuard:
                         handled.record.event_id, exc)  # fmt: skip
             await self._publish_audit(handled.record)
         return replace(handled, pending=None)
+
+    async def _refusal(
+        self,
+        event: ObjectEvent,
+        message: Message | None,
+        exc: PermanentError,
+        outcome: Outcome,
+        started: float,
+        tries: _Tries,
+    ) -> Handled | KeyRefusal | EnforcerError:
+        """A permanent failure: the outage behind it, the event's own (its final record), or
+        its key's — parked by the service (the key alert on the event's first refusal); in a
+        scan, or once the patience is over, failed when proven, else waited out as an outage."""
+        unusable = unusable_key(exc, outcome)
+        blame = await self.gate.blame(exc, tries.mark, unusable[0] if unusable else None)
+        if isinstance(blame, EnforcerError):
+            return blame
+        self.gate.record_success(outcome.used)  # the dependency answered; it said no
+        if blame is Blame.EVENT or unusable is None:
+            return await self._fail(event, message, outcome, exc, started, tries.first_seen)
+        key, error_type = unusable
+        if tries.parked_key is None:
+            KEY_ALERTS.add(1, {"key": key, "error_type": error_type})
+            KEY_AVAILABLE.set(0, {"key": key})
+        proven = blame is Blame.KEY
+        if self.parking is not None and not tries.expired:
+            return KeyRefusal(key, exc, outcome, started, proven)
+        if proven:
+            return await self._fail(event, message, outcome, exc, started, tries.first_seen,
+                                    note=self._parked_note(tries))  # fmt: skip
+        return exc  # not known to be the key's: waited out as the KMS refusing us
 
     async def publish(
         self, event: ObjectEvent, outcome: Outcome, duration: float, failure: str | None = None
@@ -208,7 +353,7 @@ class ObjectGuard:
         record = audit_record(event, outcome, default_mode=self._mode, duration=duration,
                               trace_id=current_trace_id(), now=self.now(),
                               failure=failure)  # fmt: skip
-        _observe(event, record, own_write=outcome.own_write)
+        observe_handled(event, record, own_write=outcome.own_write)
         return record
 
     async def publish_ignored(self, item: IgnoredRecord) -> None:
@@ -234,17 +379,19 @@ class ObjectGuard:
         exc: EnforcerError,
         started: float,
         first_seen: datetime,
+        note: str | None = None,
     ) -> Handled:
-        if (unusable := _unusable_key(exc, outcome)) is not None:
-            key, error_type = unusable
-            KEY_ALERTS.add(1, {"key": key, "error_type": error_type})
-            KEY_AVAILABLE.set(0, {"key": key})
-        log.warning("event %s for %s/%s failed: %s", event.event_id, event.bucket, event.key, exc)
+        """The final record of a permanent failure (``note``: added to its reason), and the
+        dead letter of the Kafka record it came from."""
+        reason = f"{exc}; {note}" if note else str(exc)
+        log.warning("event %s for %s/%s failed: %s", event.event_id, event.bucket, event.key,
+                    reason)  # fmt: skip
         record = await self.publish(event, outcome, self._clock() - started,
-                                    failure=f"{exc.code}: {exc}")  # fmt: skip
+                                    failure=f"{exc.code}: {reason}")  # fmt: skip
         if message is not None:
             await self.dead_letter(message, exc, attempts=outcome.attempts,
-                                   first_seen=first_seen, event_id=event.event_id)  # fmt: skip
+                                   first_seen=first_seen, event_id=event.event_id,
+                                   reason=reason)  # fmt: skip
         return Handled(record, exc)
 
     async def _publish_audit(self, record: AuditRecord) -> None:
@@ -259,11 +406,13 @@ class ObjectGuard:
         attempts: int,
         first_seen: datetime,
         event_id: str | None = None,
+        reason: str | None = None,
     ) -> None:
-        """Dead-letter ``message`` because of ``exc`` (a permanent failure or a bad event)."""
+        """Dead-letter ``message`` because of ``exc`` (a permanent failure or a bad event);
+        ``reason``: what to say instead of ``exc``'s message."""
         record = dead_letter(message.value, message.key, topic=message.topic,
                              partition=message.partition, offset=message.offset,
-                             error_class=exc.code, reason=str(exc), attempts=attempts,
+                             error_class=exc.code, reason=reason or str(exc), attempts=attempts,
                              first_seen=first_seen, last_seen=self.now(),
                              event_id=event_id)  # fmt: skip
         with step("dead_letter"):
@@ -276,58 +425,3 @@ async def _until_published(publish: Callable[[], Awaitable[None]]) -> None:
     retried with the policy's backoff and no limit, until it is acknowledged or the handling is
     cancelled (a shutdown; then nothing is committed and the event is handled again)."""
     await retry_until_stopped(publish, stopped=lambda: False, policy=RetryPolicy())
-
-
-def _unusable_key(exc: EnforcerError, outcome: Outcome) -> tuple[str, str] | None:
-    """The EK a failure shows unusable, and why: missing, disabled, or refused (to MinIO, or
-    to us)."""
-    if isinstance(exc, KeyMissing | KeyDisabled):
-        return exc.key_name, exc.code
-    if isinstance(exc, KmsNotAuthorized) and outcome.required is not None:
-        return outcome.required.key, "not_authorized"
-    return None
-
-
-def _observe(event: ObjectEvent, record: AuditRecord, *, own_write: bool) -> None:
-    """The metrics of one handled object event, and in audit mode its one INFO log line. The
-    notification of the enforcer's own rewrite is not counted again per bucket: it was
-    counted as ``fixed``."""
-    action = record.action
-    EVENTS.add(1, {"verdict": str(record.verdict), "action": action.value, "mode": record.mode})
-    if not own_write and (result := _compliance(record)) is not None:
-        OBJECTS.add(1, {"bucket": record.bucket, "result": result})
-    EVENT_DURATION.record(record.duration_ms / 1000, {"action": action.value, "mode": record.mode})
-    if action is Action.REENCRYPTED and record.required_key:
-        KEY_AVAILABLE.set(1, {"key": record.required_key})
-        if event.event_time is not None:  # the object's write → its new version verified
-            latency = (record.timestamp - event.event_time).total_seconds()
-            COMPLIANCE_LATENCY.record(max(latency, 0.0))
-    if record.mode == Mode.AUDIT.value:
-        log.info(
-            "dry run: %s/%s is %s, action %s",
-            record.bucket,
-            record.key,
-            record.verdict,
-            action.value,
-            extra={
-                "bucket": record.bucket,
-                "key": record.key,
-                "verdict": str(record.verdict),
-                "action": action.value,
-            },
-        )
-
-
-_NONCOMPLIANT = frozenset({Verdict.PLAINTEXT, Verdict.SSE_S3, Verdict.WRONG_KEY, Verdict.SSE_C})
-
-
-def _compliance(record: AuditRecord) -> str | None:
-    """``enforcer_objects_total``'s result for one audited event; None (not counted) for an
-    object that is gone or that no rule covers."""
-    if record.action is Action.FAILED:
-        return "failed"
-    if record.action in (Action.REENCRYPTED, Action.PURGED):
-        return "fixed"
-    if record.verdict is Verdict.COMPLIANT:
-        return "compliant"
-    return "noncompliant" if record.verdict in _NONCOMPLIANT else None

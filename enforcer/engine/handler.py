@@ -4,7 +4,10 @@ A message that cannot be read is dead-lettered as ``bad_event``. A readable one 
 records: the ones naming objects run through the per-object guard
 (:class:`~enforcer.engine.guard.ObjectGuard`) concurrently across objects and in order per
 object; the others (deletes, test events) get an audit record saying why they were skipped.
-The guard decides what an outcome means: records, metrics, dead letters, outages.
+The guard decides what an outcome means: records, metrics, dead letters, outages, parking. When
+it parks an object event (its key is unusable), the consumer is told through the
+:class:`~enforcer.engine.ports.ParkingListener` port, once per message: the message no longer
+takes room in its window, and its offset stays uncommitted until it is done.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from opentelemetry import trace
 from enforcer.core.events import IgnoredRecord, ObjectEvent, parse_message
 from enforcer.engine.fanout import run_per_object
 from enforcer.engine.guard import ObjectGuard
-from enforcer.engine.ports import Message
+from enforcer.engine.ports import Message, ParkingListener
 from enforcer.errors import BadEvent
 from enforcer.telemetry import TRACER, context_from_headers, step
 
@@ -23,8 +26,10 @@ class RecordHandler:
     """The consumer's handler: one :class:`Message` at a time (many at once, per object in
     order)."""
 
-    def __init__(self, guard: ObjectGuard) -> None:
+    def __init__(self, guard: ObjectGuard, listener: ParkingListener | None = None) -> None:
         self.guard = guard
+        #: Told when a message is parked (the consumer; wired by :mod:`enforcer.app`).
+        self.listener = listener
 
     async def __call__(self, message: Message) -> None:
         attributes: dict[str, str | int] = {
@@ -41,11 +46,15 @@ class RecordHandler:
                 await self.guard.dead_letter(message, exc, attempts=1, first_seen=self.guard.now())
                 return
 
+            def parked() -> None:
+                if self.listener is not None:
+                    self.listener.parked(message)
+
             async def handle(item: IgnoredRecord | ObjectEvent) -> None:
                 if isinstance(item, IgnoredRecord):
                     await self.guard.publish_ignored(item)
                 else:
                     trace.get_current_span().set_attribute("bucket", item.bucket)
-                    await self.guard.handle(item, message=message)
+                    await self.guard.handle(item, message=message, on_park=parked)
 
             await run_per_object(parsed, handle, self.guard.concurrency)

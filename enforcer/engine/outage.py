@@ -20,7 +20,18 @@ The gate also owns the rules that tell an outage from one bad event, behind its 
 :meth:`OutageGate.mark` notes where the counts of real handling successes stand (never
 probes) when an event starts, :meth:`OutageGate.is_poison` says when an event that keeps failing
 while the same dependency served others is not in an outage at all, and
-:meth:`OutageGate.outage_behind` says whether a refusal is about one object or about us.
+:meth:`OutageGate.blame` says whether a refusal is about one object, one key, or about us.
+
+A refused key and a KMS that refuses the storage every key look the same in one event (403
+``kms:NotAuthorized``); the gate tells them apart from evidence, never by guessing: the refusal
+is the key's own when the KMS served any other event since the refused one started (another key
+works), or when the KMS says the key is missing or disabled; it is about us — a credentials
+pause — when the KMS's own status call fails or refuses the enforcer. Otherwise it is not known
+yet: the guard parks the key's events (they hold nothing, so consumption goes on and the events
+of other keys can show the KMS serving the storage), and when an event's patience ends with no
+key having worked since it started, hands it back here as the KMS refusing the storage — a
+pause, never a dead letter on a guess. (Pausing on a guess, say on a second key refused, would
+stop the very events that could prove it wrong.)
 """
 
 from __future__ import annotations
@@ -32,12 +43,15 @@ from collections import Counter, deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from enum import StrEnum
 
 from enforcer.engine.outcome import Dependency
 from enforcer.errors import (
     AccessDenied,
     CredentialsRejected,
     EnforcerError,
+    KeyDisabled,
+    KeyMissing,
     KmsNotAuthorized,
     KmsUnavailable,
     StorageUnavailable,
@@ -54,6 +68,14 @@ Probe = Callable[[], Awaitable[None]]
 #: this many other events is not in an outage: it is dead-lettered as ``poison_event``.
 POISON_ROUNDS = 5
 POISON_OTHERS = 5
+
+
+class Blame(StrEnum):
+    """Whose a permanent failure is, as far as the evidence goes (an outage aside)."""
+
+    EVENT = "event"  #: the event's own: dead-letter it
+    KEY = "key"  #: its key's: missing or disabled, or refused while other keys work
+    KEY_UNPROVEN = "key_unproven"  #: its key refused, and nothing else has used the KMS since
 
 
 @dataclass(frozen=True)
@@ -106,6 +128,7 @@ class OutageGate:
         self._changed = asyncio.Event()
         self._probing = asyncio.Lock()
         self._waiting: deque[object] = deque()  # callers of admitted(), longest-waiting first
+        self._refused_keys: set[str] = set()  # refused since the KMS last served an event
 
     @property
     def is_open(self) -> bool:
@@ -130,16 +153,37 @@ class OutageGate:
         served = self.served_since(mark, dependency)
         return rounds >= POISON_ROUNDS and served >= POISON_OTHERS
 
-    async def outage_behind(self, exc: EnforcerError, mark: Mark) -> EnforcerError | None:
-        """Is a refusal about this object, or about us? S3's AccessDenied: ask the storage probe
-        (a signed request that must work for a valid identity). The KMS refusing a key: about
-        the key if the KMS served any other event since ``mark``, else about our access to it.
-        Returns the outage to wait out, or None when the refusal is the event's own."""
+    async def blame(
+        self, exc: EnforcerError, mark: Mark, key: str | None = None
+    ) -> Blame | EnforcerError:
+        """Is a permanent failure about this object, its key ``key``, or about us? Returns the
+        outage to wait out, or whose failure it is. S3's AccessDenied: ask the storage probe (a
+        signed request that must work for a valid identity). A key the KMS says is missing or
+        disabled: the key's. The KMS refusing a key: see :meth:`_blame_refusal`."""
+        if isinstance(exc, KeyMissing | KeyDisabled):
+            return Blame.KEY
         if isinstance(exc, KmsNotAuthorized):
-            return None if self.served_since(mark, Dependency.KMS) > 0 else exc
+            return await self._blame_refusal(exc, mark, key)
         if isinstance(exc, AccessDenied):
-            return await self.diagnose(Dependency.STORAGE)
-        return None
+            return await self.diagnose(Dependency.STORAGE) or Blame.EVENT
+        return Blame.EVENT
+
+    async def _blame_refusal(
+        self, exc: KmsNotAuthorized, mark: Mark, key: str | None
+    ) -> Blame | EnforcerError:
+        """The key's own when the KMS served any other event since ``mark`` (another key
+        works). About us (a credentials pause) when the KMS's status call fails or refuses us
+        (asked once per key newly refused since the KMS last served an event). Otherwise not
+        known yet."""
+        if self.served_since(mark, Dependency.KMS) > 0:
+            return Blame.KEY
+        if key is None:
+            return exc
+        new = key not in self._refused_keys
+        self._refused_keys.add(key)
+        if new and (down := await self.diagnose(Dependency.KMS)) is not None:
+            return down
+        return Blame.KEY_UNPROVEN
 
     async def report_outage(self, exc: EnforcerError) -> Dependency:
         """A handling round failed with an outage-class error: record it against the dependency
@@ -156,13 +200,19 @@ class OutageGate:
         return f"{kind} {what}"
 
     def record_failure(
-        self, dependency: Dependency, exc: EnforcerError, *, confirmed: bool = False
+        self,
+        dependency: Dependency,
+        exc: EnforcerError,
+        *,
+        confirmed: bool = False,
+        detail: str | None = None,
     ) -> None:
         """A handling round failed because ``dependency`` is down (or refuses us). ``confirmed``:
-        the dependency's own probe failed too, so there is no need to wait for the threshold."""
+        the dependency's own probe failed too (or other evidence says so: ``detail``), so there
+        is no need to wait for the threshold."""
         self._failures[dependency] += 1
         self._trial_running = False
-        reason = type(exc).__name__
+        reason = f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
         credentials = is_credentials_problem(exc)
         if self.is_open:
             if dependency in self._down or self._failures[dependency] >= self._threshold:
@@ -182,6 +232,8 @@ class OutageGate:
         for dependency in used:
             self._successes[dependency] += 1
             self._failures[dependency] = 0
+        if Dependency.KMS in used:
+            self._refused_keys.clear()
         self._trial_running = False
         if self._down and used >= self._down.keys():  # a real success, trial or in flight
             self._close()

@@ -21,7 +21,13 @@ from enforcer.engine.outcome import Dependency, Outcome
 from enforcer.engine.own_writes import OwnWrites
 from enforcer.engine.ports import Storage
 from enforcer.engine.rules import KeyCanon, RuleResolver
-from enforcer.errors import EnforcerError, KeyMissing, PreconditionFailed, StorageRejected
+from enforcer.errors import (
+    CredentialsRejected,
+    KeyMissing,
+    PermanentError,
+    PreconditionFailed,
+    StorageRejected,
+)
 from enforcer.retrying import RetryPolicy, retry_transient
 from enforcer.telemetry import step
 
@@ -67,6 +73,7 @@ class Pipeline:
             decision = await self._decide(snapshot, outcome.required)
             outcome.verdict, outcome.action = decision.verdict, decision.action
             if decision.plan is not Plan.REENCRYPT:
+                await self._purge_announced(event, snapshot, outcome)
                 return outcome
             assert snapshot is not None
             assert outcome.required is not None
@@ -193,19 +200,58 @@ class Pipeline:
         outcome.used.add(Dependency.KMS)  # the store (or we) built a chain under the EK
         with step("verify", bucket=snapshot.bucket):
             after = await self._verify(snapshot, required, written, outcome)
-        purge = required.versions is VersionsPolicy.PURGE_NONCOMPLIANT and bool(snapshot.version_id)
-        purged = await self._purge_or_note(snapshot, outcome) if purge else True
-        self.own_writes.remember(after, unpurged=None if purged else snapshot)
+        if required.versions is not VersionsPolicy.PURGE_NONCOMPLIANT or not snapshot.version_id:
+            self.own_writes.remember(after)
+            return
+        self.own_writes.remember(after, unpurged=snapshot)  # until the purge is done
+        if await self._purge_or_note(snapshot, outcome):
+            self.own_writes.remember(after)
 
     async def _purge_or_note(self, old: ObjectSnapshot, outcome: Outcome) -> bool:
-        """Purge ``old``; a failure is noted on ``outcome`` (the object itself is compliant:
-        only the old version stays) and returns False."""
+        """Purge ``old``. A refusal is noted on ``outcome`` (the object itself is compliant:
+        only the old version stays, for the next ``enforcer scan --versions``) and returns
+        False. An outage propagates: the event is not done, and its next round — at once when
+        the storage is back, or its redelivery after a restart — purges the version it names
+        (:meth:`_purge_announced`)."""
         try:
             await self._purge(old, outcome)
-        except EnforcerError as exc:
-            outcome.post_rewrite_error = f"purge: {exc.code}: {exc}"
+        except PermanentError as exc:
+            if isinstance(exc, CredentialsRejected):
+                raise  # our identity, not this version: an outage
+            outcome.post_rewrite_error = (
+                f"purge: {exc.code}: {exc}; not retried: the next enforcer scan --versions "
+                "finds the version"
+            )
             return False
         return True
+
+    async def _purge_announced(
+        self, event: ObjectEvent, current: ObjectSnapshot | None, outcome: Outcome
+    ) -> None:
+        """The event names a version that is no longer current, the current one is compliant,
+        and the rule purges non-compliant versions: purge the named one if it is still there
+        and non-compliant. This is how a purge that failed after our rewrite (the store went
+        away) is done when the event is handled again — redelivered after a restart too."""
+        required, version_id = outcome.required, event.version_id
+        if (
+            required is None
+            or required.versions is not VersionsPolicy.PURGE_NONCOMPLIANT
+            or current is None
+            or outcome.verdict is not Verdict.COMPLIANT
+            or version_id in (None, "", "null", current.version_id)
+        ):
+            return
+        with step("head", bucket=event.bucket):
+            named = await self._call(
+                outcome, self.storage.head, event.bucket, event.key, version_id
+            )
+        if named is None or (await self._decide(named, required)).plan is not Plan.REENCRYPT:
+            return  # gone (purged before), or nothing wrong with it
+        if await self._purge_or_note(named, outcome) and outcome.purged_version_id:
+            outcome.notes.append(
+                f"purged version {version_id}, which this event announced: non-compliant and "
+                "no longer current"
+            )
 
     async def _verify(
         self, before: ObjectSnapshot, required: RequiredKey, written: WriteResult, outcome: Outcome

@@ -161,6 +161,16 @@ class Message:
     headers: dict[str, bytes] = field(default_factory=dict)
 
 
+class ParkingListener(Protocol):
+    """What the consumer is told about a message it handed over: parked."""
+
+    def parked(self, message: Message) -> None:
+        """``message`` waits for its key (missing, disabled or refused): it holds no work slot
+        and must no longer take room in the consumer's window. It is not done: its offset
+        stays uncommitted until the handler returns (enforced, or dead-lettered after the
+        patience), so a restart handles it again."""
+
+
 class ConsumptionGate(Protocol):
     """What the consumer reads of the outage gate: whether to pause its partitions."""
 

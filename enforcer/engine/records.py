@@ -44,10 +44,14 @@ class AuditRecord(BaseModel):
     enforcer wrote it. So an object was re-encrypted by the enforcer if it has a ``reencrypted``
     record, or a ``rewriting`` record followed by a ``compliant`` one for the same event.
 
-    A failure after a successful rewrite (the purge of the old version) keeps action
-    ``reencrypted`` with the new version and says what failed in ``post_rewrite_error``. The
-    notification of that rewrite tries the purge again: its record (``compliant``, ``none``)
-    names the old version in ``purged_version_id`` if it worked, or the new failure.
+    The purge of the old version after a successful rewrite: when the store refuses it, the
+    record keeps action ``reencrypted`` with the new version and says what failed in
+    ``post_rewrite_error``, ending "not retried: the next enforcer scan --versions finds the
+    version". When it fails because the store is unavailable, the event is not finished: it
+    waits out the outage (and, after a restart, is delivered again) and its next round finds
+    the object compliant and purges the version the event names; its one final record is then
+    ``compliant``/``none`` with ``purged_version_id`` and a reason saying so. The notification
+    of the rewrite itself also tries a failed purge again.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -75,8 +79,11 @@ class AuditRecord(BaseModel):
     post_rewrite_error: str | None = Field(
         default=None,
         description="The rewrite succeeded, then this step failed (e.g. 'purge: access_denied: "
-        "...'); action stays reencrypted. On the record of that rewrite's own notification: the "
-        "retried purge failed again",
+        "...; not retried: the next enforcer scan --versions finds the version'); action stays "
+        "reencrypted. A purge that fails because the store is unavailable is not recorded "
+        "here: the event is handled again until the purge is done. On the record of a purge "
+        "tried again (the rewrite's own notification, or the event's next round): it failed "
+        "again",
     )
     strategy: str | None = None
     attempts: int = 1

@@ -8,6 +8,10 @@ engine's :class:`~enforcer.engine.handler.RecordHandler`). Guarantees:
   (and across the live and backfill topics, in the order fetched); others run concurrently: at
   most ``4 x concurrency`` records are in flight (the window), and the handler bounds how many
   objects are worked on at once;
+* a record the handler parks (its key is unusable: :meth:`EventConsumer.parked`) leaves the
+  window but stays in flight: its partition's commit stops at the oldest parked offset until
+  it is done, so a restart loses nothing; revocation and shutdown abandon parked records at
+  once (uncommitted: their partitions' next owner parks them again);
 * an offset is committed only when every record before it in its partition is done (the
   contiguous done prefix), so a crash replays, never skips (at-least-once); while records are in
   flight at most once a second, at once when idle;
@@ -88,6 +92,9 @@ class EventConsumer:
         self._lane = backfill
         self._offsets = OffsetTracker()
         self._tasks: dict[asyncio.Task[None], TopicPartition] = {}
+        self._by_position: dict[tuple[str, int, int], asyncio.Task[None]] = {}
+        self._parked: set[asyncio.Task[None]] = set()  # in flight, out of the window
+        self._window_freed = asyncio.Event()
         self._tails: dict[bytes, asyncio.Task[None]] = {}
         self._unsettled: set[TopicPartition] = set()  # assigned; starting position not committed
         self._stopping = asyncio.Event()
@@ -103,6 +110,18 @@ class EventConsumer:
 
     def stop(self) -> None:
         self._stopping.set()
+
+    def parked(self, message: Message) -> None:
+        """The handler parked ``message`` (the engine's ParkingListener port): it no longer
+        counts against the window; its offset stays uncommitted until it is done."""
+        task = self._by_position.get((message.topic, message.partition, message.offset))
+        if task is not None and not task.done() and task not in self._parked:
+            self._parked.add(task)
+            self._window_freed.set()
+
+    def _active(self) -> list[asyncio.Task[None]]:
+        """The records in flight that take room in the window (parked ones do not)."""
+        return [task for task in self._tasks if task not in self._parked]
 
     def rebalance_listener(self) -> ConsumerRebalanceListener:
         return _Rebalance(self)
@@ -128,8 +147,12 @@ class EventConsumer:
 
     async def _fetch(self) -> int:
         waited = False
-        if len(self._tasks) > self._max_in_flight // 2:  # refill in batches, not one by one
-            await asyncio.wait(self._tasks, timeout=0.5, return_when=asyncio.FIRST_COMPLETED)
+        active = self._active()
+        if len(active) > self._max_in_flight // 2:  # refill in batches, not one by one
+            freed = asyncio.ensure_future(self._window_freed.wait())  # a record parked
+            await asyncio.wait([*active, freed], timeout=0.5, return_when=asyncio.FIRST_COMPLETED)
+            freed.cancel()
+            self._window_freed.clear()
             waited = True
         self._apply_plan()
         return await self._poll(timeout_ms=0 if waited else 200)
@@ -138,13 +161,14 @@ class EventConsumer:
         """Pause what this turn's plan says (everything during an outage or with a full
         window; the backfill lane while live work comes first), resume the rest."""
         turn = split(self._consumer.assignment(), self._lane)
-        lane_tasks = sum(1 for tp in self._tasks.values() if tp in turn.backfill)
+        active = self._active()
+        lane_tasks = sum(1 for task in active if self._tasks[task] in turn.backfill)
         self._backfill_in_flight = lane_tasks
         turn = replace(
             turn,
             gate_paused=self._gate.is_open,
-            window_full=len(self._tasks) > self._max_in_flight // 2,
-            live_in_flight=len(self._tasks) - lane_tasks,
+            window_full=len(active) > self._max_in_flight // 2,
+            live_in_flight=len(active) - lane_tasks,
             backfill_in_flight=lane_tasks,
             live_lag=self._live_lag(turn.live) if turn.backfill else 0,
         )
@@ -160,7 +184,7 @@ class EventConsumer:
         return live_lag(live, highwater, {tp: self._offsets.next_offset(tp) for tp in live})
 
     def _room(self) -> int:
-        return max(self._max_in_flight - len(self._tasks), 0)
+        return max(self._max_in_flight - (len(self._tasks) - len(self._parked)), 0)
 
     async def _poll(self, timeout_ms: int) -> int:
         """One poll per turn, always: a member that does not poll for max.poll.interval leaves
@@ -205,9 +229,11 @@ class EventConsumer:
         previous = self._tails.get(message.key) if message.key is not None else None
         task = asyncio.create_task(self._run_one(tp, message, previous))
         self._tasks[task] = tp
+        position = (message.topic, message.partition, message.offset)
+        self._by_position[position] = task
         if message.key is not None:
             self._tails[message.key] = task
-        task.add_done_callback(lambda t: self._done(t, message.key))
+        task.add_done_callback(lambda t: self._done(t, message.key, position))
 
     async def _run_one(
         self, tp: TopicPartition, message: Message, previous: asyncio.Task[None] | None
@@ -223,8 +249,13 @@ class EventConsumer:
         self._offsets.finished(tp, message.offset)
         self.handled += 1
 
-    def _done(self, task: asyncio.Task[None], key: bytes | None) -> None:
+    def _done(
+        self, task: asyncio.Task[None], key: bytes | None, position: tuple[str, int, int]
+    ) -> None:
         self._tasks.pop(task, None)
+        self._parked.discard(task)
+        if self._by_position.get(position) is task:
+            del self._by_position[position]
         if key is not None and self._tails.get(key) is task:
             del self._tails[key]
 
@@ -309,27 +340,34 @@ class EventConsumer:
         most ``rebalance_wait``, then abandon it (not committed, so their next owner handles
         it again) — and commit."""
         mine = [task for task, tp in self._tasks.items() if tp in partitions]
-        if mine:
-            _, late = await asyncio.wait(mine, timeout=self._rebalance_wait)
-            for task in late:
-                task.cancel()
-            if late:
-                log.warning("abandoned %d record(s) still in flight on revoked partitions",
-                            len(late))  # fmt: skip
-                await asyncio.wait(late)
+        if late := await self._finish(mine, self._rebalance_wait):
+            log.warning("abandoned %d record(s) still in flight on revoked partitions "
+                        "(parked ones included)", late)  # fmt: skip
         await self._commit(partitions)
         self._offsets.forget(partitions)
         self._unsettled -= partitions
         for tp in partitions:  # its new owner reports it from now on
             CONSUMER_LAG.set(0, _partition_labels(tp))
 
-    async def _shutdown(self) -> None:
-        if self._tasks:
-            _, pending = await asyncio.wait(self._tasks, timeout=self._shutdown_timeout)
-            for task in pending:  # abandoned: not committed, so handled again after restart
+    async def _finish(self, tasks: list[asyncio.Task[None]], timeout: float) -> int:  # noqa: ASYNC109
+        """Let ``tasks`` finish within ``timeout``, parked ones aside (they wait for their key:
+        abandoned at once), then abandon the rest: not committed, so handled again by the
+        partitions' next owner or after a restart. Returns how many were abandoned."""
+        parked = [task for task in tasks if task in self._parked]
+        for task in parked:
+            task.cancel()
+        running = [task for task in tasks if task not in self._parked]
+        late: set[asyncio.Task[None]] = set()
+        if running:
+            _, late = await asyncio.wait(running, timeout=timeout)
+            for task in late:
                 task.cancel()
-            if pending:
-                await asyncio.wait(pending)
+        if parked or late:
+            await asyncio.wait([*parked, *late])
+        return len(parked) + len(late)
+
+    async def _shutdown(self) -> None:
+        await self._finish(list(self._tasks), self._shutdown_timeout)
         await self._commit()  # a failure is logged; uncommitted records are handled again
 
 

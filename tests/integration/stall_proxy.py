@@ -4,8 +4,10 @@ without failing, for tests of what slow work does to the consumer (the store its
 ``async with StallProxy(host, port) as proxy``: point ``ENFORCER_S3__ENDPOINT_URL`` at
 ``proxy.url``; while ``proxy.holding("PUT ")`` is entered, every request that starts with that
 method waits, unforwarded, until the block ends (a rewrite blocked in flight); while
-``proxy.refusing()`` is entered, every connection is dropped (the store is down). Bytes pass
-unchanged, so SigV4 signatures stay valid.
+``proxy.refusing()`` is entered, every connection is dropped (the store is down); while
+``proxy.dropping("DELETE ")`` is entered, the connection of every request that starts with that
+method is dropped before it is forwarded (the store goes away for those requests only: a purge
+in an outage). Bytes pass unchanged, so SigV4 signatures stay valid.
 """
 
 from __future__ import annotations
@@ -26,8 +28,10 @@ class StallProxy:
         self._pumps: set[asyncio.Task[None]] = set()
         self._writers: set[asyncio.StreamWriter] = set()
         self._refusing = False
-        #: Requests held back so far.
+        self._dropping: bytes | None = None
+        #: Requests held back so far, and dropped so far.
         self.held = 0
+        self.dropped = 0
         self.port = 0
 
     @property
@@ -70,6 +74,15 @@ class StallProxy:
         finally:
             self._refusing = False
 
+    @contextlib.contextmanager
+    def dropping(self, method: str) -> Iterator[None]:
+        """Drop the connection of every request starting with ``method`` until exit."""
+        self._dropping = method.encode()
+        try:
+            yield
+        finally:
+            self._dropping = None
+
     async def _connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if self._refusing:
             writer.close()
@@ -81,7 +94,7 @@ class StallProxy:
             return
         self._writers.add(writer)
         for pump in (
-            self._pump(reader, upstream_writer, hold=True),
+            self._pump(reader, upstream_writer, hold=True, client=writer),
             self._pump(upstream_reader, writer, hold=False),
         ):
             task = asyncio.create_task(pump)
@@ -89,10 +102,20 @@ class StallProxy:
             task.add_done_callback(self._pumps.discard)
 
     async def _pump(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, hold: bool
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        *,
+        hold: bool,
+        client: asyncio.StreamWriter | None = None,
     ) -> None:
         try:
             while chunk := await reader.read(65536):
+                if hold and self._dropping is not None and chunk.startswith(self._dropping):
+                    self.dropped += 1
+                    if client is not None:
+                        client.close()
+                    break
                 if hold and self._method is not None and chunk.startswith(self._method):
                     self.held += 1
                     await self._released.wait()

@@ -1,7 +1,9 @@
 """Credentials revoked at run time pause the enforcer (not ready, alert) instead of flooding the
 DLQ; a genuinely per-object AccessDenied still dead-letters just that object. The same for the
-KMS: refusing MinIO the only key in use pauses, one refused key among working ones is that key's
-objects' problem. (The local KES refuses MinIO the keys named ``refused-*``.)"""
+KMS: the only key in use refused (nothing shows it is the key's own, not the storage's KMS
+identity) pauses after the patience instead of dead-lettering, one refused key among working
+ones is that key's objects' problem. (The local KES refuses MinIO the keys named
+``refused-*``.)"""
 
 from __future__ import annotations
 
@@ -206,8 +208,10 @@ async def test_a_kms_refusing_the_only_key_in_use_pauses_and_alerts_and_loses_no
 ) -> None:
     run, _, bucket, keys = await backlog(20, key_prefix="refused")
 
-    # No other event shows the KMS serving MinIO: it is our access that looks refused.
-    replica = await spawn(run, "enforcer", ENFORCER_OUTAGE__LOG_INTERVAL="2")
+    # No other event shows the KMS serving MinIO: the events are parked, and after their
+    # patience, with still no evidence that the key alone is refused, it is our access.
+    replica = await spawn(run, "enforcer", ENFORCER_OUTAGE__LOG_INTERVAL="2",
+                          ENFORCER_KEYS__PARK_PATIENCE="5")  # fmt: skip
     async with ReadinessLog(replica) as ready:
         await replica.wait_for_log("pausing consumption", timeout=60)
         paused_at = time.monotonic()
@@ -222,6 +226,7 @@ async def test_a_kms_refusing_the_only_key_in_use_pauses_and_alerts_and_loses_no
     assert alerts == 1
     log = replica.log_lines()
     assert sum("pausing consumption" in line for line in log) == 1, replica.tail()
+    assert any("no other key used since" in line for line in log), replica.tail()
     assert not any("resuming consumption" in line for line in log), replica.tail()
     assert await run.dead_letters() == []
     assert await run.audit(bucket) == []  # no verdict yet: the events wait, uncommitted
@@ -263,29 +268,30 @@ async def test_one_refused_key_among_working_ones_dead_letters_only_its_objects(
     run = EnforcerRun(
         stack, policy_file=policy, extra_env={"ENFORCER_KAFKA__TOPICS": json.dumps([topic])}
     )
-    objects = [(refused_bucket, f"r-{i}") for i in range(3)] + [
+    objects = [(refused_bucket, f"r-{i}") for i in range(6)] + [
         (bucket, f"w-{i:02}") for i in range(20)
     ]
     for name, key in objects:
         s3_admin.put_object(Bucket=name, Key=key, Body=b"x" * 256)
-    # One partition, the refused key's events first, one slot: they fail before any other event
-    # has shown the KMS working, so consumption pauses with every slot's event refused. The
-    # working event behind them must still get its turn, close the gate and let them be
-    # dead-lettered as a key problem.
+    # One partition, the refused key's events first (more than the window of four records),
+    # one slot, a pause after the first failure: nothing has shown the KMS working when they
+    # fail. They are parked (out of the window, holding no slot), the working events behind
+    # them are handled, which shows the refusal is the key's own: dead-lettered as such after
+    # the patience, and nothing paused.
     events = [(f"{name}/{key}".encode(), minio_event(name, key)) for name, key in objects]
     await produce(stack.kafka_bootstrap, topic, events, partition=0)
 
-    replica = await spawn(
-        run, "enforcer", ENFORCER_CONCURRENCY="1", ENFORCER_OUTAGE__FAILURES_BEFORE_PAUSE="1"
-    )
+    replica = await spawn(run, "enforcer", ENFORCER_CONCURRENCY="1",
+                          ENFORCER_OUTAGE__FAILURES_BEFORE_PAUSE="1",
+                          ENFORCER_KEYS__PARK_PATIENCE="10")  # fmt: skip
     refused_keys = [key for name, key in objects if name == refused_bucket]
     keys = [key for name, key in objects if name == bucket]
     async with audit_tail(run) as tail:
-        await tail.until(
-            lambda r: handled_keys(r, refused_bucket) >= set(refused_keys)
-            and handled_keys(r, bucket) >= set(keys),
-            120, "every object handled", alive=replica.alive,
-        )  # fmt: skip
+        await tail.until(lambda r: handled_keys(r, bucket) >= set(keys), 120,
+                         "every working object", alive=replica.alive)  # fmt: skip
+        assert handled_keys(tail.records, refused_bucket) == set()  # parked, not failed
+        await tail.until(lambda r: handled_keys(r, refused_bucket) >= set(refused_keys), 120,
+                         "the refused ones after the patience", alive=replica.alive)  # fmt: skip
         await replica.wait_ready(timeout=60)
         available = await replica.metric("enforcer_key_available", key=refused)
         alerts = await replica.metric(
@@ -294,14 +300,15 @@ async def test_one_refused_key_among_working_ones_dead_letters_only_its_objects(
     assert await replica.stop() == 0, replica.tail()
 
     log = replica.log_lines()
-    assert sum("credentials refused by kms" in line for line in log) == 1, replica.tail()
-    assert sum("resuming consumption" in line for line in log) == 1, replica.tail()
+    assert not any("pausing consumption" in line for line in log), replica.tail()
+    assert sum(f"key {refused} unusable" in line for line in log) == 1, replica.tail()
     assert (available, alerts) == (0, len(refused_keys))
     failed = await run.audit(refused_bucket)
     assert sorted(r["key"] for r in failed) == refused_keys
     assert {(r["action"], r["reason"].split(":")[0]) for r in failed} == {
         ("failed", "access_denied")
     }
+    assert all("parked" in r["reason"] for r in failed)
     dead = await run.dead_letters()
     assert {d["event_id"] for d in dead} == {r["event_id"] for r in failed}
     assert {d["error_class"] for d in dead} == {"access_denied"}

@@ -187,6 +187,8 @@ async def dead_letters(
             # With a KMS client `run` refuses to start on the missing key (preflight); without
             # one only MinIO knows, per object, like a key deleted while the service runs.
             "ENFORCER_KMS__KIND": "none",
+            # Parked for its key a second, then dead-lettered (the service's patience).
+            "ENFORCER_KEYS__PARK_PATIENCE": "1",
         },
     )
     key = f"{bucket}/obj".encode()

@@ -80,8 +80,11 @@ async def test_missing_key_is_audited_dead_lettered_and_does_not_stall_other_buc
     )
     # With a KMS client the start reports the missing key and goes on (`enforcer policy check`
     # is what refuses it); without one only MinIO knows, per object, like a key deleted while
-    # the service runs. Either way its objects are dead-lettered and the others enforced.
-    run = EnforcerRun(stack, policy_file=policy, extra_env={"ENFORCER_KMS__KIND": kms_kind})
+    # the service runs. Either way its objects are parked (the others enforced meanwhile) and
+    # dead-lettered after the patience.
+    run = EnforcerRun(stack, policy_file=policy, extra_env={
+        "ENFORCER_KMS__KIND": kms_kind, "ENFORCER_KEYS__PARK_PATIENCE": "2",
+    })  # fmt: skip
     await run.start_at_end()
     s3_admin.put_object(Bucket=bad_bucket, Key="x", Body=b"x")
     s3_admin.put_object(Bucket=good_bucket, Key="y", Body=b"y")
@@ -92,7 +95,7 @@ async def test_missing_key_is_audited_dead_lettered_and_does_not_stall_other_buc
 
     [failed] = await run.audit(bad_bucket)
     assert (failed["verdict"], failed["action"]) == ("plaintext", "failed")
-    assert failed["reason"].startswith("key_missing")
+    assert failed["reason"].startswith("key_missing") and "parked" in failed["reason"]
     [dlq] = await run.dead_letters()
     assert dlq["error_class"] == "key_missing" and dlq["event_id"] == failed["event_id"]
     assert (await run.audit(good_bucket))[0]["action"] == "reencrypted"

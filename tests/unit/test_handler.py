@@ -268,6 +268,37 @@ async def test_a_failed_purge_after_the_rewrite_is_reencrypted_with_the_error_no
     assert record.purged_version_id is None and h.sink.dead_letters == []
 
 
+async def test_a_purge_failing_in_an_outage_keeps_the_event_until_the_version_is_purged() -> None:
+    """The store goes away after the rewrite: no final record yet, the event waits (at the
+    gate) and its next round — the object compliant now — purges the version it names."""
+
+    class FlakyDeletes(MemoryStorage):
+        down = 3
+
+        async def delete_version(self, bucket: str, key: str, version_id: str) -> None:
+            if self.down:
+                self.down -= 1
+                raise StorageUnavailable("DeleteObject: connection refused")
+            await super().delete_version(bucket, key, version_id)
+
+    policy = PolicyFile(
+        rules=(Rule(bucket="b", key="ek", versions=VersionsPolicy.PURGE_NONCOMPLIANT),)
+    )
+    h = Harness(policy=policy, storage=FlakyDeletes())
+    h.handler.guard.pipeline.retry = RetryPolicy(attempts=1)
+    inspected = h.storage.put("b", "k", b"x", versioned=True)
+    body = json.loads(minio())
+    body["Records"][0]["s3"]["object"]["versionId"] = inspected.version_id
+    await asyncio.wait_for(h.handler(message(json.dumps(body).encode())), timeout=10)
+    [final] = h.sink.final
+    assert (final.verdict, final.action) == (Verdict.COMPLIANT, Action.NONE)
+    assert final.purged_version_id == inspected.version_id and not final.post_rewrite_error
+    assert [r.action for r in h.sink.audit].count(Action.REWRITING) == 1  # rewritten once
+    [kept] = h.storage.objects[("b", "k")]
+    assert kept.snapshot.version_id != inspected.version_id and kept.snapshot.kms_key
+    assert h.sink.dead_letters == []
+
+
 async def test_access_denied_for_one_object_with_a_working_identity_is_dead_lettered() -> None:
     async def identity_ok() -> None:
         return None
@@ -374,9 +405,9 @@ async def test_dry_run_logs_one_info_line_per_object_with_its_verdict(
 ) -> None:
     h = Harness(Mode.AUDIT)
     h.storage.put("b", "k", b"x")
-    caplog.set_level(logging.INFO, logger="enforcer.engine.guard")
+    caplog.set_level(logging.INFO, logger="enforcer.engine.observe")
     await h.handler(message(minio()))
-    [line] = [r for r in caplog.records if r.name == "enforcer.engine.guard"]
+    [line] = [r for r in caplog.records if r.name == "enforcer.engine.observe"]
     assert line.levelno == logging.INFO
     fields = {k: getattr(line, k) for k in ("bucket", "key", "verdict", "action")}
     wanted = {"bucket": "b", "key": "k", "verdict": "plaintext", "action": "would_reencrypt"}

@@ -4,12 +4,16 @@ import logging
 import pytest
 from doubles.time import ManualTime, settle
 
-from enforcer.engine.outage import OutageGate
+from enforcer.engine.outage import Blame, OutageGate
 from enforcer.engine.outcome import Dependency
 from enforcer.errors import (
+    AccessDenied,
     CredentialsRejected,
+    KeyDisabled,
+    KeyMissing,
     KmsNotAuthorized,
     KmsUnavailable,
+    StorageRejected,
     StorageUnavailable,
 )
 
@@ -203,3 +207,71 @@ async def test_a_failure_confirmed_by_the_probe_opens_at_once() -> None:
     gate = OutageGate(threshold=3, probe_interval=0.01)
     gate.record_failure(KMS, KmsUnavailable("x"), confirmed=True)
     assert gate.is_open
+
+
+REFUSED = KmsNotAuthorized("kms:NotAuthorized")
+
+
+async def test_a_key_the_kms_says_is_missing_or_disabled_is_that_keys_problem() -> None:
+    gate = OutageGate(threshold=1, probe_interval=0.01)
+    mark = gate.mark()
+    assert await gate.blame(KeyMissing("gone", key_name="a"), mark, "a") is Blame.KEY
+    assert await gate.blame(KeyDisabled("off", key_name="a"), mark, "a") is Blame.KEY
+    assert await gate.blame(StorageRejected("bad"), mark, "a") is Blame.EVENT
+
+
+async def test_a_refused_key_is_its_own_problem_once_another_event_used_the_kms() -> None:
+    gate = OutageGate(threshold=1, probe_interval=0.01)
+    mark = gate.mark()
+    assert await gate.blame(REFUSED, mark, "a") is Blame.KEY_UNPROVEN  # nothing else yet
+    gate.record_success({STORAGE, KMS})  # another key works
+    assert await gate.blame(REFUSED, mark, "a") is Blame.KEY
+    assert not gate.is_open
+
+
+async def test_other_keys_refused_too_prove_nothing_and_pause_nothing() -> None:
+    """Pausing on a guess would stop the events that could show another key working."""
+    gate = OutageGate(threshold=1, probe_interval=0.01)
+    for key in ("a", "b", "c"):
+        assert await gate.blame(REFUSED, gate.mark(), key) is Blame.KEY_UNPROVEN
+    assert not gate.is_open
+    mark = gate.mark()
+    gate.record_success({STORAGE, KMS})
+    assert await gate.blame(REFUSED, mark, "a") is Blame.KEY
+
+
+async def test_a_pause_for_a_refusal_says_what_the_evidence_was() -> None:
+    gate = OutageGate(threshold=3, probe_interval=0.01)
+    gate.record_failure(KMS, REFUSED, confirmed=True,
+                        detail="key a refused for 900s and no other key used since")  # fmt: skip
+    assert gate.describe() == (
+        "paused: credentials refused by kms (KmsNotAuthorized: key a refused for 900s and no "
+        "other key used since)"
+    )
+
+
+async def test_a_refused_key_while_the_kms_status_call_fails_is_about_us() -> None:
+    calls = 0
+
+    async def kms_refuses_us() -> None:
+        nonlocal calls
+        calls += 1
+        raise KmsNotAuthorized("status: 403")
+
+    gate = OutageGate(threshold=1, probe_interval=0.01, probes={KMS: kms_refuses_us})
+    outage = await gate.blame(REFUSED, gate.mark(), "a")
+    assert isinstance(outage, KmsNotAuthorized) and str(outage) == "status: 403"
+    await gate.blame(REFUSED, gate.mark(), "a")
+    assert calls == 1, "the status is asked once per key newly refused"
+
+
+async def test_access_denied_asks_the_storage_probe() -> None:
+    refused = CredentialsRejected("ListBuckets: InvalidAccessKeyId")
+
+    async def identity_refused() -> None:
+        raise refused
+
+    gate = OutageGate(threshold=1, probe_interval=0.01, probes={STORAGE: identity_refused})
+    assert await gate.blame(AccessDenied("x"), gate.mark()) is refused
+    fine = OutageGate(threshold=1, probe_interval=0.01)
+    assert await fine.blame(AccessDenied("x"), fine.mark()) is Blame.EVENT

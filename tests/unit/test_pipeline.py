@@ -10,7 +10,7 @@ from enforcer.core.verdict import Action, Encryption, Verdict, rewrite_dual_laye
 from enforcer.engine.objects import ObjectSnapshot, PreservedAttributes, SseKmsTarget, WriteResult
 from enforcer.engine.pipeline import Pipeline
 from enforcer.engine.rules import KeyCanon, RuleResolver
-from enforcer.errors import KeyMissing, StorageRejected, StorageUnavailable
+from enforcer.errors import AccessDenied, KeyMissing, StorageRejected, StorageUnavailable
 from enforcer.retrying import RetryPolicy
 
 
@@ -157,20 +157,26 @@ async def test_purge_deletes_only_the_inspected_version(storage: MemoryStorage) 
     assert outcome.written is not None and outcome.written.version_id in ids
 
 
+PURGE = PolicyFile(rules=(Rule(bucket="b", key="ek", versions=VersionsPolicy.PURGE_NONCOMPLIANT),))
+
+
+def versions(storage: MemoryStorage) -> list[str | None]:
+    return [v.snapshot.version_id for v in storage.objects[("b", "k")]]
+
+
 async def test_a_purge_that_failed_is_retried_by_the_notification_of_the_write(
     storage: MemoryStorage,
 ) -> None:
+    """The store goes away between the rewrite and the purge: the event is not done (the
+    outage propagates, the guard waits it out), and the rewrite's own notification, taken from
+    memory, purges the old version."""
     inspected = storage.put("b", "k", b"x", versioned=True)
-    policy = PolicyFile(
-        rules=(Rule(bucket="b", key="ek", versions=VersionsPolicy.PURGE_NONCOMPLIANT),)
-    )
-    pipeline = make_pipeline(storage, policy)
+    pipeline = make_pipeline(storage, PURGE)
     pipeline.retry = RetryPolicy(attempts=1)
     delete = storage.delete_version
     storage.delete_version = down  # type: ignore[method-assign]
-    first = await pipeline.handle(event())
-    assert first.action is Action.REENCRYPTED and first.purged_version_id is None
-    assert first.post_rewrite_error and "storage_unavailable" in first.post_rewrite_error
+    with pytest.raises(StorageUnavailable):
+        await pipeline.handle(announced(inspected))
 
     storage.delete_version = delete  # type: ignore[method-assign]
     written = storage.latest("b", "k")
@@ -178,9 +184,66 @@ async def test_a_purge_that_failed_is_retried_by_the_notification_of_the_write(
     again = await pipeline.handle(announced(written.snapshot))
     assert (again.verdict, again.action) == (Verdict.COMPLIANT, Action.NONE)
     assert again.purged_version_id == inspected.version_id and not again.post_rewrite_error
-    assert [v.snapshot.version_id for v in storage.objects[("b", "k")]] == [
-        written.snapshot.version_id
-    ]
+    assert versions(storage) == [written.snapshot.version_id]
+
+
+async def test_a_purge_that_failed_is_done_when_its_event_is_handled_again_after_a_restart(
+    storage: MemoryStorage,
+) -> None:
+    """The process that rewrote the object is gone (no memory of its writes): the redelivered
+    event finds the object compliant and purges the non-compliant version it names."""
+    inspected = storage.put("b", "k", b"x", versioned=True)
+    first = make_pipeline(storage, PURGE)
+    first.retry = RetryPolicy(attempts=1)
+    delete = storage.delete_version
+    storage.delete_version = down  # type: ignore[method-assign]
+    with pytest.raises(StorageUnavailable):
+        await first.handle(announced(inspected))
+    written = storage.latest("b", "k")
+    assert written is not None and len(versions(storage)) == 2
+
+    storage.delete_version = delete  # type: ignore[method-assign]
+    restarted = make_pipeline(storage, PURGE)
+    again = await restarted.handle(announced(inspected))
+    assert (again.verdict, again.action) == (Verdict.COMPLIANT, Action.NONE)
+    assert again.purged_version_id == inspected.version_id
+    assert again.notes and "which this event announced" in again.notes[0]
+    assert versions(storage) == [written.snapshot.version_id]
+    # Handled once more (at-least-once): the version is gone, nothing else is deleted.
+    assert (await restarted.handle(announced(inspected))).purged_version_id is None
+    assert versions(storage) == [written.snapshot.version_id]
+
+
+async def test_a_refused_purge_is_not_retried_and_the_record_says_scan_versions_finds_it(
+    storage: MemoryStorage,
+) -> None:
+    inspected = storage.put("b", "k", b"x", versioned=True)
+
+    async def refused(bucket: str, key: str, version_id: str) -> None:
+        raise AccessDenied("DeleteObjectVersion: AccessDenied")
+
+    storage.delete_version = refused  # type: ignore[method-assign]
+    outcome = await make_pipeline(storage, PURGE).handle(announced(inspected))
+    assert outcome.action is Action.REENCRYPTED and outcome.purged_version_id is None
+    assert outcome.post_rewrite_error is not None
+    assert outcome.post_rewrite_error.startswith("purge: access_denied")
+    assert "the next enforcer scan --versions finds the version" in outcome.post_rewrite_error
+
+
+async def test_an_event_naming_a_version_the_rule_keeps_or_that_is_compliant_purges_nothing(
+    storage: MemoryStorage,
+) -> None:
+    kept = storage.put("b", "k", b"x", versioned=True)
+    compliant = storage.put(
+        "b", "k", b"y", Encryption.SSE_KMS, kms_key="arn:aws:kms:ek", versioned=True
+    )
+    # The rule keeps versions: the older plaintext version stays.
+    outcome = await make_pipeline(storage).handle(announced(kept))
+    assert (outcome.verdict, outcome.purged_version_id) == (Verdict.COMPLIANT, None)
+    assert storage.heads == 1
+    # Purge rule, but the event names the current (compliant) version: nothing else is touched.
+    outcome = await make_pipeline(storage, PURGE).handle(announced(compliant))
+    assert outcome.purged_version_id is None and len(versions(storage)) == 2
 
 
 async def down(bucket: str, key: str, version_id: str) -> None:
