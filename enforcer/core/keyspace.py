@@ -60,8 +60,8 @@ def ranges_from_boundaries(boundaries: Iterable[str]) -> list[KeyRange]:
 
 def range_of(key: str, ranges: Sequence[KeyRange]) -> int:
     """The index of the range holding ``key``, for ranges from :func:`ranges_from_boundaries`."""
-    highs = [r.through for r in ranges[:-1]]  # the last range is open above
-    return bisect.bisect_left(highs, key)  # type: ignore[arg-type]
+    highs = [r.through or "" for r in ranges[:-1]]  # the last range is open above
+    return bisect.bisect_left(highs, key)
 
 
 def pick(items: Sequence[str], count: int) -> list[str]:
