@@ -101,6 +101,7 @@ SCAN_EXAMPLES = [
     "enforcer scan s3://photos --output csv --output-file photos.csv --resume",
     "enforcer scan --inventory s3://inv/photos/config/2026-12-01T00-00Z/manifest.json",
     "enforcer scan s3://photos --enqueue   # let the enforcer run replicas do it",
+    "enforcer scan s3://photos --split 8   # eight listers at once, one per key range",
 ]
 
 
@@ -127,6 +128,13 @@ def add_scan_command(commands: Any) -> None:
         help="only list: publish one event per non-compliant object for `enforcer run`",
     )
     scan.add_argument(
+        "--split",
+        type=split_count,
+        metavar="N|auto",
+        help=f"cut the keyspace into N key ranges (auto: {AUTO_SPLIT}) listed at once; with "
+        "--enqueue each range is a task for the `enforcer run` replicas",
+    )
+    scan.add_argument(
         "--inventory", metavar="MANIFEST", help="read an S3 Inventory manifest (path or s3://)"
     )
     scan.add_argument("--output", choices=("jsonl", "csv"), help="one line per object")
@@ -143,6 +151,27 @@ def add_scan_command(commands: Any) -> None:
         help="seconds between progress lines when stderr is not a terminal",
     )
     scan.add_argument("--no-progress", action="store_true", help="no progress display")
+
+
+#: Ranges ``--split auto`` cuts a bucket into.
+AUTO_SPLIT = 16
+#: At most this many ranges (one lister each in a local scan, one task each on Kafka).
+MAX_SPLIT = 4096
+
+
+def split_count(text: str) -> int:
+    """``--split``: a number of ranges from 1 to MAX_SPLIT, or ``auto``."""
+    if text == "auto":
+        return AUTO_SPLIT
+    try:
+        count = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a number of ranges or auto, got {text!r}"
+        ) from None
+    if not 1 <= count <= MAX_SPLIT:
+        raise argparse.ArgumentTypeError(f"expected 1 to {MAX_SPLIT} ranges, got {count}")
+    return count
 
 
 def run_ops_command(settings: Settings, args: argparse.Namespace) -> int:
