@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
+import socket
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
@@ -22,9 +24,10 @@ from enforcer import telemetry
 from enforcer.config import KmsSettings, Settings, reveal
 from enforcer.core.policy import Mode, PolicyFile, RequiredKey, Strategy, load_policy_file
 from enforcer.core.verdict import rewrite_dual_layer
+from enforcer.engine.backfill import RangeRunner
 from enforcer.engine.guard import ObjectGuard
 from enforcer.engine.handler import RecordHandler
-from enforcer.engine.objects import ObjectSnapshot, SseKmsTarget, WriteResult
+from enforcer.engine.objects import ListedObject, ObjectSnapshot, SseKmsTarget, WriteResult
 from enforcer.engine.outage import OutageGate, Probe
 from enforcer.engine.outcome import Dependency
 from enforcer.engine.pipeline import Pipeline, Rewriter
@@ -34,6 +37,7 @@ from enforcer.errors import ConfigError, EnforcerError
 from enforcer.health import Readiness, readiness_of, serve_health
 from enforcer.kafka.clients import open_consumer
 from enforcer.kafka.consumer import EventConsumer
+from enforcer.kafka.ranges import KafkaRangeJob, RangeTaskConsumer
 from enforcer.kafka.sink import open_kafka_sink
 from enforcer.preflight import check_run
 from enforcer.retrying import RetryPolicy
@@ -184,7 +188,10 @@ async def _consume(
         guard = object_guard(runtime, sink, mode)
         gate = guard.gate
         handler = RecordHandler(guard)
-        async with open_consumer(kafka_settings, settings.kafka.group_id, "events") as kafka:
+        async with (
+            _range_tasks(settings, runtime, guard, drain_idle) as ranges,
+            open_consumer(kafka_settings, settings.kafka.group_id, "events") as kafka,
+        ):
             consumer = EventConsumer(
                 kafka,
                 handler,
@@ -194,7 +201,7 @@ async def _consume(
                 drain_idle=drain_idle,
             )
             kafka.subscribe(settings.kafka.topics, listener=consumer.rebalance_listener())
-            _install_signal_handlers(consumer)
+            _install_signal_handlers(consumer, ranges)
             log.info(
                 "consuming %s as group %s (mode %s)",
                 settings.kafka.topics,
@@ -211,7 +218,10 @@ async def _consume(
                             metrics=telemetry.render_metrics,
                         )
                     )
-                await consumer.run()
+                async with asyncio.TaskGroup() as group:
+                    group.create_task(consumer.run())
+                    if ranges is not None:
+                        group.create_task(ranges.run())
             log.info("stopped after %d records", consumer.handled)
             return consumer.handled
 
@@ -227,10 +237,46 @@ def _readiness(kafka: AIOKafkaConsumer, consumer: EventConsumer, gate: OutageGat
     return ready
 
 
-def _install_signal_handlers(consumer: EventConsumer) -> None:
+def _install_signal_handlers(consumer: EventConsumer, ranges: RangeTaskConsumer | None) -> None:
+    def stop() -> None:
+        consumer.stop()
+        if ranges is not None:
+            ranges.stop()
+
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         try:
-            loop.add_signal_handler(sig, consumer.stop)
+            loop.add_signal_handler(sig, stop)
         except (NotImplementedError, RuntimeError):  # not the main thread (tests)
             return
+
+
+@asynccontextmanager
+async def _range_tasks(
+    settings: Settings, runtime: Runtime, guard: ObjectGuard, drain_idle: float | None
+) -> AsyncIterator[RangeTaskConsumer | None]:
+    """The backfill-tasks consumer of this replica (its own group, ``<group>.backfill``):
+    ranges listed with the service's guard; None with ``ENFORCER_BACKFILL_RANGES=0``."""
+    if settings.backfill_ranges == 0:
+        yield None
+        return
+    kafka = settings.kafka.options()
+    listing = runtime.storage.listing
+    listing.ask_for_metadata()
+    owner = f"{socket.gethostname()}:{os.getpid()}"
+
+    def list_range(
+        bucket: str, prefix: str, after: str | None, through: str | None
+    ) -> AsyncIterator[ListedObject]:
+        return listing.list_objects(bucket, prefix, start_after=after, through=through)
+
+    def new_job() -> KafkaRangeJob:
+        return KafkaRangeJob(kafka, RangeRunner(guard, list_range, owner=owner))
+
+    group = f"{settings.kafka.group_id}.backfill"
+    async with open_consumer(kafka, group, "ranges", max_poll_records=1) as tasks:
+        ranges = RangeTaskConsumer(tasks, new_job, max_ranges=settings.backfill_ranges,
+                                   shutdown_timeout=settings.shutdown_timeout,
+                                   drain_idle=drain_idle)  # fmt: skip
+        tasks.subscribe([kafka.backfill_tasks_topic], listener=ranges.rebalance_listener())
+        yield ranges

@@ -193,6 +193,11 @@ def _scan(settings: Settings, args: argparse.Namespace) -> int:
     from enforcer.cli.scan import run_scan, scan_request, summary_table
 
     request = scan_request(settings, args)
+    if request.split is not None and request.enqueue:
+        from enforcer.cli.scan import enqueue_ranges
+
+        _print(asyncio.run(enqueue_ranges(settings, request)))
+        return EXIT_OK
     summary = asyncio.run(run_scan(settings, request))
     print(summary_table(summary), file=sys.stderr)
     if request.output is None or request.output_file is not None:  # stdout is not the lines

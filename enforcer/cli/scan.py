@@ -22,6 +22,7 @@ import os
 import signal
 import sys
 import time
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack, contextmanager
 from dataclasses import dataclass
@@ -34,6 +35,7 @@ from enforcer.cli.args import check_readable_file, check_writable, parse_s3_url
 from enforcer.cli.progress import Progress
 from enforcer.config import Settings
 from enforcer.core.policy import Mode
+from enforcer.engine.backfill import RangeTask
 from enforcer.engine.checkpoint import (
     Checkpoint,
     DoneTracker,
@@ -45,6 +47,7 @@ from enforcer.engine.objects import ListedObject
 from enforcer.engine.records import ScanLine
 from enforcer.engine.scanner import Scanner, ScanOptions, ScanSource, ScanSummary
 from enforcer.errors import ConfigError
+from enforcer.kafka.backfill import publish_tasks
 from enforcer.kafka.sink import open_event_publisher, open_kafka_sink
 from enforcer.preflight import check_s3_credentials, check_scan, ensure_output_topics
 from enforcer.report.lines import CsvWriter, JsonlWriter, LineWriter, NoWriter
@@ -111,6 +114,9 @@ def scan_request(settings: Settings, args: argparse.Namespace) -> ScanRequest:
     if request.split is not None and (request.inventory or request.versions):
         raise ConfigError("--split lists current objects by key range: not with --inventory "
                           "or --versions")  # fmt: skip
+    if request.split is not None and request.enqueue and args.dry_run:
+        raise ConfigError("--split --enqueue: the replicas run in their own ENFORCER_MODE; "
+                          "drop --dry-run (or scan without --enqueue)")  # fmt: skip
     check_local_paths(request)
     return request
 
@@ -161,6 +167,27 @@ async def run_scan(settings: Settings, request: ScanRequest) -> ScanSummary:
                 if progress is not None:
                     progress.close()
     return summary
+
+
+async def enqueue_ranges(settings: Settings, request: ScanRequest) -> dict[str, object]:
+    """``--split N --enqueue``: cut the bucket into ranges, one task each for the replicas."""
+    assert request.split is not None
+    kafka = settings.kafka.options()
+    async with open_runtime(settings, request.mode) as runtime:
+        await _preflight(settings, runtime, request)
+        ranges = await split_keyspace(
+            runtime.storage.listing, request.bucket, request.prefix, request.split
+        )
+    backfill_id, now = uuid.uuid4().hex[:16], datetime.now(UTC)
+    tasks = [
+        RangeTask(backfill_id=backfill_id, index=n, total=len(ranges), bucket=request.bucket,
+                  prefix=request.prefix, after=r.after, through=r.through, created=now)
+        for n, r in enumerate(ranges)
+    ]  # fmt: skip
+    await publish_tasks(kafka, tasks)
+    return {"backfill_id": backfill_id, "bucket": request.bucket, "prefix": request.prefix,
+            "ranges": len(tasks), "tasks_topic": kafka.backfill_tasks_topic,
+            "progress": f"enforcer status --backfill {backfill_id}"}  # fmt: skip
 
 
 async def _preflight(settings: Settings, runtime: Runtime, request: ScanRequest) -> None:

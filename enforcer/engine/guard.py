@@ -21,6 +21,7 @@ cannot crowd out the one that would show the dependency working.
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 import time
 from collections.abc import Callable
@@ -104,10 +105,23 @@ class ObjectGuard:
         self._slots = asyncio.Semaphore(concurrency)
         self.pipeline = pipeline
         self._sink = sink
+        self._intents = sink
         self._mode = mode
         self._waits = waits_out_outages
         self.now = now
         self._clock = clock
+
+    @property
+    def mode(self) -> Mode:
+        return self._mode
+
+    def with_records(self, sink: RecordSink) -> ObjectGuard:
+        """This guard — same pipeline, outage gate and work slots — with its final records
+        going to ``sink`` (a backfill range's transaction). Intent records still go to this
+        guard's own sink, each acknowledged before its rewrite."""
+        twin = copy.copy(self)
+        twin._sink = sink
+        return twin
 
     async def handle(
         self, event: ObjectEvent, *, message: Message | None = None, noncurrent: bool = False
@@ -189,7 +203,8 @@ class ObjectGuard:
             record = intent_record(event, snapshot, required, outcome.verdict,
                                    default_mode=self._mode, trace_id=current_trace_id(),
                                    now=self.now())  # fmt: skip
-            await self._publish_audit(record)
+            with step("publish"):
+                await retry_transient(lambda: self._intents.publish_audit(record))
 
         return announce
 

@@ -41,7 +41,7 @@ from enforcer.engine.checkpoint import DoneTracker, Position
 from enforcer.engine.guard import ObjectGuard
 from enforcer.engine.objects import ListedObject, ObjectSnapshot, PreservedAttributes
 from enforcer.engine.outcome import Outcome
-from enforcer.engine.ports import EventPublisher
+from enforcer.engine.ports import BackfillCapacity, EventPublisher
 from enforcer.engine.records import ENQUEUED, NONCURRENT_EVENT, ScanLine
 from enforcer.errors import EnforcerError
 from enforcer.retrying import retry_transient
@@ -117,6 +117,8 @@ class ScanOptions:
     run_id: str | None = None
     #: Entries a lister may run ahead of the first one not finished yet (bounds the tracker).
     max_ahead: int = 100_000
+    #: Backfill work waits here for a work slot live work leaves (``enforcer run``'s ranges).
+    capacity: BackfillCapacity | None = None
 
 
 @dataclass
@@ -191,6 +193,8 @@ class Scanner:
             while source.tracker.in_flight >= self._options.max_ahead:
                 self._progressed.clear()
                 await self._progressed.wait()
+            if self._options.capacity is not None:
+                await self._options.capacity.admit()
             if self._stop.is_set() or self._interrupted:
                 return True
             await self._dispatch(group, item, source.tracker)

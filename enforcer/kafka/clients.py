@@ -11,13 +11,15 @@ from typing import Any, TypeVar
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import (
+    InvalidProducerEpoch,
     KafkaError,
     MessageSizeTooLargeError,
+    ProducerFenced,
     RecordListTooLargeError,
     RecordTooLargeError,
 )
 
-from enforcer.errors import KafkaUnavailable, RecordTooLarge
+from enforcer.errors import KafkaUnavailable, RangeMoved, RecordTooLarge
 from enforcer.kafka.options import KafkaOptions
 from enforcer.kafka.security import check_credentials, client_options
 
@@ -32,6 +34,8 @@ async def kafka_call(call: Awaitable[T], what: str) -> T:
         return await call
     except _TOO_LARGE as exc:  # retrying cannot shrink the record: not an outage
         raise RecordTooLarge(f"{what}: {type(exc).__name__}: {exc}") from exc
+    except (ProducerFenced, InvalidProducerEpoch) as exc:  # a transactional producer replaced
+        raise RangeMoved(f"{what}: {type(exc).__name__}: {exc}") from exc
     except KafkaError as exc:
         raise KafkaUnavailable(f"{what}: {type(exc).__name__}: {exc}") from exc
 
@@ -52,8 +56,12 @@ async def _start(
 
 
 @asynccontextmanager
-async def open_producer(kafka: KafkaOptions, role: str) -> AsyncIterator[AIOKafkaProducer]:
-    """Idempotent, ``acks=all``: a send returns only once the broker has the record."""
+async def open_producer(
+    kafka: KafkaOptions, role: str, *, transactional_id: str | None = None
+) -> AsyncIterator[AIOKafkaProducer]:
+    """Idempotent, ``acks=all``: a send returns only once the broker has the record. With a
+    ``transactional_id`` sends go into transactions; starting it aborts (and fences) whatever
+    an earlier producer with that id left open."""
     options = client_options(kafka)
     producer = AIOKafkaProducer(
         **options,
@@ -61,6 +69,7 @@ async def open_producer(kafka: KafkaOptions, role: str) -> AsyncIterator[AIOKafk
         acks="all",
         enable_idempotence=True,
         linger_ms=0,
+        transactional_id=transactional_id,
     )
     await _start(producer, kafka, options)
     try:
@@ -78,10 +87,12 @@ async def open_consumer(
     topics: Sequence[str] = (),
     auto_offset_reset: str | None = None,
     max_poll_records: int | None = None,
+    read_committed: bool = False,
 ) -> AsyncIterator[AIOKafkaConsumer]:
     """A group member that commits by hand (offsets are ours to commit, never automatic); with
     ``group_id`` None a stand-alone reader. Naming ``topics`` subscribes and loads their
-    partitions at start."""
+    partitions at start. ``read_committed``: records of aborted transactions are never seen,
+    and those of open ones only once committed."""
     options = client_options(kafka)
     consumer = AIOKafkaConsumer(
         *topics,
@@ -91,6 +102,7 @@ async def open_consumer(
         enable_auto_commit=False,
         auto_offset_reset=auto_offset_reset or kafka.auto_offset_reset,
         max_poll_records=max_poll_records or kafka.max_poll_records,
+        isolation_level="read_committed" if read_committed else "read_uncommitted",
     )
     await _start(consumer, kafka, options)
     try:

@@ -20,6 +20,8 @@ class KafkaOptions:
     group_id: str = "sse-enforcer"
     audit_topic: str = "sse-enforcer.audit"
     dlq_topic: str = "sse-enforcer.dlq"
+    backfill_tasks_topic: str = "sse-enforcer.backfill-tasks"
+    backfill_progress_topic: str = "sse-enforcer.backfill-progress"
     auto_offset_reset: str = "earliest"
     max_poll_records: int = 200
     security_protocol: str = "PLAINTEXT"
