@@ -68,4 +68,6 @@ def test_asyncapi_references_existing_schemas() -> None:
         "minio-events",
         "sse-enforcer.audit",
         "sse-enforcer.dlq",
+        "sse-enforcer.backfill-tasks",
+        "sse-enforcer.backfill-progress",
     }
