@@ -165,11 +165,12 @@ class RangeLedger:
 
     async def publish_audit(self, record: AuditRecord) -> None:
         async with self._lock.send():
-            self._noted.add(record.key)
-            self._objects += 1
-            self._verdicts[str(record.verdict or "unknown")] += 1
-            self._actions[record.action.value] += 1
-            self._failed += record.action is Action.FAILED
+            if record.key not in self._noted:  # (a send retried is the same object)
+                self._noted.add(record.key)
+                self._objects += 1
+                self._verdicts[str(record.verdict or "unknown")] += 1
+                self._actions[record.action.value] += 1
+                self._failed += record.action is Action.FAILED
             try:
                 await self._records.publish_audit(record)
             except BaseException as exc:  # the transaction is spoilt: it must not commit
