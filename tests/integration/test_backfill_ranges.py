@@ -53,6 +53,19 @@ def fill(s3: Any, bucket: str, ek: str) -> list[str]:
     return plain
 
 
+def empty(s3: Any, bucket: str) -> None:
+    """Delete every object, 1,000 per request, several requests at once."""
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket)
+    batches = [[{"Key": e["Key"]} for e in page.get("Contents", [])] for page in pages]
+
+    def delete(batch: list[dict[str, str]]) -> None:
+        if batch:
+            s3.delete_objects(Bucket=bucket, Delete={"Objects": batch, "Quiet": True})
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(delete, batches))
+
+
 async def read_committed(stack: StackEnv, topic: str) -> list[tuple[bytes | None, Any]]:
     """Every record of ``topic`` a read_committed reader sees (aborted transactions never)."""
     consumer = AIOKafkaConsumer(topic, bootstrap_servers=stack.kafka_bootstrap, group_id=None,
@@ -116,13 +129,18 @@ async def test_three_replicas_share_a_split_backfill_and_survive_a_sigkill(
             if replica.poll() is None:
                 replica.kill()
 
-    await _check_records(stack, cli, bucket, plain)
-    await _check_progress(cli, backfill["backfill_id"])
-    await _check_compliant(stack, bucket, ek)
-    status = cli("status", "--backfill", backfill["backfill_id"], "--json")
-    [summary] = json.loads(status.stdout)
-    assert summary["ranges_done"] == 12 and summary["objects"] == BACKFILL_OBJECTS
-    assert summary["complete"] is True and summary["objects_per_second"] > 0
+    try:
+        await _check_records(stack, cli, bucket, plain)
+        await _check_progress(cli, backfill["backfill_id"])
+        await _check_compliant(stack, bucket, ek)
+        status = cli("status", "--backfill", backfill["backfill_id"], "--json")
+        [summary] = json.loads(status.stdout)
+        assert summary["ranges_done"] == 12 and summary["objects"] == BACKFILL_OBJECTS
+        assert summary["complete"] is True and summary["objects_per_second"] > 0
+    finally:
+        await asyncio.to_thread(
+            empty, s3_admin, bucket
+        )  # in batches: the fixture deletes one by one
 
 
 async def _until_objects(
