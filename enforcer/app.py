@@ -9,8 +9,11 @@ context manager, closed on the way out.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
+import os
+import socket
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
@@ -21,9 +24,10 @@ from enforcer import telemetry
 from enforcer.config import KmsSettings, Settings, reveal
 from enforcer.core.policy import Mode, PolicyFile, RequiredKey, Strategy, load_policy_file
 from enforcer.core.verdict import rewrite_dual_layer
+from enforcer.engine.backfill import RangeRunner
 from enforcer.engine.guard import ObjectGuard
 from enforcer.engine.handler import RecordHandler
-from enforcer.engine.objects import ObjectSnapshot, SseKmsTarget, WriteResult
+from enforcer.engine.objects import ListedObject, ObjectSnapshot, SseKmsTarget, WriteResult
 from enforcer.engine.outage import OutageGate, Probe
 from enforcer.engine.outcome import Dependency
 from enforcer.engine.parking import KeyParking
@@ -35,6 +39,7 @@ from enforcer.health import Readiness, readiness_of, serve_health
 from enforcer.kafka.clients import open_consumer
 from enforcer.kafka.consumer import EventConsumer
 from enforcer.kafka.lanes import BackfillLane
+from enforcer.kafka.ranges import KafkaRangeJob, RangeTaskConsumer
 from enforcer.kafka.sink import open_kafka_sink
 from enforcer.preflight import check_run
 from enforcer.retrying import RetryPolicy
@@ -216,7 +221,10 @@ async def _consume(
                 f", backfill events from {lane.topic} with spare capacity" if lane else "",
             )
             async with AsyncExitStack() as running:
-                running.enter_context(stop_on_signals(consumer.stop))
+                ranges = await running.enter_async_context(
+                    _range_tasks(settings, runtime, guard, consumer, drain_idle)
+                )
+                running.enter_context(stop_on_signals(lambda: _stop(consumer, ranges)))
                 if settings.health_port is not None:
                     await running.enter_async_context(
                         serve_health(
@@ -226,7 +234,10 @@ async def _consume(
                             metrics=telemetry.render_metrics,
                         )
                     )
-                await consumer.run()
+                async with asyncio.TaskGroup() as group:
+                    group.create_task(consumer.run())
+                    if ranges is not None:
+                        group.create_task(ranges.run())
             log.info("stopped after %d records", consumer.handled)
             return consumer.handled
 
@@ -249,3 +260,45 @@ def _readiness(kafka: AIOKafkaConsumer, consumer: EventConsumer, gate: OutageGat
         )
 
     return ready
+
+
+def _stop(consumer: EventConsumer, ranges: RangeTaskConsumer | None) -> None:
+    consumer.stop()
+    if ranges is not None:
+        ranges.stop()
+
+
+@asynccontextmanager
+async def _range_tasks(
+    settings: Settings,
+    runtime: Runtime,
+    guard: ObjectGuard,
+    live: EventConsumer,
+    drain_idle: float | None,
+) -> AsyncIterator[RangeTaskConsumer | None]:
+    """The backfill-tasks consumer of this replica (its own group, ``<group>.backfill``):
+    ranges listed with the service's guard, an object started only when the ``live``
+    consumer leaves room; None with ``ENFORCER_BACKFILL_RANGES=0``."""
+    if settings.backfill_ranges == 0:
+        yield None
+        return
+    kafka = settings.kafka.options()
+    listing = runtime.storage.listing
+    listing.ask_for_metadata()
+    owner = f"{socket.gethostname()}:{os.getpid()}"
+
+    def list_range(
+        bucket: str, prefix: str, after: str | None, through: str | None
+    ) -> AsyncIterator[ListedObject]:
+        return listing.list_objects(bucket, prefix, start_after=after, through=through)
+
+    def new_job() -> KafkaRangeJob:
+        return KafkaRangeJob(kafka, RangeRunner(guard, list_range, owner=owner, capacity=live))
+
+    group = f"{settings.kafka.group_id}.backfill"
+    async with open_consumer(kafka, group, "ranges", max_poll_records=1) as tasks:
+        ranges = RangeTaskConsumer(tasks, new_job, max_ranges=settings.backfill_ranges,
+                                   shutdown_timeout=settings.shutdown_timeout,
+                                   drain_idle=drain_idle)  # fmt: skip
+        tasks.subscribe([kafka.backfill_tasks_topic], listener=ranges.rebalance_listener())
+        yield ranges

@@ -79,6 +79,18 @@ class KafkaSettings(_Section):
     group_id: str = "sse-enforcer"
     audit_topic: str = "sse-enforcer.audit"
     dlq_topic: str = "sse-enforcer.dlq"
+    backfill_tasks_topic: str = Field(
+        default="sse-enforcer.backfill-tasks",
+        min_length=1,
+        description="Key ranges of `enforcer scan --split N --enqueue`, one task each, taken by "
+        "the `enforcer run` replicas; created at start if missing",
+    )
+    backfill_progress_topic: str = Field(
+        default="sse-enforcer.backfill-progress",
+        min_length=1,
+        description="Each range's progress, committed with its final audit records (compacted, "
+        "keyed by range); created at start if missing",
+    )
     client_id: str = "sse-enforcer"
     auto_offset_reset: Literal["earliest", "latest"] = Field(
         default="earliest",
@@ -361,6 +373,11 @@ class Settings(BaseSettings):
         description="enforcer run: consumer processes in the group under one supervisor "
         "(--workers wins); default: the cores this process may use (CPU affinity, bounded by "
         "the cgroup CPU quota, i.e. the pod's CPU limit)",
+    )
+    backfill_ranges: int = Field(
+        default=2,
+        ge=0,
+        description="Backfill key ranges one `enforcer run` replica lists at once (0: takes none)",
     )
     bucket_default_ttl: float = Field(default=60.0, ge=0, description="Seconds")
     shutdown_timeout: float = Field(default=20.0, gt=0, description="Seconds")

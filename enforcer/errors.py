@@ -14,7 +14,8 @@
     │   ├── IntegrityError        an envelope object failed authentication (tampered or corrupt)
     │   ├── StorageRejected       S3 refused the request for a reason retrying cannot change
     │   ├── RecordTooLarge        the broker (or producer) refuses a record for its size
-    │   └── PoisonEvent           one event kept failing "transiently" while others succeeded
+    │   ├── PoisonEvent           one event kept failing "transiently" while others succeeded
+    │   └── RangeMoved            a backfill range was taken over by another replica (fenced)
     └── TransientError            retry with backoff; the event is not failed
         ├── KmsUnavailable        the KMS (KES / AWS KMS) is unreachable or failing
         ├── StorageUnavailable    S3 5xx, throttling, timeouts, connection errors
@@ -105,6 +106,12 @@ class PoisonEvent(PermanentError):
     other events: not an outage, so it is dead-lettered instead of stalling its partition."""
 
     code = "poison_event"
+
+
+class RangeMoved(PermanentError):
+    """Another replica opened this backfill range's transaction: ours is aborted, stop."""
+
+    code = "range_moved"
 
 
 class TransientError(EnforcerError):

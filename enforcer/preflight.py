@@ -123,30 +123,58 @@ async def check_input_topics(settings: KafkaOptions) -> None:
         )
 
 
+#: Partitions of a new backfill-tasks topic: how many replicas can share one backfill's ranges
+#: (more can be added later with ``kafka-topics --alter --partitions``).
+TASK_PARTITIONS = 12
+#: A compacted progress topic rolls segments often, so old progress of a range is cleaned up.
+PROGRESS_TOPIC_CONFIG = {"cleanup.policy": "compact", "segment.ms": "600000"}
+
+
 async def ensure_output_topics(settings: KafkaOptions) -> None:
     """The audit, DLQ and backfill topics exist, created now if missing, so their first use
-    does not log "topic not found" (and the service can subscribe to the backfill topic)."""
+    does not log "topic not found" (and the service can subscribe to the backfill topics)."""
     async with open_admin(settings) as admin:
         existing = set(await kafka_call(admin.list_topics(), "listing topics"))
+        like = settings.topics[0]
         names = {settings.audit_topic, settings.dlq_topic, settings.backfill_topic}
         if wanted := names - existing:
-            await _create_topics(admin, sorted(wanted), like=settings.topics[0])
+            variables = (
+                "ENFORCER_KAFKA__AUDIT_TOPIC / ENFORCER_KAFKA__DLQ_TOPIC / "
+                "ENFORCER_KAFKA__BACKFILL_TOPIC"
+            )
+            await _create_topics(admin, sorted(wanted), like, variables)
+        if settings.backfill_tasks_topic not in existing:
+            await _create_topics(admin, [settings.backfill_tasks_topic], like,
+                                 "ENFORCER_KAFKA__BACKFILL_TASKS_TOPIC",
+                                 partitions=TASK_PARTITIONS)  # fmt: skip
+        if settings.backfill_progress_topic not in existing:
+            await _create_topics(admin, [settings.backfill_progress_topic], like,
+                                 "ENFORCER_KAFKA__BACKFILL_PROGRESS_TOPIC",
+                                 configs=PROGRESS_TOPIC_CONFIG)  # fmt: skip
 
 
-async def _create_topics(admin: AIOKafkaAdminClient, names: list[str], like: str) -> None:
-    """Create ``names`` with as many partitions as ``like`` has (records keep per-object
-    order either way) and the cluster's replication, up to 3."""
-    [described] = await kafka_call(admin.describe_topics([like]), f"describing {like}")
+async def _create_topics(
+    admin: AIOKafkaAdminClient,
+    names: list[str],
+    like: str,
+    variables: str,
+    *,
+    partitions: int | None = None,
+    configs: dict[str, str] | None = None,
+) -> None:
+    """Create ``names`` with ``partitions`` or as many as ``like`` has (records keep
+    per-object order either way) and the cluster's replication, up to 3."""
+    if partitions is None:
+        [described] = await kafka_call(admin.describe_topics([like]), f"describing {like}")
+        partitions = max(1, len(described.get("partitions", [])))
     cluster: dict[str, Any] = await kafka_call(admin.describe_cluster(), "describing the cluster")
-    partitions = max(1, len(described.get("partitions", [])))
     replicas = max(1, min(3, len(cluster.get("brokers", []))))
-    topics = [NewTopic(name, partitions, replicas) for name in names]
+    topics = [NewTopic(name, partitions, replicas, topic_configs=configs) for name in names]
     response = await kafka_call(admin.create_topics(topics), f"creating {', '.join(names)}")
     for name, code, *message in response.topic_errors:
         if code not in (0, TopicAlreadyExistsError.errno):
             raise ConfigError(
-                f"topic {name} (ENFORCER_KAFKA__AUDIT_TOPIC / ENFORCER_KAFKA__DLQ_TOPIC / "
-                "ENFORCER_KAFKA__BACKFILL_TOPIC) does not exist and could not be created: "
+                f"topic {name} ({variables}) does not exist and could not be created: "
                 f"error {code} {message[0] if message else ''}"
             )
     log.info("created topic(s) %s (%d partitions)", ", ".join(names), partitions)

@@ -15,6 +15,12 @@
 //	copy     in-place CopyObject with SSE-KMS under -key (server-side; MinIO does not check
 //	         If-Match on a copy, so this is not a safe rewrite there, only a reference rate)
 //	put      PutObject of -size random bytes (setup: plaintext, or SSE-KMS under -key if given)
+//	list     list the bucket with MinIO's metadata extension (what a scan reads): one lister, or
+//	         with -fanout F and -concurrency C, C listers over the F top-level prefixes; -n is
+//	         ignored and "objects" is what was listed
+//
+// With -fanout F the keys are <prefix>NNN/NNNNNNN (F top-level prefixes, i mod F), so a bucket
+// has structure to split on.
 //
 // Credentials come from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY.
 package main
@@ -57,7 +63,9 @@ func main() {
 	key := flag.String("key", "", "SSE-KMS key name for rewrite and copy")
 	concurrency := flag.Int("concurrency", 32, "requests in flight")
 	size := flag.Int("size", 4096, "object size for put")
+	fanout := flag.Int("fanout", 0, "keys spread over this many top-level prefixes")
 	flag.Parse()
+	keyFanout = *fanout
 	if *bucket == "" || ((*mode == "rewrite" || *mode == "copy") && *key == "") {
 		fmt.Fprintln(os.Stderr, "native: -bucket is required, and -key for rewrite and copy")
 		os.Exit(2)
@@ -70,11 +78,16 @@ func main() {
 	if err != nil {
 		fail(err)
 	}
-	op, err := operation(client, *mode, *bucket, *key, *size)
-	if err != nil {
-		fail(err)
+	var res result
+	if *mode == "list" {
+		res = list(client, *bucket, *prefix, *fanout, *concurrency)
+	} else {
+		op, err := operation(client, *mode, *bucket, *key, *size)
+		if err != nil {
+			fail(err)
+		}
+		res = run(op, *prefix, *n, *concurrency)
 	}
-	res := run(op, *prefix, *n, *concurrency)
 	res.Mode = *mode
 	_ = json.NewEncoder(os.Stdout).Encode(res)
 	if res.Errors > 0 {
@@ -163,7 +176,7 @@ func run(fn op, prefix string, n, concurrency int) result {
 				if i >= n {
 					return
 				}
-				if err := fn(ctx, fmt.Sprintf("%s%05d", prefix, i)); err != nil {
+				if err := fn(ctx, keyName(prefix, i)); err != nil {
 					if errors.Add(1) == 1 {
 						fmt.Fprintln(os.Stderr, "native: first error:", err)
 					}
@@ -180,6 +193,66 @@ func run(fn op, prefix string, n, concurrency int) result {
 		Seconds:        seconds,
 		PerSecond:      float64(n) / seconds,
 		CPUMsPerObject: cpu * 1000 / float64(n),
+		Concurrency:    concurrency,
+	}
+}
+
+var keyFanout int
+
+func keyName(prefix string, i int) string {
+	if keyFanout > 0 {
+		return fmt.Sprintf("%s%03d/%07d", prefix, i%keyFanout, i)
+	}
+	return fmt.Sprintf("%s%05d", prefix, i)
+}
+
+// list reads every key under prefix (the fanout's top-level prefixes concurrently) with
+// metadata, as the scan's listing does.
+func list(client *minio.Client, bucket, prefix string, fanout, concurrency int) result {
+	prefixes := []string{prefix}
+	if fanout > 0 && concurrency > 1 {
+		prefixes = prefixes[:0]
+		for i := range fanout {
+			prefixes = append(prefixes, fmt.Sprintf("%s%03d/", prefix, i))
+		}
+	} else {
+		concurrency = 1
+	}
+	var next, count, errors atomic.Int64
+	var wg sync.WaitGroup
+	cpuBefore := cpuSeconds()
+	started := time.Now()
+	for range concurrency {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= len(prefixes) {
+					return
+				}
+				opts := minio.ListObjectsOptions{Prefix: prefixes[i], Recursive: true, WithMetadata: true}
+				for info := range client.ListObjects(context.Background(), bucket, opts) {
+					if info.Err != nil {
+						if errors.Add(1) == 1 {
+							fmt.Fprintln(os.Stderr, "native: first error:", info.Err)
+						}
+						break
+					}
+					count.Add(1)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	seconds := time.Since(started).Seconds()
+	n := int(count.Load())
+	return result{
+		Objects:        n,
+		Errors:         errors.Load(),
+		Seconds:        seconds,
+		PerSecond:      float64(n) / seconds,
+		CPUMsPerObject: (cpuSeconds() - cpuBefore) * 1000 / float64(max(n, 1)),
 		Concurrency:    concurrency,
 	}
 }

@@ -126,6 +126,7 @@ SCAN_EXAMPLES = [
     "enforcer scan s3://photos --output csv --output-file photos.csv --resume",
     "enforcer scan --inventory s3://inv/photos/config/2026-12-01T00-00Z/manifest.json",
     "enforcer scan s3://photos --enqueue   # let the enforcer run replicas do it",
+    "enforcer scan s3://photos --split 8   # eight listers at once, one per key range",
 ]
 
 
@@ -152,6 +153,13 @@ def add_scan_command(commands: Any) -> None:
         help="only list: publish one event per non-compliant object for `enforcer run`",
     )
     scan.add_argument(
+        "--split",
+        type=split_count,
+        metavar="N|auto",
+        help=f"cut the keyspace into N key ranges (auto: {AUTO_SPLIT}) listed at once; with "
+        "--enqueue each range is a task for the `enforcer run` replicas",
+    )
+    scan.add_argument(
         "--inventory", metavar="MANIFEST", help="read an S3 Inventory manifest (path or s3://)"
     )
     scan.add_argument("--output", choices=("jsonl", "csv"), help="one line per object")
@@ -168,6 +176,27 @@ def add_scan_command(commands: Any) -> None:
         help="seconds between progress lines when stderr is not a terminal",
     )
     scan.add_argument("--no-progress", action="store_true", help="no progress display")
+
+
+#: Ranges ``--split auto`` cuts a bucket into.
+AUTO_SPLIT = 16
+#: At most this many ranges (one lister each in a local scan, one task each on Kafka).
+MAX_SPLIT = 4096
+
+
+def split_count(text: str) -> int:
+    """``--split``: a number of ranges from 1 to MAX_SPLIT, or ``auto``."""
+    if text == "auto":
+        return AUTO_SPLIT
+    try:
+        count = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a number of ranges or auto, got {text!r}"
+        ) from None
+    if not 1 <= count <= MAX_SPLIT:
+        raise argparse.ArgumentTypeError(f"expected 1 to {MAX_SPLIT} ranges, got {count}")
+    return count
 
 
 def run_ops_command(settings: Settings, args: argparse.Namespace) -> int:
@@ -190,6 +219,11 @@ def _scan(settings: Settings, args: argparse.Namespace) -> int:
     from enforcer.cli.scan import run_scan, scan_request, summary_table
 
     request = scan_request(settings, args)
+    if request.split is not None and request.enqueue:
+        from enforcer.cli.scan import enqueue_ranges
+
+        _print(asyncio.run(enqueue_ranges(settings, request)))
+        return EXIT_OK
     summary = asyncio.run(run_scan(settings, request))
     print(summary_table(summary), file=sys.stderr)
     if request.output is None or request.output_file is not None:  # stdout is not the lines

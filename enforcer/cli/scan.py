@@ -20,6 +20,7 @@ import hashlib
 import os
 import sys
 import time
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack, contextmanager
 from dataclasses import dataclass
@@ -32,17 +33,26 @@ from enforcer.cli.args import check_readable_file, check_writable, parse_s3_url
 from enforcer.cli.progress import Progress
 from enforcer.config import Settings
 from enforcer.core.policy import Mode
-from enforcer.engine.checkpoint import Checkpoint, DoneTracker, load_checkpoint, save_checkpoint
+from enforcer.engine.backfill import RangeTask
+from enforcer.engine.checkpoint import (
+    Checkpoint,
+    DoneTracker,
+    RangeState,
+    load_checkpoint,
+    save_checkpoint,
+)
 from enforcer.engine.objects import ListedObject
 from enforcer.engine.records import ScanLine
-from enforcer.engine.scanner import Scanner, ScanOptions, ScanSummary
+from enforcer.engine.scanner import Scanner, ScanOptions, ScanSource, ScanSummary
 from enforcer.errors import ConfigError
+from enforcer.kafka.backfill import publish_tasks
 from enforcer.kafka.sink import open_event_publisher, open_kafka_sink
 from enforcer.preflight import check_s3_credentials, check_scan, ensure_output_topics
 from enforcer.report.lines import CsvWriter, JsonlWriter, LineWriter, NoWriter
 from enforcer.report.table import counts_table
 from enforcer.signals import stop_on_signals
 from enforcer.storage.inventory import InventoryReader
+from enforcer.storage.split import split_keyspace
 
 #: Seconds between checkpoint writes (and at the end, always).
 CHECKPOINT_EVERY = 2.0
@@ -62,6 +72,7 @@ class ScanRequest:
     resume: bool = False
     progress: bool = True
     progress_interval: float = 10.0
+    split: int | None = None
 
     @property
     def source(self) -> str:
@@ -72,6 +83,8 @@ class ScanRequest:
             return self.checkpoint
         state = Path(os.environ.get("XDG_STATE_HOME", Path.home() / ".local" / "state"))
         material = f"{self.source}|{self.versions}|{self.enqueue}".encode()
+        if self.split is not None:
+            material += f"|split={self.split}".encode()
         name = f"scan-{self.bucket or 'inventory'}-{hashlib.sha256(material).hexdigest()[:12]}"
         return state / "sse-enforcer" / f"{name}.json"
 
@@ -95,7 +108,14 @@ def scan_request(settings: Settings, args: argparse.Namespace) -> ScanRequest:
         resume=args.resume,
         progress=not args.no_progress,
         progress_interval=args.progress_interval,
+        split=args.split,
     )
+    if request.split is not None and (request.inventory or request.versions):
+        raise ConfigError("--split lists current objects by key range: not with --inventory "
+                          "or --versions")  # fmt: skip
+    if request.split is not None and request.enqueue and args.dry_run:
+        raise ConfigError("--split --enqueue: the replicas run in their own ENFORCER_MODE; "
+                          "drop --dry-run (or scan without --enqueue)")  # fmt: skip
     check_local_paths(request)
     return request
 
@@ -133,17 +153,40 @@ async def run_scan(settings: Settings, request: ScanRequest) -> ScanSummary:
         options = ScanOptions(
             events=events, facts_source="inventory" if request.inventory else "listing"
         )
+        if request.split is not None and not checkpoint.ranges:
+            checkpoint = await _with_ranges(runtime, request, checkpoint)
         saver = _CheckpointSaver(path, checkpoint, summary, writer, progress)
         guard = object_guard(runtime, sink, request.mode, waits_out_outages=False)
         scanner = Scanner(guard, summary, options, tracker=saver.tracker, on_line=saver.on_line)
         with stop_on_signals(scanner.interrupt):
             try:
-                await scanner.run(_source(runtime, request, checkpoint))
+                await scanner.run_sources(_sources(runtime, request, checkpoint, saver))
             finally:
                 saver.save(complete=summary.aborted is None and not summary.interrupted)
                 if progress is not None:
                     progress.close()
     return summary
+
+
+async def enqueue_ranges(settings: Settings, request: ScanRequest) -> dict[str, object]:
+    """``--split N --enqueue``: cut the bucket into ranges, one task each for the replicas."""
+    assert request.split is not None
+    kafka = settings.kafka.options()
+    async with open_runtime(settings, request.mode) as runtime:
+        await _preflight(settings, runtime, request)
+        ranges = await split_keyspace(
+            runtime.storage.listing, request.bucket, request.prefix, request.split
+        )
+    backfill_id, now = uuid.uuid4().hex[:16], datetime.now(UTC)
+    tasks = [
+        RangeTask(backfill_id=backfill_id, index=n, total=len(ranges), bucket=request.bucket,
+                  prefix=request.prefix, after=r.after, through=r.through, created=now)
+        for n, r in enumerate(ranges)
+    ]  # fmt: skip
+    await publish_tasks(kafka, tasks)
+    return {"backfill_id": backfill_id, "bucket": request.bucket, "prefix": request.prefix,
+            "ranges": len(tasks), "tasks_topic": kafka.backfill_tasks_topic,
+            "progress": f"enforcer status --backfill {backfill_id}"}  # fmt: skip
 
 
 async def _preflight(settings: Settings, runtime: Runtime, request: ScanRequest) -> None:
@@ -157,18 +200,33 @@ async def _preflight(settings: Settings, runtime: Runtime, request: ScanRequest)
 
 
 def _starting_checkpoint(request: ScanRequest, path: Path) -> Checkpoint:
-    fresh = Checkpoint(source=request.source, versions=request.versions, enqueue=request.enqueue)
+    fresh = Checkpoint(source=request.source, versions=request.versions, enqueue=request.enqueue,
+                       split=request.split)  # fmt: skip
     if not request.resume:
         return fresh
     previous = load_checkpoint(path)
     if previous is None:
         raise ConfigError(f"--resume: no checkpoint at {path}")
-    if not previous.matches(request.source, request.versions, request.enqueue):
+    if not previous.matches(request.source, request.versions, request.enqueue, request.split):
         raise ConfigError(
             f"--resume: checkpoint {path} is for {previous.source} "
-            f"(versions={previous.versions}, enqueue={previous.enqueue}), not this scan"
+            f"(versions={previous.versions}, enqueue={previous.enqueue}, "
+            f"split={previous.split}), not this scan"
         )
     return previous
+
+
+async def _with_ranges(
+    runtime: Runtime, request: ScanRequest, checkpoint: Checkpoint
+) -> Checkpoint:
+    """The checkpoint with the split's ranges, cut once at the scan's start (a resumed scan
+    keeps them, whatever was written meanwhile)."""
+    assert request.split is not None
+    ranges = await split_keyspace(
+        runtime.storage.listing, request.bucket, request.prefix, request.split
+    )
+    states = [RangeState(after=r.after, through=r.through) for r in ranges]
+    return checkpoint.model_copy(update={"ranges": states})
 
 
 def _restore(summary: ScanSummary, checkpoint: Checkpoint) -> None:
@@ -176,6 +234,24 @@ def _restore(summary: ScanSummary, checkpoint: Checkpoint) -> None:
     summary.failed = checkpoint.failed
     summary.verdicts.update(checkpoint.verdicts)
     summary.actions.update(checkpoint.actions)
+
+
+def _sources(
+    runtime: Runtime, request: ScanRequest, checkpoint: Checkpoint, saver: _CheckpointSaver
+) -> list[ScanSource]:
+    """One lister for the whole scan, or one per key range not finished yet."""
+    if not checkpoint.ranges:
+        return [ScanSource(_source(runtime, request, checkpoint), saver.tracker)]
+    listing = runtime.storage.listing
+    listing.ask_for_metadata()
+    sources = []
+    for tracker, state in zip(saver.range_trackers, checkpoint.ranges, strict=True):
+        if not state.complete:
+            items = listing.list_objects(
+                request.bucket, request.prefix, start_after=state.start_after, through=state.through
+            )
+            sources.append(ScanSource(items, tracker))
+    return sources
 
 
 def _source(
@@ -246,6 +322,7 @@ class _CheckpointSaver:
         self._writer, self._progress = writer, progress
         self._last = time.monotonic()
         self.tracker = DoneTracker(base.consumed)
+        self.range_trackers = [DoneTracker(state.consumed) for state in base.ranges]
 
     def on_line(self, line: ScanLine) -> None:
         self._writer.write(line)
@@ -269,9 +346,27 @@ class _CheckpointSaver:
                 "actions": dict(self._summary.actions),
                 "complete": complete,
                 "updated": datetime.now(UTC),
+                "ranges": self._range_states(complete),
             }
         )
         save_checkpoint(self._path, checkpoint)
+
+    def _range_states(self, complete: bool) -> list[RangeState]:
+        """Each range's done prefix; a range is complete once the whole scan is, or when it was
+        before (its lister then did not run)."""
+        states = []
+        for state, tracker in zip(self._base.ranges, self.range_trackers, strict=True):
+            done = tracker.done_through
+            states.append(
+                state.model_copy(
+                    update={
+                        "consumed": tracker.consumed,
+                        "after_key": done.key if done else state.after_key,
+                        "complete": complete or state.complete,
+                    }
+                )
+            )
+        return states
 
 
 def summary_table(summary: ScanSummary) -> str:

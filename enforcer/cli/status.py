@@ -18,6 +18,8 @@ import httpx
 
 from enforcer.cli.args import EXIT_FAILURE, EXIT_OK, add_command, non_negative_int
 from enforcer.config import Settings
+from enforcer.kafka.backfill import as_json as as_json_text
+from enforcer.kafka.backfill import read_progress, render, summarize
 from enforcer.kafka.lag import read_group_status, render_table
 from enforcer.logs import NOISY_LOGGERS, muted
 
@@ -32,7 +34,8 @@ def add_status_command(commands: Any) -> None:
         "With --max-lag N it exits 1 when the total lag is above N, for probes and runbooks.",
         examples=["enforcer status",
                   "enforcer status --json --max-lag 10000 | jq '{total_lag, paused}'",
-                  "enforcer status --health-url http://sse-enforcer.sse-enforcer:8080"],
+                  "enforcer status --health-url http://sse-enforcer.sse-enforcer:8080",
+                  "enforcer status --backfill 3f2a9c0d1e4b5a67 --json"],
     )  # fmt: skip
     status.add_argument("--json", action="store_true", help="print JSON instead of a table")
     status.add_argument(
@@ -45,9 +48,19 @@ def add_status_command(commands: Any) -> None:
         "http://127.0.0.1:$ENFORCER_HEALTH_PORT when that is set, as inside its pod)",
     )
     status.add_argument("--group", help="the consumer group (default: ENFORCER_KAFKA__GROUP_ID)")
+    status.add_argument(
+        "--backfill",
+        nargs="?",
+        const="",
+        metavar="ID",
+        help="instead: the progress of distributed backfills (scan --split --enqueue) across "
+        "the group, or of the one with this id: ranges done, objects classified, rate, ETA",
+    )
 
 
 def run_status(settings: Settings, args: argparse.Namespace) -> int:
+    if args.backfill is not None:
+        return show_backfills(settings, args.backfill, as_json=args.json)
     with muted(*NOISY_LOGGERS):  # Kafka unreachable: the one error line says so
         group = args.group or settings.kafka.group_id
         status = asyncio.run(read_group_status(settings.kafka.options(), group))
@@ -61,6 +74,17 @@ def run_status(settings: Settings, args: argparse.Namespace) -> int:
     if args.max_lag is not None and status.total_lag > args.max_lag:
         return EXIT_FAILURE
     return EXIT_OK
+
+
+def show_backfills(settings: Settings, backfill_id: str, *, as_json: bool) -> int:
+    """The committed progress of every backfill (or of ``backfill_id``); exit 1 when an id
+    was asked for and no range of it has reported yet."""
+    with muted(*NOISY_LOGGERS):
+        progress = asyncio.run(read_progress(settings.kafka.options()))
+    statuses = [s for s in summarize(progress.values())
+                if not backfill_id or s.backfill_id == backfill_id]  # fmt: skip
+    print(as_json_text(statuses) if as_json else render(statuses))
+    return EXIT_FAILURE if backfill_id and not statuses else EXIT_OK
 
 
 async def ask_readiness(base_url: str) -> tuple[bool | None, str]:

@@ -67,6 +67,23 @@ class DoneTracker:
         return self._low
 
 
+class RangeState(BaseModel):
+    """One key range of a split scan (``(after, through]``) and how far its lister got."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    after: str | None = None
+    through: str | None = None
+    consumed: int = Field(default=0, description="Entries of this range done, contiguously")
+    after_key: str | None = Field(default=None, description="Every key up to it is done")
+    complete: bool = False
+
+    @property
+    def start_after(self) -> str | None:
+        """Where its listing continues: after the done prefix, else after the range's start."""
+        return self.after_key if self.after_key is not None else self.after
+
+
 class Checkpoint(BaseModel):
     """The resume point of one scan, plus its running totals (so the final summary covers the
     whole scan, however many runs it took)."""
@@ -86,9 +103,15 @@ class Checkpoint(BaseModel):
     failed: int = 0
     complete: bool = False
     updated: datetime | None = None
+    split: int | None = Field(default=None, description="--split: the ranges asked for")
+    ranges: list[RangeState] = Field(
+        default_factory=list, description="A split scan's ranges, cut once at its start"
+    )
 
-    def matches(self, source: str, versions: bool, enqueue: bool) -> bool:
-        return (self.source, self.versions, self.enqueue) == (source, versions, enqueue)
+    def matches(self, source: str, versions: bool, enqueue: bool, split: int | None = None) -> bool:
+        return (self.source, self.versions, self.enqueue, self.split) == (
+            source, versions, enqueue, split,
+        )  # fmt: skip
 
 
 def load_checkpoint(path: Path) -> Checkpoint | None:

@@ -36,6 +36,7 @@ nothing is committed and the event is handled again).
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -148,11 +149,24 @@ class ObjectGuard:
         self._slots = asyncio.Semaphore(concurrency)
         self.pipeline = pipeline
         self._sink = sink
+        self._intents = sink
         self._mode = mode
         self._waits = waits_out_outages
         self.parking = parking if waits_out_outages else None
         self.now = now
         self._clock = clock
+
+    @property
+    def mode(self) -> Mode:
+        return self._mode
+
+    def with_records(self, sink: RecordSink) -> ObjectGuard:
+        """This guard — same pipeline, outage gate and work slots — with its final records
+        going to ``sink`` (a backfill range's transaction). Intent records still go to this
+        guard's own sink, each acknowledged before its rewrite."""
+        twin = copy.copy(self)
+        twin._sink = sink
+        return twin
 
     async def handle(
         self,
@@ -367,7 +381,8 @@ class ObjectGuard:
             record = intent_record(event, snapshot, required, outcome.verdict,
                                    default_mode=self._mode, trace_id=current_trace_id(),
                                    now=self.now())  # fmt: skip
-            await self._publish_audit(record)
+            with step("publish"):
+                await _until_published(lambda: self._intents.publish_audit(record))
 
         return announce
 

@@ -18,6 +18,7 @@ from enforcer.core.policy import BucketDefault
 from enforcer.engine.objects import ObjectSnapshot, SseKmsTarget, WriteResult
 
 if TYPE_CHECKING:
+    from enforcer.engine.backfill import RangeProgress
     from enforcer.engine.records import AuditRecord, DeadLetterRecord
 
 # ---------------------------------------------------------------- storage
@@ -141,6 +142,27 @@ class RecordSink(Protocol):
         returned acknowledgement has been awaited (it raises what a publish would)."""
 
     async def publish_dead_letter(self, record: DeadLetterRecord, key: bytes | None) -> None: ...
+
+
+class RangeRecords(Protocol):
+    """The final records of one backfill range, in an open transaction: they become visible
+    (to ``read_committed`` readers) only together with the range's progress."""
+
+    async def publish_audit(self, record: AuditRecord) -> None: ...
+
+    async def publish_dead_letter(self, record: DeadLetterRecord, key: bytes | None) -> None: ...
+
+    async def commit(self, progress: RangeProgress) -> None:
+        """Publish ``progress`` and commit it with every record since the last commit, then
+        open the next transaction."""
+
+
+class BackfillCapacity(Protocol):
+    """When backfill work may take a work slot: live notifications first (the backfill lane's
+    rule)."""
+
+    async def admit(self) -> None:
+        """Return once one more backfill object may start."""
 
 
 class EventPublisher(Protocol):

@@ -41,12 +41,14 @@ from enforcer.engine.checkpoint import DoneTracker, Position
 from enforcer.engine.guard import ObjectGuard
 from enforcer.engine.objects import ListedObject, ObjectSnapshot, PreservedAttributes
 from enforcer.engine.outcome import Outcome
-from enforcer.engine.ports import EventPublisher
+from enforcer.engine.ports import BackfillCapacity, EventPublisher
 from enforcer.engine.records import ENQUEUED, NONCURRENT_EVENT, ScanLine
 from enforcer.errors import EnforcerError
 from enforcer.retrying import retry_transient
 from enforcer.telemetry import TRACER
 
+#: An entry's tracker (its lister's) and its place in that lister's order.
+Place = tuple[DoneTracker, Position]
 #: How many failures the summary lists one by one (all of them are counted).
 MAX_LISTED_FAILURES = 20
 #: Objects judged from their listing whose audit records may be in flight at once.
@@ -110,6 +112,22 @@ class ScanOptions:
     light_concurrency: int = LIGHT_LANE
     events: EventPublisher | None = None  # --enqueue
     facts_source: str = "listing"  # or "inventory": how lines name a verdict from listed facts
+    #: The run the event ids derive from (a backfill's id, so whoever lists a range again
+    #: names its objects' events the same); None: a fresh one.
+    run_id: str | None = None
+    #: Entries a lister may run ahead of the first one not finished yet (bounds the tracker).
+    max_ahead: int = 100_000
+    #: Backfill work waits here for a work slot live work leaves (``enforcer run``'s ranges).
+    capacity: BackfillCapacity | None = None
+
+
+@dataclass
+class ScanSource:
+    """One lister's entries (a key range, or the whole scan), with the tracker of how far
+    it got."""
+
+    items: AsyncIterator[ListedObject]
+    tracker: DoneTracker = field(default_factory=DoneTracker)
 
 
 class Scanner:
@@ -132,8 +150,9 @@ class Scanner:
         self._light = asyncio.Semaphore(self._options.light_concurrency)
         self._stop = asyncio.Event()
         self._interrupted = False
-        self._run_id = uuid.uuid4().hex
+        self._run_id = self._options.run_id or uuid.uuid4().hex
         self.tracker = tracker or DoneTracker()
+        self._progressed = asyncio.Event()
         self._on_line = on_line
         self._now = now
         self._listing_span: trace.Span = trace.INVALID_SPAN
@@ -143,7 +162,13 @@ class Scanner:
         self._interrupted = True
 
     async def run(self, items: AsyncIterator[ListedObject]) -> ScanSummary:
-        stopped_early, started = False, time.monotonic()
+        """List ``items`` (one lister), tracked by :attr:`tracker`."""
+        return await self.run_sources([ScanSource(items, self.tracker)])
+
+    async def run_sources(self, sources: list[ScanSource]) -> ScanSummary:
+        """List every source at once (one lister each, a key range each), all feeding the
+        same guard and lanes; each source's tracker knows how far it got."""
+        started = time.monotonic()
         # Objects judged from the listing have no span of their own (millions would flood the
         # exporter): their audit records carry the trace of this one span over the listing.
         self._listing_span = TRACER.start_span(
@@ -151,21 +176,34 @@ class Scanner:
         )
         try:
             async with asyncio.TaskGroup() as group:
-                async for item in items:  # a listing error cancels the tasks
-                    if self._stop.is_set() or self._interrupted:
-                        stopped_early = True
-                        break
-                    await self._dispatch(group, item)
+                listers = [group.create_task(self._list(group, s)) for s in sources]
+                await asyncio.wait(listers)
         except BaseExceptionGroup as group_error:
             raise _first_error(group_error) from None
         finally:
             self._listing_span.end()
+        stopped_early = any(task.result() for task in listers)
         self._summary.interrupted = stopped_early and self._summary.aborted is None
         self._summary.seconds = time.monotonic() - started
         return self._summary
 
-    async def _dispatch(self, group: asyncio.TaskGroup, item: ListedObject) -> None:
-        position = self.tracker.dispatch(item.key, item.version_id)
+    async def _list(self, group: asyncio.TaskGroup, source: ScanSource) -> bool:
+        """Dispatch one source's entries; True when it stopped before its end."""
+        async for item in source.items:  # a listing error cancels the tasks
+            while source.tracker.in_flight >= self._options.max_ahead:
+                self._progressed.clear()
+                await self._progressed.wait()
+            if self._options.capacity is not None:
+                await self._options.capacity.admit()
+            if self._stop.is_set() or self._interrupted:
+                return True
+            await self._dispatch(group, item, source.tracker)
+        return False
+
+    async def _dispatch(
+        self, group: asyncio.TaskGroup, item: ListedObject, tracker: DoneTracker
+    ) -> None:
+        place = tracker, tracker.dispatch(item.key, item.version_id)
         verdict: Verdict | None = None
         if item.facts is not None:
             outcome, started = Outcome(), time.monotonic()
@@ -175,14 +213,14 @@ class Scanner:
                 decision = None  # reports it properly
             if decision is not None and decision.plan is Plan.NOTHING:
                 source = self._options.facts_source
-                await self._spawn(group, self._light, self._judged, position, item, outcome,
+                await self._spawn(group, self._light, self._judged, place, item, outcome,
                                   time.monotonic() - started, source)  # fmt: skip
                 return
             verdict = decision.verdict if decision else None
         if self._options.events is not None and item.is_latest:
-            await self._spawn(group, self._light, self._enqueue, position, item, verdict)
+            await self._spawn(group, self._light, self._enqueue, place, item, verdict)
             return
-        await self._spawn(group, self._heavy, self._handle, position, item)
+        await self._spawn(group, self._heavy, self._handle, place, item)
 
     async def _spawn(
         self,
@@ -197,14 +235,14 @@ class Scanner:
         task.add_done_callback(lambda _: lane.release())
 
     async def _judged(
-        self, position: Position, item: ListedObject, outcome: Outcome, took: float, source: str
+        self, place: Place, item: ListedObject, outcome: Outcome, took: float, source: str
     ) -> None:
         """An object its listing showed compliant: its audit record, in the listing's trace."""
         with trace.use_span(self._listing_span, end_on_exit=False):
             record = await self._guard.publish(self._event(item), outcome, took)
-        self._finish(position, ScanLine.from_audit(record, source=source, is_latest=item.is_latest))
+        self._finish(place, ScanLine.from_audit(record, source=source, is_latest=item.is_latest))
 
-    async def _handle(self, position: Position, item: ListedObject) -> None:
+    async def _handle(self, place: Place, item: ListedObject) -> None:
         if self._stop.is_set():
             return  # aborted: not done, so a resumed scan takes it again
         with TRACER.start_as_current_span("scan.object", attributes={"bucket": item.bucket}):
@@ -215,7 +253,7 @@ class Scanner:
             self._stop_if_paused(handled.error)
             return
         line = ScanLine.from_audit(handled.record, source="head", is_latest=item.is_latest)
-        self._finish(position, line)
+        self._finish(place, line)
 
     def _stop_if_paused(self, error: EnforcerError | None) -> None:
         """Once the guard's outage gate opens, stop listing: the scan cannot wait as the
@@ -229,9 +267,7 @@ class Scanner:
             "the dependency is back (it is idempotent)"
         )
 
-    async def _enqueue(
-        self, position: Position, item: ListedObject, verdict: Verdict | None
-    ) -> None:
+    async def _enqueue(self, place: Place, item: ListedObject, verdict: Verdict | None) -> None:
         key, value = backfill_message(item.bucket, item.key, etag=item.etag, size=item.size,
                                       run_id=self._run_id, when=self._now())  # fmt: skip
         events = self._options.events
@@ -249,12 +285,14 @@ class Scanner:
             source=self._options.facts_source if item.facts else None,
             timestamp=self._now(),
         )
-        self._finish(position, line)
+        self._finish(place, line)
 
-    def _finish(self, position: Position, line: ScanLine) -> None:
+    def _finish(self, place: Place, line: ScanLine) -> None:
         self._summary.count(line)
         self._on_line(line)
-        self.tracker.finish(position)
+        tracker, position = place
+        tracker.finish(position)
+        self._progressed.set()
 
     def _event(self, item: ListedObject) -> ObjectEvent:
         """Unique per scan run and object version, stable within the run."""

@@ -11,13 +11,15 @@ from typing import Any, TypeVar
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import (
+    InvalidProducerEpoch,
     KafkaError,
     MessageSizeTooLargeError,
+    ProducerFenced,
     RecordListTooLargeError,
     RecordTooLargeError,
 )
 
-from enforcer.errors import KafkaUnavailable, RecordTooLarge
+from enforcer.errors import KafkaUnavailable, RangeMoved, RecordTooLarge
 from enforcer.kafka.options import KafkaOptions
 from enforcer.kafka.security import check_credentials, client_options
 
@@ -32,6 +34,8 @@ async def kafka_call(call: Awaitable[T], what: str) -> T:
         return await call
     except _TOO_LARGE as exc:  # retrying cannot shrink the record: not an outage
         raise RecordTooLarge(f"{what}: {type(exc).__name__}: {exc}") from exc
+    except (ProducerFenced, InvalidProducerEpoch) as exc:  # a transactional producer replaced
+        raise RangeMoved(f"{what}: {type(exc).__name__}: {exc}") from exc
     except KafkaError as exc:
         raise KafkaUnavailable(f"{what}: {type(exc).__name__}: {exc}") from exc
 
@@ -51,8 +55,12 @@ async def _start(
         raise
 
 
-async def start_producer(kafka: KafkaOptions, role: str) -> AIOKafkaProducer:
-    """A started idempotent, ``acks=all`` producer: a send is done once the broker has it."""
+async def start_producer(
+    kafka: KafkaOptions, role: str, *, transactional_id: str | None = None
+) -> AIOKafkaProducer:
+    """A started idempotent, ``acks=all`` producer: a send is done once the broker has it.
+    With a ``transactional_id`` sends go into transactions; starting it aborts (and fences)
+    whatever an earlier producer with that id left open."""
     options = client_options(kafka)
     producer = AIOKafkaProducer(
         **options,
@@ -60,15 +68,18 @@ async def start_producer(kafka: KafkaOptions, role: str) -> AIOKafkaProducer:
         acks="all",
         enable_idempotence=True,
         linger_ms=0,
+        transactional_id=transactional_id,
     )
     await _start(producer, kafka, options)
     return producer
 
 
 @asynccontextmanager
-async def open_producer(kafka: KafkaOptions, role: str) -> AsyncIterator[AIOKafkaProducer]:
+async def open_producer(
+    kafka: KafkaOptions, role: str, *, transactional_id: str | None = None
+) -> AsyncIterator[AIOKafkaProducer]:
     """:func:`start_producer`, stopped on the way out."""
-    producer = await start_producer(kafka, role)
+    producer = await start_producer(kafka, role, transactional_id=transactional_id)
     try:
         yield producer
     finally:
@@ -84,12 +95,15 @@ async def open_consumer(
     topics: Sequence[str] = (),
     auto_offset_reset: str | None = None,
     max_poll_records: int | None = None,
+    read_committed: bool = False,
 ) -> AsyncIterator[AIOKafkaConsumer]:
     """A group member that commits by hand (offsets are ours to commit, never automatic); with
     ``group_id`` None a stand-alone reader. Naming ``topics`` subscribes and loads their
     partitions at start. A rebalance waits for the members as long as a member may go without
     polling (``max_poll_interval_ms``), as Kafka's Java consumer does: aiokafka's default is
-    the session timeout, shorter than a member may need to finish its work on revocation."""
+    the session timeout, shorter than a member may need to finish its work on revocation.
+    ``read_committed``: records of aborted transactions are never seen, and those of open ones
+    only once committed."""
     options = client_options(kafka)
     consumer = AIOKafkaConsumer(
         *topics,
@@ -101,6 +115,7 @@ async def open_consumer(
         max_poll_records=max_poll_records or kafka.max_poll_records,
         max_poll_interval_ms=kafka.max_poll_interval_ms,
         rebalance_timeout_ms=kafka.max_poll_interval_ms,
+        isolation_level="read_committed" if read_committed else "read_uncommitted",
     )
     await _start(consumer, kafka, options)
     try:

@@ -19,7 +19,9 @@ engine's :class:`~enforcer.engine.handler.RecordHandler`). Guarantees:
   has none there yet (what Kafka's Java consumer does with auto-commit): a partition that
   delivered nothing before a restart does not start again from ``auto_offset_reset``, so
   ``latest`` means "from the group's first start";
-* the backfill topic is consumed with spare capacity only (:mod:`enforcer.kafka.lanes`);
+* the backfill topic is consumed with spare capacity only (:mod:`enforcer.kafka.lanes`), and
+  range backfills start an object only when :meth:`EventConsumer.admit` says the same rule
+  allows it;
 * the loop polls every turn whatever holds the work slots or the outage gate — with every
   partition paused while the gate holds consumption or the window is full, so such a poll
   returns nothing — and a revocation waits for in-flight work at most half the rebalance
@@ -46,7 +48,7 @@ from aiokafka.errors import IllegalStateError, KafkaError
 from aiokafka.structs import ConsumerRecord
 
 from enforcer.engine.ports import ConsumptionGate, Message
-from enforcer.kafka.lanes import BackfillLane, Plan, live_lag, plan_turn, split
+from enforcer.kafka.lanes import BackfillLane, Plan, live_lag, plan_turn, range_may_start, split
 from enforcer.kafka.offsets import OffsetTracker
 from enforcer.telemetry import BACKFILL_PAUSED, CONSUMER_LAG, IN_FLIGHT, PAUSED
 
@@ -103,6 +105,7 @@ class EventConsumer:
         self._commit_due = 0.0
         self._plan = Plan(frozenset())
         self._backfill_in_flight = 0
+        self._spare = asyncio.Event()  # set while a range backfill may start objects
         self.handled = 0
         #: True once the group has given this member an assignment (possibly empty: more
         #: members than partitions). Readiness waits for it.
@@ -123,6 +126,12 @@ class EventConsumer:
         """The records in flight that take room in the window (parked ones do not)."""
         return [task for task in self._tasks if task not in self._parked]
 
+    async def admit(self) -> None:
+        """The engine's BackfillCapacity port: return once a range backfill may start one more
+        object (live work leaves spare slots, the gate is closed, live lag is below the lane's
+        threshold); at once after the loop ended."""
+        await self._spare.wait()
+
     def rebalance_listener(self) -> ConsumerRebalanceListener:
         return _Rebalance(self)
 
@@ -141,6 +150,7 @@ class EventConsumer:
                 if idle_since is not None and time.monotonic() - idle_since >= self._drain_idle:
                     break
         finally:
+            self._spare.set()  # nothing live left to come first
             await self._shutdown()
         if self._fatal is not None:
             raise self._fatal
@@ -170,9 +180,13 @@ class EventConsumer:
             window_full=len(active) > self._max_in_flight // 2,
             live_in_flight=len(active) - lane_tasks,
             backfill_in_flight=lane_tasks,
-            live_lag=self._live_lag(turn.live) if turn.backfill else 0,
+            live_lag=self._live_lag(turn.live) if self._lane is not None else 0,
         )
         self._plan = plan_turn(turn, self._lane, self._slots)
+        if range_may_start(turn, self._lane, self._slots):
+            self._spare.set()
+        else:
+            self._spare.clear()
         paused = self._consumer.paused()
         if pause := self._plan.paused - paused:
             self._consumer.pause(*pause)

@@ -82,6 +82,16 @@ def plan_turn(turn: Turn, lane: BackfillLane | None, slots: int) -> Plan:
     return Plan(paused, room, held)
 
 
+def range_may_start(turn: Turn, lane: BackfillLane | None, slots: int) -> bool:
+    """Whether a range backfill (``scan --split N --enqueue``) may start one more object: the
+    lane's rule, applied to work that comes from a listing instead of the backfill topic."""
+    if turn.gate_paused or turn.window_full:
+        return False
+    if lane is not None and (turn.live_lag is None or turn.live_lag > lane.max_live_lag):
+        return False
+    return slots - turn.live_in_flight - turn.backfill_in_flight >= max(1, slots // 4)
+
+
 def live_lag(
     live: Set[TopicPartition],
     highwater: dict[TopicPartition, int | None],

@@ -22,6 +22,8 @@ class KafkaOptions:
     dlq_topic: str = "sse-enforcer.dlq"
     backfill_topic: str = "sse-enforcer.backfill"
     backfill_max_live_lag: int = 100
+    backfill_tasks_topic: str = "sse-enforcer.backfill-tasks"
+    backfill_progress_topic: str = "sse-enforcer.backfill-progress"
     auto_offset_reset: str = "earliest"
     max_poll_records: int = 200
     max_poll_interval_ms: int = 300_000

@@ -3,7 +3,9 @@ without joining or committing for any consumer group (``enforcer report`` on the
 
 Partitions are assigned by hand and no group id is used, so the read leaves no trace on the
 broker and never disturbs the service's group. Records appended while the read runs are left for
-the next read, so it always ends.
+the next read, so it always ends. It reads committed records only (``read_committed``): the
+final audit records of a backfill range whose transaction was aborted (its replica died) are
+never counted; the range's next owner publishes them again.
 """
 
 from __future__ import annotations
@@ -25,7 +27,12 @@ async def read_to_end(kafka: KafkaOptions, topic: str) -> AsyncIterator[bytes | 
     """The values of ``topic``'s records, partition by partition batches, up to the start-time
     end. A topic that does not exist yields nothing (and is not created)."""
     async with open_consumer(
-        kafka, None, "report", auto_offset_reset="earliest", max_poll_records=5000
+        kafka,
+        None,
+        "report",
+        auto_offset_reset="earliest",
+        max_poll_records=5000,
+        read_committed=True,
     ) as consumer:
         partitions = await topic_partitions(consumer, kafka, topic)
         if not partitions:

@@ -76,11 +76,19 @@ def parse_listing_page(body: bytes) -> dict[str, Any]:
         if entry.tag in (f"{_S3_NS}Contents", f"{_S3_NS}Version"):
             entries.append(_entry(entry, url_encoded))
             facts.append(_entry_facts(entry))
+    prefixes = [
+        {"Prefix": unquote_plus(text) if url_encoded else text}
+        for text in (
+            e.findtext(f"{_S3_NS}Prefix") or "" for e in root.iter(f"{_S3_NS}CommonPrefixes")
+        )
+    ]
     page: dict[str, Any] = {
         "Versions" if root.tag.endswith("ListVersionsResult") else "Contents": entries,
         "IsTruncated": root.findtext(f"{_S3_NS}IsTruncated") == "true",
         _METADATA_FIELD: facts,
     }
+    if prefixes:
+        page["CommonPrefixes"] = prefixes
     for name in ("NextContinuationToken", "NextKeyMarker", "NextVersionIdMarker"):
         value = root.findtext(f"{_S3_NS}{name}")
         if value:
@@ -187,16 +195,48 @@ class S3Listing:
         prefix: str = "",
         *,
         start_after: str | None = None,
+        through: str | None = None,
         page_size: int = PAGE_SIZE,
     ) -> AsyncIterator[ListedObject]:
-        """The current objects under ``prefix`` after ``start_after``, in key order."""
+        """The current objects under ``prefix`` after ``start_after`` and up to ``through``
+        (the stop key, included; None: to the end), in key order."""
         params: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix, "MaxKeys": page_size}
         if start_after:
             params["StartAfter"] = start_after
-        async for page in self._pages("list_objects_v2", params, _next_objects_page):
+        following = _next_objects_page if through is None else _stopping_at(through)
+        async for page in self._pages("list_objects_v2", params, following):
             contents = page.get("Contents", [])
             for entry, facts in zip(contents, _facts_of(page, len(contents)), strict=True):
+                if through is not None and str(entry["Key"]) > through:
+                    return
                 yield _listed(bucket, entry, facts, versions=False)
+
+    async def list_groups(
+        self, bucket: str, prefix: str, *, delimiter: str = "/", max_pages: int = 10
+    ) -> tuple[list[str], bool]:
+        """The top level under ``prefix``: its common prefixes and the keys beside them,
+        sorted; and whether that is all of them (False after ``max_pages`` pages)."""
+        params: dict[str, Any] = {
+            "Bucket": bucket, "Prefix": prefix, "Delimiter": delimiter, "MaxKeys": PAGE_SIZE,
+        }  # fmt: skip
+        groups: list[str] = []
+        pages = 0
+        async for page in self._pages("list_objects_v2", params, _next_objects_page):
+            groups += [str(p["Prefix"]) for p in page.get("CommonPrefixes", [])]
+            groups += [str(e["Key"]) for e in page.get("Contents", [])]
+            pages += 1
+            if pages >= max_pages and page.get("IsTruncated"):
+                return sorted(groups), False
+        return sorted(groups), True
+
+    async def key_after(self, bucket: str, prefix: str, start_after: str | None) -> str | None:
+        """The first key under ``prefix`` after ``start_after`` (one request), or None."""
+        params: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix, "MaxKeys": 1}
+        if start_after:
+            params["StartAfter"] = start_after
+        page = await self._list_page("list_objects_v2", params)
+        contents = page.get("Contents", [])
+        return str(contents[0]["Key"]) if contents else None
 
     async def list_versions(
         self,
@@ -328,6 +368,21 @@ def _next_objects_page(params: dict[str, Any], page: dict[str, Any]) -> dict[str
     if not page.get("IsTruncated") or not token:
         return None
     return params | {"ContinuationToken": token}
+
+
+def _stopping_at(
+    through: str,
+) -> Callable[[dict[str, Any], dict[str, Any]], dict[str, Any] | None]:
+    """Like :func:`_next_objects_page`, but no page is asked for once one reached past
+    ``through``."""
+
+    def following(params: dict[str, Any], page: dict[str, Any]) -> dict[str, Any] | None:
+        contents = page.get("Contents", [])
+        if contents and str(contents[-1]["Key"]) > through:
+            return None
+        return _next_objects_page(params, page)
+
+    return following
 
 
 def _next_versions_page(params: dict[str, Any], page: dict[str, Any]) -> dict[str, Any] | None:

@@ -149,6 +149,7 @@ class EnforcerRun:
             "ENFORCER_KAFKA__BACKFILL_TOPIC": self.backfill_topic,
             "ENFORCER_BUCKET_DEFAULT_TTL": "0",
             "ENFORCER_OUTAGE__PROBE_INTERVAL": "0.5",
+            "ENFORCER_BACKFILL_RANGES": "0",  # range tasks: only the tests that publish them
             **self.extra_env,
         }
         if self.policy_file is not None:

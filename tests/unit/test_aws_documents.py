@@ -174,9 +174,10 @@ def test_the_key_policy_lets_the_enforcer_use_and_describe_the_key() -> None:
     [
         ("enforcer-msk-iam",
          {"Connect", "DescribeTopic", "ReadData", "WriteData", "WriteDataIdempotently",
-          "DescribeGroup", "AlterGroup", "CreateTopic"}, set()),
+          "DescribeGroup", "AlterGroup", "CreateTopic", "DescribeTransactionalId",
+          "AlterTransactionalId"}, set()),
         ("forwarder-msk-iam", {"Connect", "DescribeTopic", "WriteData", "WriteDataIdempotently"},
-         {"ReadData", "AlterGroup", "CreateTopic"}),
+         {"ReadData", "AlterGroup", "CreateTopic", "AlterTransactionalId"}),
     ],
 )  # fmt: skip
 def test_the_msk_policies(name: str, wanted: set[str], refused: set[str]) -> None:
@@ -186,7 +187,8 @@ def test_the_msk_policies(name: str, wanted: set[str], refused: set[str]) -> Non
     for statement in document["Statement"]:
         for resource in _list(statement["Resource"]):
             assert re.fullmatch(
-                r"arn:aws:kafka:[a-z0-9-]+:\d{12}:(cluster|topic|group)/.+", resource
+                r"arn:aws:kafka:[a-z0-9-]+:\d{12}:(cluster|topic|group|transactional-id)/.+",
+                resource,
             )
 
 

@@ -184,3 +184,26 @@ async def test_a_revocation_abandons_work_that_outlasts_the_rebalance_wait() -> 
     assert kafka.committed.get(tp, 0) == 0  # the stuck record is its next owner's
     consumer.stop()
     await asyncio.wait_for(task, timeout=2)
+
+
+async def test_a_range_backfill_starts_objects_only_while_live_work_leaves_room() -> None:
+    kafka = MemoryKafka()
+    for i in range(4):
+        kafka.produce(0, f"live/{i}".encode())
+    release = asyncio.Event()
+
+    async def handler(message: Message) -> None:
+        await release.wait()
+
+    lane = BackfillLane(BACKFILL, max_live_lag=2)
+    consumer = consumer_for(kafka, handler, concurrency=4, lane=lane)
+    task = asyncio.create_task(consumer.run())
+    admitted = asyncio.create_task(consumer.admit())
+    for _ in range(3):  # first 4 live records unfetched (above the threshold), then in all slots
+        kafka.polled.clear()
+        await asyncio.wait_for(kafka.polled.wait(), timeout=2)
+        assert not admitted.done()
+    release.set()
+    await asyncio.wait_for(admitted, timeout=2)
+    await asyncio.wait_for(task, timeout=5)
+    await asyncio.wait_for(consumer.admit(), timeout=1)  # the loop ended: nothing live comes first

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from aiokafka import TopicPartition
 
-from enforcer.kafka.lanes import BackfillLane, Turn, live_lag, plan_turn, split
+from enforcer.kafka.lanes import BackfillLane, Turn, live_lag, plan_turn, range_may_start, split
 
 LIVE = frozenset({TopicPartition("events", 0), TopicPartition("events", 1)})
 BACKFILL = frozenset({TopicPartition("backfill", 0)})
@@ -70,3 +70,26 @@ def test_live_lag_sums_what_is_not_fetched_and_is_unknown_until_every_partition_
     assert live_lag(LIVE, {a: 10, b: None}, {a: 4, b: 5}) is None
     assert live_lag(LIVE, {a: 10, b: 5}, {a: 4, b: None}) is None
     assert live_lag(frozenset(), {}, {}) == 0
+
+
+@pytest.mark.parametrize(
+    ("fields", "lane", "may"),
+    [
+        pytest.param({}, LANE, True, id="idle"),
+        pytest.param({"live_in_flight": 6}, LANE, True, id="a quarter of the slots idle"),
+        pytest.param({"live_in_flight": 7}, LANE, False, id="less than a quarter idle"),
+        pytest.param(
+            {"live_in_flight": 3, "backfill_in_flight": 4},
+            LANE,
+            False,
+            id="the backfill topic's records count too",
+        ),
+        pytest.param({"live_lag": 11}, LANE, False, id="live lag above the threshold"),
+        pytest.param({"live_lag": None}, LANE, False, id="live lag not known yet"),
+        pytest.param({"live_lag": None}, None, True, id="no lane: no lag threshold"),
+        pytest.param({"gate_paused": True}, LANE, False, id="outage"),
+        pytest.param({"window_full": True}, LANE, False, id="full window"),
+    ],
+)
+def test_range_may_start(fields: dict[str, object], lane: BackfillLane | None, may: bool) -> None:
+    assert range_may_start(turn(**fields), lane, SLOTS) is may

@@ -69,4 +69,6 @@ def test_asyncapi_references_existing_schemas() -> None:
         "sse-enforcer.backfill",
         "sse-enforcer.audit",
         "sse-enforcer.dlq",
+        "sse-enforcer.backfill-tasks",
+        "sse-enforcer.backfill-progress",
     }
