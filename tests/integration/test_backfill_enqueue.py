@@ -19,6 +19,10 @@ from waiting import eventually
 
 from enforcer.core.events import BACKFILL_EVENT_NAME, BACKFILL_EVENT_SOURCE
 
+#: Seconds a replica waits idle before it stops: longer than ``scan --enqueue`` takes to start
+#: and publish on a loaded machine (with 6 s, all three stopped before the first event came).
+IDLE = 20
+
 
 @asynccontextmanager
 async def replicas(cli: Cli, count: int, log_dir: Path) -> AsyncIterator[list[Replica]]:
@@ -26,7 +30,7 @@ async def replicas(cli: Cli, count: int, log_dir: Path) -> AsyncIterator[list[Re
     assigned, /readyz 200) before the block starts; killed if the block fails."""
     procs = [
         await Replica.start(
-            cli.env(), log_dir / f"replica-{i}.log", "INFO", "--drain", "--idle", "6"
+            cli.env(), log_dir / f"replica-{i}.log", "INFO", "--drain", "--idle", str(IDLE)
         )
         for i in range(count)
     ]
