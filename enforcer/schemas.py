@@ -15,7 +15,7 @@ from enforcer.config import Settings
 from enforcer.core.events import EventBridgeEvent, S3Notification
 from enforcer.core.policy import PolicyFile
 from enforcer.crypto.envelope import metadata_json_schema
-from enforcer.engine.backfill import RangeProgress, RangeTask
+from enforcer.engine.range_tasks import RangeProgress, RangeTask
 from enforcer.engine.records import AuditRecord, DeadLetterRecord, ScanLine
 
 

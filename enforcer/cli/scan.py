@@ -33,7 +33,6 @@ from enforcer.cli.args import check_readable_file, check_writable, parse_s3_url
 from enforcer.cli.progress import Progress
 from enforcer.config import Settings
 from enforcer.core.policy import Mode
-from enforcer.engine.backfill import RangeTask
 from enforcer.engine.checkpoint import (
     Checkpoint,
     DoneTracker,
@@ -42,6 +41,7 @@ from enforcer.engine.checkpoint import (
     save_checkpoint,
 )
 from enforcer.engine.objects import ListedObject
+from enforcer.engine.range_tasks import RangeTask
 from enforcer.engine.records import ScanLine
 from enforcer.engine.scanner import Scanner, ScanOptions, ScanSource, ScanSummary
 from enforcer.errors import ConfigError

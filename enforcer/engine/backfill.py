@@ -2,11 +2,12 @@
 committed together with its objects' final audit records.
 
 ``enforcer scan --split N --enqueue`` cuts the bucket into key ranges and publishes one
-:class:`RangeTask` each. An ``enforcer run`` replica that takes a task lists the range and runs
-its objects through the same per-object guard as everything else (:class:`RangeRunner`, a
-:class:`~enforcer.engine.scanner.Scanner` over one lister), and every few seconds commits the
-range's :class:`RangeProgress` *in the same transaction* as the final audit records published
-since the last commit (:class:`RangeLedger` over the :class:`RangeRecords` port).
+:class:`~enforcer.engine.range_tasks.RangeTask` each. An ``enforcer run`` replica that takes a
+task lists the range and runs its objects through the same per-object guard as everything else
+(:class:`RangeRunner`, a :class:`~enforcer.engine.scanner.Scanner` over one lister), and every
+few seconds commits the range's :class:`~enforcer.engine.range_tasks.RangeProgress` *in the same
+transaction* as the final audit records published since the last commit (:class:`RangeLedger`
+over the :class:`RangeRecords` port).
 
 **Exactly one final record per object, across a SIGKILL.** A replica that dies mid-range leaves
 an open transaction; the replica that takes the task over opens the range's transactional
@@ -36,14 +37,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from pydantic import BaseModel, ConfigDict, Field
-
-from enforcer.core.keyspace import KeyRange
 from enforcer.core.verdict import Action
 from enforcer.engine.checkpoint import DoneTracker
 from enforcer.engine.guard import ObjectGuard
 from enforcer.engine.objects import ListedObject
 from enforcer.engine.ports import BackfillCapacity, RangeRecords
+from enforcer.engine.range_tasks import RangeProgress, RangeTask
 from enforcer.engine.records import AuditRecord, DeadLetterRecord
 from enforcer.engine.scanner import Scanner, ScanOptions, ScanSource, ScanSummary
 
@@ -53,64 +52,9 @@ log = logging.getLogger(__name__)
 COMMIT_EVERY = 2.0
 #: Entries a range's lister may run ahead of the first unfinished one: bounds ``done_beyond``.
 MAX_AHEAD = 2048
-TASK_SCHEMA_VERSION = 1
 
 #: Lists ``bucket``/``prefix`` after ``start_after`` up to ``through`` (with listed facts).
 ListRange = Callable[[str, str, str | None, str | None], AsyncIterator[ListedObject]]
-
-
-class RangeTask(BaseModel):
-    """One key range of a backfill, as a task on the backfill-tasks topic (a contract)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    schema_version: int = TASK_SCHEMA_VERSION
-    backfill_id: str
-    index: int = Field(ge=0)
-    total: int = Field(ge=1, description="Ranges in this backfill")
-    bucket: str
-    prefix: str = ""
-    after: str | None = Field(default=None, description="Keys after this one (None: the start)")
-    through: str | None = Field(default=None, description="... up to this one (None: the end)")
-    created: datetime
-
-    @property
-    def key_range(self) -> KeyRange:
-        return KeyRange(self.after, self.through)
-
-    @property
-    def task_key(self) -> str:
-        """The Kafka key of the task and of its progress record."""
-        return f"{self.backfill_id}/{self.index:05d}"
-
-
-class RangeProgress(BaseModel):
-    """How far one range got, committed with its final audit records (a contract; the
-    backfill-progress topic is compacted, keyed like the task)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    schema_version: int = TASK_SCHEMA_VERSION
-    backfill_id: str
-    index: int
-    total: int
-    bucket: str
-    after_key: str | None = Field(default=None, description="Every key up to it is done")
-    done_beyond: list[str] = Field(default_factory=list, description="Done keys past after_key")
-    objects: int = 0
-    verdicts: dict[str, int] = Field(default_factory=dict)
-    actions: dict[str, int] = Field(default_factory=dict)
-    failed: int = 0
-    complete: bool = False
-    owner: str = Field(default="", description="The replica that committed it")
-    started: datetime
-    updated: datetime
-
-    @classmethod
-    def first(cls, task: RangeTask, now: datetime) -> RangeProgress:
-        return cls(backfill_id=task.backfill_id, index=task.index, total=task.total,
-                   bucket=task.bucket, after_key=task.after, started=now,
-                   updated=now)  # fmt: skip
 
 
 class _SendsAndCommits:

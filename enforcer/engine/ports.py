@@ -18,7 +18,7 @@ from enforcer.core.policy import BucketDefault
 from enforcer.engine.objects import ObjectSnapshot, SseKmsTarget, WriteResult
 
 if TYPE_CHECKING:
-    from enforcer.engine.backfill import RangeProgress
+    from enforcer.engine.range_tasks import RangeProgress
     from enforcer.engine.records import AuditRecord, DeadLetterRecord
 
 # ---------------------------------------------------------------- storage

@@ -24,7 +24,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.partitioner import DefaultPartitioner
 from pydantic import ValidationError
 
-from enforcer.engine.backfill import RangeProgress, RangeTask
+from enforcer.engine.range_tasks import RangeProgress, RangeTask
 from enforcer.engine.records import AuditRecord, DeadLetterRecord
 from enforcer.errors import KafkaUnavailable, RangeMoved
 from enforcer.kafka.clients import kafka_call, open_consumer, open_producer

@@ -27,7 +27,8 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
-from enforcer.engine.backfill import RangeRunner, RangeTask
+from enforcer.engine.backfill import RangeRunner
+from enforcer.engine.range_tasks import RangeTask
 from enforcer.errors import PermanentError, RangeMoved
 from enforcer.kafka.backfill import open_range_records, read_progress
 from enforcer.kafka.offsets import OffsetTracker

@@ -15,7 +15,6 @@ of records without holding them in memory.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -139,16 +138,6 @@ class Report:
 
 def _listed(line: ScanLine) -> dict[str, Any]:
     return line.model_dump(mode="json", exclude_none=True, exclude={"source"})
-
-
-def build_report(lines: Iterable[ScanLine]) -> Report:
-    """The report over ``lines`` (any order, any number: they stream through a scratch
-    database, see :mod:`enforcer.report.store`)."""
-    from enforcer.report.store import ReportStore
-
-    with ReportStore() as store:
-        store.add_all(lines)
-        return store.report()
 
 
 def bin_size(span: timedelta) -> timedelta:

@@ -216,3 +216,11 @@ class ReportStore:
             records += 1
         points.append(TimePoint(_moment(bin_end), records, compliant, counted))
         return points
+
+
+def build_report(lines: Iterable[ScanLine]) -> Report:
+    """The report over ``lines`` (any order, any number: they stream through a scratch
+    database)."""
+    with ReportStore() as store:
+        store.add_all(lines)
+        return store.report()

@@ -26,7 +26,7 @@ from cli_runner import ENFORCER, Cli
 from harness import set_default_key
 from support import MakeBucket, MakeKey, StackEnv, enforcer_s3_settings, free_port
 
-from enforcer.engine.backfill import RangeProgress
+from enforcer.engine.range_tasks import RangeProgress
 from enforcer.kafka.backfill import read_progress
 from enforcer.storage.s3 import open_s3_storage
 

@@ -18,12 +18,13 @@ from hypothesis import strategies as st
 
 from enforcer.core.policy import Mode, PolicyFile, RequiredKey, Strategy
 from enforcer.core.verdict import Action, Encryption
-from enforcer.engine.backfill import RangeLedger, RangeProgress, RangeRunner, RangeTask
+from enforcer.engine.backfill import RangeLedger, RangeRunner
 from enforcer.engine.checkpoint import DoneTracker
 from enforcer.engine.guard import ObjectGuard
 from enforcer.engine.objects import ListedFacts, ListedObject, ObjectSnapshot, SseKmsTarget
 from enforcer.engine.outage import OutageGate
 from enforcer.engine.pipeline import Pipeline
+from enforcer.engine.range_tasks import RangeProgress, RangeTask
 from enforcer.engine.records import AuditRecord, DeadLetterRecord
 from enforcer.engine.rules import KeyCanon, RuleResolver
 from enforcer.errors import KafkaUnavailable

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 
-from enforcer.engine.backfill import RangeProgress
+from enforcer.engine.range_tasks import RangeProgress
 from enforcer.kafka.backfill import as_json, render, summarize
 
 START = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)

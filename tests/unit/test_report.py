@@ -16,7 +16,8 @@ from enforcer import telemetry
 from enforcer.cli import main
 from enforcer.engine.records import NONCURRENT_EVENT, ScanLine
 from enforcer.report.html import render_html
-from enforcer.report.model import bin_size, build_report, identity, state_of
+from enforcer.report.model import bin_size, identity, state_of
+from enforcer.report.store import build_report
 
 T0 = datetime(2026, 12, 1, 9, tzinfo=UTC)
 
