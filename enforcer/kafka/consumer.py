@@ -218,14 +218,29 @@ class EventConsumer:
                 )
             )
         if turn.live or not backfill:  # (no partition named: every partition, all paused here)
-            fetched += self._schedule_all(
-                await self._consumer.getmany(
-                    *turn.live,
-                    timeout_ms=0 if fetched else timeout_ms,
-                    max_records=max(self._room(), 1),
-                )
+            batches = await self._consumer.getmany(
+                *turn.live,
+                timeout_ms=0 if fetched else timeout_ms,
+                max_records=max(self._room(), 1),
             )
+            if not turn.live and not turn.backfill:
+                batches = self._give_back_backfill(batches)
+            fetched += self._schedule_all(batches)
         return fetched
+
+    def _give_back_backfill(
+        self, batches: dict[TopicPartition, list[ConsumerRecord[Any, Any]]]
+    ) -> dict[TopicPartition, list[ConsumerRecord[Any, Any]]]:
+        """The poll that joins the group names no partition (none is assigned yet) and fetches
+        from all of them: backfill records it brings are given back (the next fetch starts at
+        them again), since no plan has opened the lane yet."""
+        if self._lane is None:
+            return batches
+        for tp, records in list(batches.items()):
+            if tp.topic == self._lane.topic and records:
+                self._consumer.seek(tp, records[0].offset)
+                del batches[tp]
+        return batches
 
     def _schedule_all(self, batches: dict[TopicPartition, list[ConsumerRecord[Any, Any]]]) -> int:
         count = 0

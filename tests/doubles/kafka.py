@@ -30,6 +30,9 @@ class MemoryKafka:
     paused_set: set[TopicPartition] = field(default_factory=set)
     pause_calls: int = 0
     polled: asyncio.Event = field(default_factory=asyncio.Event)
+    #: The group is joined inside the first poll (as aiokafka does): until then nothing is
+    #: assigned, and that poll, naming no partition, fetches from every one.
+    joins_on_first_poll: bool = False
 
     def produce(
         self, partition: int, key: bytes | None, value: bytes = b"", topic: str = TOPIC
@@ -40,7 +43,10 @@ class MemoryKafka:
         self.positions.setdefault(tp, 0)
 
     def assignment(self) -> set[TopicPartition]:
-        return set(self.positions)
+        return set() if self.joins_on_first_poll else set(self.positions)
+
+    def seek(self, tp: TopicPartition, offset: int) -> None:
+        self.positions[tp] = offset
 
     def paused(self) -> set[TopicPartition]:
         return set(self.paused_set)
@@ -57,6 +63,7 @@ class MemoryKafka:
     ) -> dict[TopicPartition, list[Record]]:
         """Like aiokafka: from ``partitions`` (all assigned when none named), not paused ones."""
         self.polled.set()
+        self.joins_on_first_poll = False
         out: dict[TopicPartition, list[Record]] = {}
         for tp, position in self.positions.items():
             if tp in self.paused_set or (partitions and tp not in partitions):

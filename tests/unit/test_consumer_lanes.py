@@ -105,6 +105,25 @@ async def test_backfill_waits_while_the_live_lag_is_above_the_threshold() -> Non
     assert kafka.committed[TopicPartition(BACKFILL, 0)] == 10
 
 
+async def test_backfill_fetched_by_the_poll_that_joins_the_group_waits_for_the_plan() -> None:
+    kafka = MemoryKafka(joins_on_first_poll=True)
+    for i in range(4):  # (the double fetches the partitions in the order they were produced to)
+        kafka.produce(0, f"backfill/{i}".encode(), topic=BACKFILL)
+    for i in range(20):
+        kafka.produce(0, f"live/{i}".encode())
+    order: list[str] = []
+
+    async def handler(message: Message) -> None:
+        order.append(message.topic)
+
+    consumer = consumer_for(kafka, handler, concurrency=2, lane=BackfillLane(BACKFILL, 5))
+    await consumer.run()
+    # The first poll named no partition (nothing was assigned yet) and got backfill records
+    # too; they were given back, and the lane waited for the live lag like any other turn.
+    assert order[0] == TOPIC and order.index(BACKFILL) >= 20 - 5 - 4 * 2, order
+    assert order.count(BACKFILL) == 4 and kafka.committed[TopicPartition(BACKFILL, 0)] == 4
+
+
 async def test_backfill_takes_only_the_slots_live_work_leaves_idle() -> None:
     kafka = MemoryKafka()
     kafka.produce(0, b"live/slow")
