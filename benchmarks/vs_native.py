@@ -104,6 +104,25 @@ def source_of(rev: str) -> Path:
     return folder
 
 
+def settings_known_to(src: Path) -> set[str]:
+    """The ``ENFORCER_*`` variables the enforcer in ``src`` reads (it refuses any other), from
+    the configuration schema it writes itself."""
+    out = Path(tempfile.mkdtemp(dir=TMP))
+    env = dict(os.environ) | {"PYTHONPATH": str(src.resolve())}
+    binary = Path(sys.executable).with_name("enforcer")
+    subprocess.run([str(binary), "schemas", "--out", str(out)], env=env, check=True,  # noqa: S603
+                   capture_output=True)  # fmt: skip
+    schema = json.loads((out / "config.json").read_text())
+    shutil.rmtree(out, ignore_errors=True)
+    known = set()
+    for name, prop in schema["properties"].items():
+        known.add(f"ENFORCER_{name.upper()}")
+        nested = prop.get("$ref", "").rsplit("/", 1)[-1]
+        for sub in schema.get("$defs", {}).get(nested, {}).get("properties", {}):
+            known.add(f"ENFORCER_{name.upper()}__{sub.upper()}")
+    return known
+
+
 # ---------------------------------------------------------------- the enforcer process
 
 
@@ -183,8 +202,11 @@ def start_enforcer(
     run: EnforcerRun, stack: StackEnv, args: argparse.Namespace, idle: float, workers: int = 1
 ) -> Watched:
     env = dict(os.environ) | stack.enforcer_env | run.overrides()
-    if args.enforcer_src is not None:  # an older enforcer: one process, and no such setting
+    if args.enforcer_src is not None:  # an older enforcer: one process, and no newer setting
         env["PYTHONPATH"] = str(args.enforcer_src.resolve())
+        known = settings_known_to(args.enforcer_src)
+        env = {name: value for name, value in env.items()
+               if not name.startswith("ENFORCER_") or name in known}  # fmt: skip
     else:
         env["ENFORCER_WORKERS"] = str(workers)
     binary = Path(sys.executable).with_name("enforcer")
