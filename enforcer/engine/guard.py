@@ -28,9 +28,8 @@ acknowledgement is awaited after the work slot is given back, so the slot goes t
 object while the broker acknowledges and the records of many objects travel in one produce
 request. :meth:`ObjectGuard.handle` still returns only once the final record is acknowledged
 (so the consumer commits an offset only after its final record is durable); one whose send
-fails is published again. A record is published however long Kafka is away: retried with
-backoff and no limit until acknowledged, or until the handling is cancelled (a shutdown: then
-nothing is committed and the event is handled again).
+fails is published again. The records themselves are built and published, however long Kafka
+is away, by the guard's :class:`~enforcer.engine.publisher.RecordPublisher`.
 """
 
 from __future__ import annotations
@@ -45,22 +44,15 @@ from datetime import UTC, datetime
 
 from opentelemetry import trace
 
-from enforcer.core.events import IgnoredRecord, ObjectEvent
-from enforcer.core.policy import Mode, RequiredKey
-from enforcer.engine.objects import ObjectSnapshot
-from enforcer.engine.observe import observe_handled
+from enforcer.core.events import ObjectEvent
+from enforcer.core.policy import Mode
 from enforcer.engine.outage import Blame, Mark, OutageGate
 from enforcer.engine.outcome import Dependency, Outcome
 from enforcer.engine.parking import KeyParking, Turn, unusable_key
-from enforcer.engine.pipeline import Announce, Pipeline
+from enforcer.engine.pipeline import Pipeline
 from enforcer.engine.ports import Message, RecordSink
-from enforcer.engine.records import (
-    AuditRecord,
-    audit_for_ignored,
-    audit_record,
-    dead_letter,
-    intent_record,
-)
+from enforcer.engine.publisher import RecordPublisher
+from enforcer.engine.records import AuditRecord
 from enforcer.errors import (
     CredentialsRejected,
     EnforcerError,
@@ -70,14 +62,7 @@ from enforcer.errors import (
     PoisonEvent,
     StorageUnavailable,
 )
-from enforcer.retrying import RetryPolicy, retry_until_stopped
-from enforcer.telemetry import (
-    DLQ_RECORDS,
-    KEY_ALERTS,
-    KEY_AVAILABLE,
-    current_trace_id,
-    step,
-)
+from enforcer.telemetry import KEY_ALERTS, KEY_AVAILABLE
 
 log = logging.getLogger(__name__)
 
@@ -148,8 +133,8 @@ class ObjectGuard:
         self.concurrency = concurrency
         self._slots = asyncio.Semaphore(concurrency)
         self.pipeline = pipeline
-        self._sink = sink
-        self._intents = sink
+        #: Where this guard's intent, audit and dead-letter records go.
+        self.records = RecordPublisher(sink, mode, now)
         self._mode = mode
         self._waits = waits_out_outages
         self.parking = parking if waits_out_outages else None
@@ -165,7 +150,7 @@ class ObjectGuard:
         going to ``sink`` (a backfill range's transaction). Intent records still go to this
         guard's own sink, each acknowledged before its rewrite."""
         twin = copy.copy(self)
-        twin._sink = sink
+        twin.records = self.records.with_sink(sink)
         return twin
 
     async def handle(
@@ -290,7 +275,7 @@ class ObjectGuard:
                 outcome = await self.pipeline.handle_noncurrent(event, outcome)
             else:
                 outcome = await self.pipeline.handle(
-                    event, outcome, self._announcer(event, outcome)
+                    event, outcome, self.records.announcer(event, outcome)
                 )
         except _OUTAGES as exc:
             return exc
@@ -299,9 +284,8 @@ class ObjectGuard:
         self.gate.record_success(outcome.used)
         if self.parking is not None and Dependency.KMS in outcome.used and outcome.required:
             self.parking.usable(outcome.required.key)
-        record = self._record(event, outcome, self._clock() - started)
-        with step("publish"):
-            pending = await self._sink.send_audit(record)
+        record = self.records.record(event, outcome, self._clock() - started)
+        pending = await self.records.send(record)
         span = trace.get_current_span()
         span.set_attribute("verdict", str(record.verdict))
         span.set_attribute("action", record.action.value)
@@ -318,7 +302,7 @@ class ObjectGuard:
             assert handled.record is not None
             log.warning("audit record of %s not acknowledged (%s); publishing it again",
                         handled.record.event_id, exc)  # fmt: skip
-            await self._publish_audit(handled.record)
+            await self.records.publish_audit(handled.record)
         return replace(handled, pending=None)
 
     async def _refusal(
@@ -352,40 +336,6 @@ class ObjectGuard:
                                     note=self._parked_note(tries))  # fmt: skip
         return exc  # not known to be the key's: waited out as the KMS refusing us
 
-    async def publish(
-        self, event: ObjectEvent, outcome: Outcome, duration: float, failure: str | None = None
-    ) -> AuditRecord:
-        """The audit record of ``outcome``, published and counted in the metrics."""
-        record = self._record(event, outcome, duration, failure)
-        await self._publish_audit(record)
-        return record
-
-    def _record(
-        self, event: ObjectEvent, outcome: Outcome, duration: float, failure: str | None = None
-    ) -> AuditRecord:
-        """The audit record of ``outcome``, counted in the metrics."""
-        record = audit_record(event, outcome, default_mode=self._mode, duration=duration,
-                              trace_id=current_trace_id(), now=self.now(),
-                              failure=failure)  # fmt: skip
-        observe_handled(event, record, own_write=outcome.own_write)
-        return record
-
-    async def publish_ignored(self, item: IgnoredRecord) -> None:
-        """A record of the input that names no object event we handle (a delete, a test event)."""
-        record = audit_for_ignored(item, mode=self._mode.value, trace_id=current_trace_id(),
-                                   now=self.now())  # fmt: skip
-        await self._publish_audit(record)
-
-    def _announcer(self, event: ObjectEvent, outcome: Outcome) -> Announce:
-        async def announce(snapshot: ObjectSnapshot, required: RequiredKey) -> None:
-            record = intent_record(event, snapshot, required, outcome.verdict,
-                                   default_mode=self._mode, trace_id=current_trace_id(),
-                                   now=self.now())  # fmt: skip
-            with step("publish"):
-                await _until_published(lambda: self._intents.publish_audit(record))
-
-        return announce
-
     async def _fail(
         self,
         event: ObjectEvent,
@@ -401,42 +351,10 @@ class ObjectGuard:
         reason = f"{exc}; {note}" if note else str(exc)
         log.warning("event %s for %s/%s failed: %s", event.event_id, event.bucket, event.key,
                     reason)  # fmt: skip
-        record = await self.publish(event, outcome, self._clock() - started,
-                                    failure=f"{exc.code}: {reason}")  # fmt: skip
+        record = await self.records.publish(event, outcome, self._clock() - started,
+                                            failure=f"{exc.code}: {reason}")  # fmt: skip
         if message is not None:
-            await self.dead_letter(message, exc, attempts=outcome.attempts,
-                                   first_seen=first_seen, event_id=event.event_id,
-                                   reason=reason)  # fmt: skip
+            await self.records.dead_letter(message, exc, attempts=outcome.attempts,
+                                           first_seen=first_seen, event_id=event.event_id,
+                                           reason=reason)  # fmt: skip
         return Handled(record, exc)
-
-    async def _publish_audit(self, record: AuditRecord) -> None:
-        with step("publish"):
-            await _until_published(lambda: self._sink.publish_audit(record))
-
-    async def dead_letter(
-        self,
-        message: Message,
-        exc: EnforcerError,
-        *,
-        attempts: int,
-        first_seen: datetime,
-        event_id: str | None = None,
-        reason: str | None = None,
-    ) -> None:
-        """Dead-letter ``message`` because of ``exc`` (a permanent failure or a bad event);
-        ``reason``: what to say instead of ``exc``'s message."""
-        record = dead_letter(message.value, message.key, topic=message.topic,
-                             partition=message.partition, offset=message.offset,
-                             error_class=exc.code, reason=reason or str(exc), attempts=attempts,
-                             first_seen=first_seen, last_seen=self.now(),
-                             event_id=event_id)  # fmt: skip
-        with step("dead_letter"):
-            await _until_published(lambda: self._sink.publish_dead_letter(record, message.key))
-        DLQ_RECORDS.add(1, {"error_type": exc.code})
-
-
-async def _until_published(publish: Callable[[], Awaitable[None]]) -> None:
-    """A record is published however long Kafka is away (a broker restart can take a minute):
-    retried with the policy's backoff and no limit, until it is acknowledged or the handling is
-    cancelled (a shutdown; then nothing is committed and the event is handled again)."""
-    await retry_until_stopped(publish, stopped=lambda: False, policy=RetryPolicy())

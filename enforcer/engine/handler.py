@@ -43,7 +43,10 @@ class RecordHandler:
                 with step("parse"):
                     parsed = parse_message(message.value)
             except BadEvent as exc:
-                await self.guard.dead_letter(message, exc, attempts=1, first_seen=self.guard.now())
+                first_seen = self.guard.now()
+                await self.guard.records.dead_letter(
+                    message, exc, attempts=1, first_seen=first_seen
+                )
                 return
 
             def parked() -> None:
@@ -52,7 +55,7 @@ class RecordHandler:
 
             async def handle(item: IgnoredRecord | ObjectEvent) -> None:
                 if isinstance(item, IgnoredRecord):
-                    await self.guard.publish_ignored(item)
+                    await self.guard.records.publish_ignored(item)
                 else:
                     trace.get_current_span().set_attribute("bucket", item.bucket)
                     await self.guard.handle(item, message=message, on_park=parked)

@@ -239,7 +239,7 @@ class Scanner:
     ) -> None:
         """An object its listing showed compliant: its audit record, in the listing's trace."""
         with trace.use_span(self._listing_span, end_on_exit=False):
-            record = await self._guard.publish(self._event(item), outcome, took)
+            record = await self._guard.records.publish(self._event(item), outcome, took)
         self._finish(place, ScanLine.from_audit(record, source=source, is_latest=item.is_latest))
 
     async def _handle(self, place: Place, item: ListedObject) -> None:
