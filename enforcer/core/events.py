@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any, Literal
 from urllib.parse import quote_plus, unquote_plus
@@ -218,13 +219,7 @@ def _from_notification(document: dict[str, Any]) -> list[ParsedRecord]:
     except ValidationError as exc:
         raise BadEvent(f"malformed S3 notification at {_describe(exc)}") from None
     source: SourceFormat = "minio" if notification.event_name is not None else "s3"
-    parsed = []
-    for index, record in enumerate(notification.records):
-        try:
-            parsed.append(_from_record(record, source, record.event_time))
-        except BadEvent as exc:
-            raise BadEvent(f"Records.{index}: {exc}") from None
-    return parsed
+    return _from_records(source, ((record, record.event_time) for record in notification.records))
 
 
 _EVENT_TIME: TypeAdapter[datetime | None] = TypeAdapter(datetime | None)
@@ -233,9 +228,16 @@ _EVENT_TIME: TypeAdapter[datetime | None] = TypeAdapter(datetime | None)
 def _from_wire(notification: WireNotification) -> list[ParsedRecord]:
     """The records the fast decoder read, made into events exactly as the models' would be."""
     source: SourceFormat = "minio" if notification.event_name is not None else "s3"
+    timed = ((r, _EVENT_TIME.validate_python(r.event_time)) for r in notification.records)
+    return _from_records(source, timed)  # (a time the models refuse raises ValidationError)
+
+
+def _from_records(
+    source: SourceFormat, records: Iterable[tuple[S3Record | WireRecord, datetime | None]]
+) -> list[ParsedRecord]:
+    """Each record, with its event time, as an event; a bad one is named by its index."""
     parsed = []
-    for index, record in enumerate(notification.records):
-        event_time = _EVENT_TIME.validate_python(record.event_time)
+    for index, (record, event_time) in enumerate(records):
         try:
             parsed.append(_from_record(record, source, event_time))
         except BadEvent as exc:
