@@ -73,9 +73,8 @@ def plan_turn(turn: Turn, lane: BackfillLane | None, slots: int) -> Plan:
         return Plan(everything, held=bool(turn.backfill))
     if lane is None or not turn.backfill:
         return Plan(frozenset())
-    held = turn.live_lag is None or turn.live_lag > lane.max_live_lag
-    spare = slots - turn.live_in_flight - turn.backfill_in_flight
-    room = 0 if held or spare < max(1, slots // 4) else spare
+    held = _live_holds_back(turn, lane)
+    room = 0 if held else _spare(turn, slots)
     # With no live partition here, nothing to take means the backfill partitions must be
     # paused: the turn's poll then returns nothing and only keeps the membership.
     paused = turn.backfill if held or (room == 0 and not turn.live) else frozenset()
@@ -85,11 +84,20 @@ def plan_turn(turn: Turn, lane: BackfillLane | None, slots: int) -> Plan:
 def range_may_start(turn: Turn, lane: BackfillLane | None, slots: int) -> bool:
     """Whether a range backfill (``scan --split N --enqueue``) may start one more object: the
     lane's rule, applied to work that comes from a listing instead of the backfill topic."""
-    if turn.gate_paused or turn.window_full:
+    if turn.gate_paused or turn.window_full or _live_holds_back(turn, lane):
         return False
-    if lane is not None and (turn.live_lag is None or turn.live_lag > lane.max_live_lag):
-        return False
-    return slots - turn.live_in_flight - turn.backfill_in_flight >= max(1, slots // 4)
+    return _spare(turn, slots) > 0
+
+
+def _live_holds_back(turn: Turn, lane: BackfillLane | None) -> bool:
+    """More live notifications wait (or how many is not known yet) than the lane allows."""
+    return lane is not None and (turn.live_lag is None or turn.live_lag > lane.max_live_lag)
+
+
+def _spare(turn: Turn, slots: int) -> int:
+    """The work slots neither lane uses, when at least a quarter of them (else 0)."""
+    spare = slots - turn.live_in_flight - turn.backfill_in_flight
+    return spare if spare >= max(1, slots // 4) else 0
 
 
 def live_lag(
