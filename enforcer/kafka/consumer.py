@@ -48,7 +48,15 @@ from aiokafka.errors import IllegalStateError, KafkaError
 from aiokafka.structs import ConsumerRecord
 
 from enforcer.engine.ports import ConsumptionGate, Message
-from enforcer.kafka.lanes import BackfillLane, Plan, live_lag, plan_turn, range_may_start, split
+from enforcer.kafka.lanes import (
+    BackfillLane,
+    Plan,
+    Turn,
+    live_lag,
+    plan_turn,
+    range_may_start,
+    split,
+)
 from enforcer.kafka.offsets import OffsetTracker
 from enforcer.telemetry import BACKFILL_PAUSED, CONSUMER_LAG, IN_FLIGHT, PAUSED
 
@@ -164,12 +172,13 @@ class EventConsumer:
             freed.cancel()
             self._window_freed.clear()
             waited = True
-        self._apply_plan()
-        return await self._poll(timeout_ms=0 if waited else 200)
+        turn = self._apply_plan()
+        return await self._poll(turn, timeout_ms=0 if waited else 200)
 
-    def _apply_plan(self) -> None:
+    def _apply_plan(self) -> Turn:
         """Pause what this turn's plan says (everything during an outage or with a full
-        window; the backfill lane while live work comes first), resume the rest."""
+        window; the backfill lane while live work comes first), resume the rest. Returns the
+        turn it planned."""
         turn = split(self._consumer.assignment(), self._lane)
         active = self._active()
         lane_tasks = sum(1 for task in active if self._tasks[task] in turn.backfill)
@@ -192,6 +201,7 @@ class EventConsumer:
             self._consumer.pause(*pause)
         if resume := paused - self._plan.paused:
             self._consumer.resume(*resume)
+        return turn
 
     def _live_lag(self, live: frozenset[TopicPartition]) -> int | None:
         highwater = {tp: self._consumer.highwater(tp) for tp in live}
@@ -200,12 +210,11 @@ class EventConsumer:
     def _room(self) -> int:
         return max(self._max_in_flight - (len(self._tasks) - len(self._parked)), 0)
 
-    async def _poll(self, timeout_ms: int) -> int:
+    async def _poll(self, turn: Turn, timeout_ms: int) -> int:
         """One poll per turn, always: a member that does not poll for max.poll.interval leaves
         its group. Backfill partitions up to the plan's room, without waiting; live ones up to
         the window, waiting for records at most ``timeout_ms`` (shorter while backfill work is
         in flight, so its freed slots are refilled promptly)."""
-        turn = split(self._consumer.assignment(), self._lane)
         backfill = turn.backfill - self._plan.paused
         room = min(self._plan.backfill_room, self._room())
         if self._backfill_in_flight and not self._plan.held:
