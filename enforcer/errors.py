@@ -134,6 +134,11 @@ class KafkaUnavailable(TransientError):
     code = "kafka_unavailable"
 
 
+class ProducerStopped(KafkaUnavailable):
+    """The producer's sender stopped for good (an idempotent producer's sequence lost by a
+    restarted broker): a new producer is needed before anything is sent again."""
+
+
 class QueueUnavailable(TransientError):
     code = "queue_unavailable"
 

@@ -1,6 +1,7 @@
 """aiokafka clients opened and closed in one place, each with the configured TLS/SASL security
 (:mod:`enforcer.kafka.security`); ``KafkaError`` becomes ``KafkaUnavailable`` (or
-``RecordTooLarge``, which retrying cannot fix) here and nowhere else."""
+``RecordTooLarge``, which retrying cannot fix; ``ProducerStopped``, a producer to replace;
+``RangeMoved``, a transactional producer fenced) here and nowhere else."""
 
 from __future__ import annotations
 
@@ -14,12 +15,13 @@ from aiokafka.errors import (
     InvalidProducerEpoch,
     KafkaError,
     MessageSizeTooLargeError,
+    OutOfOrderSequenceNumber,
     ProducerFenced,
     RecordListTooLargeError,
     RecordTooLargeError,
 )
 
-from enforcer.errors import KafkaUnavailable, RangeMoved, RecordTooLarge
+from enforcer.errors import KafkaUnavailable, ProducerStopped, RangeMoved, RecordTooLarge
 from enforcer.kafka.options import KafkaOptions
 from enforcer.kafka.security import check_credentials, client_options
 
@@ -36,6 +38,8 @@ async def kafka_call(call: Awaitable[T], what: str) -> T:
         raise RecordTooLarge(f"{what}: {type(exc).__name__}: {exc}") from exc
     except (ProducerFenced, InvalidProducerEpoch) as exc:  # a transactional producer replaced
         raise RangeMoved(f"{what}: {type(exc).__name__}: {exc}") from exc
+    except OutOfOrderSequenceNumber as exc:  # the sender stopped for good
+        raise ProducerStopped(f"{what}: {type(exc).__name__}: {exc}") from exc
     except KafkaError as exc:
         raise KafkaUnavailable(f"{what}: {type(exc).__name__}: {exc}") from exc
 

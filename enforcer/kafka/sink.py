@@ -21,7 +21,7 @@ from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError, OutOfOrderSequenceNumber, ProducerFenced
+from aiokafka.errors import KafkaError
 
 from enforcer.engine.records import (
     DLQ_KEY_LIMIT,
@@ -30,17 +30,13 @@ from enforcer.engine.records import (
     encode_record,
     without_payload,
 )
-from enforcer.errors import KafkaUnavailable, RecordTooLarge
+from enforcer.errors import ProducerStopped, RecordTooLarge
 from enforcer.kafka.clients import kafka_call, open_producer, start_producer
 from enforcer.kafka.options import KafkaOptions
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-
-#: aiokafka errors after which a producer's sender has stopped for good.
-_PRODUCER_DEAD = (OutOfOrderSequenceNumber, ProducerFenced)
 
 
 #: Starts a producer for these options and role (:func:`start_producer`).
@@ -94,12 +90,11 @@ class KafkaRecordSink:
         """:func:`kafka_call`; an error that stopped ``producer`` for good replaces it first."""
         try:
             return await kafka_call(call, what)
-        except KafkaUnavailable as exc:
-            if isinstance(exc.__cause__, _PRODUCER_DEAD):
-                await self._renew(producer, exc)
+        except ProducerStopped as exc:
+            await self._renew(producer, exc)
             raise
 
-    async def _renew(self, dead: AIOKafkaProducer, exc: KafkaUnavailable) -> None:
+    async def _renew(self, dead: AIOKafkaProducer, exc: ProducerStopped) -> None:
         async with self._renewing:
             if dead is not self._producer:  # another call renewed it already
                 return
