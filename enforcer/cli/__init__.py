@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import signal
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -34,6 +33,7 @@ from enforcer.config import Settings, load_settings
 from enforcer.core.policy import Mode
 from enforcer.errors import ConfigError, EnforcerError
 from enforcer.logs import configure_logging
+from enforcer.signals import stop_on_signals
 
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
@@ -212,10 +212,8 @@ def _supervise(settings: Settings, args: argparse.Namespace, workers: int) -> in
                             drain=args.drain)  # fmt: skip
 
     async def supervise() -> int:
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, supervisor.stop)
-        return await supervisor.run(settings.health_port, settings.health_host)
+        with stop_on_signals(supervisor.stop):
+            return await supervisor.run(settings.health_port, settings.health_host)
 
     return asyncio.run(supervise())
 
