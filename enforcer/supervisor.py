@@ -109,7 +109,6 @@ async def _spawn(index: int, argv: Sequence[str]) -> Worker:
     env = os.environ | {
         "ENFORCER_HEALTH_PORT": str(port),
         "ENFORCER_HEALTH_HOST": "127.0.0.1",
-        "ENFORCER_WORKERS": "1",
     }
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "enforcer", *argv, env=env, preexec_fn=_end_with_parent
@@ -226,12 +225,17 @@ class Supervisor:
             return False, f"not answering yet ({type(exc).__name__})"
 
     async def _metrics(self, client: httpx.AsyncClient) -> tuple[str, bytes]:
-        texts: dict[int, str] = {}
+        """Every running worker's metrics, asked at once (one slow worker delays the scrape by
+        its own timeout only), labelled by worker."""
         running = [worker for worker in self.workers if worker.alive()]
-        for worker in running:
-            with contextlib.suppress(httpx.HTTPError):
-                texts[worker.index] = (await self._ask(client, worker, "/metrics")).text
+        answers = await asyncio.gather(*(self._metrics_of(client, w) for w in running))
+        texts = {w.index: text for w, text in zip(running, answers, strict=True) if text}
         return CONTENT_TYPE_LATEST, merge_metrics(texts, workers=len(running))
+
+    async def _metrics_of(self, client: httpx.AsyncClient, worker: Worker) -> str | None:
+        with contextlib.suppress(httpx.HTTPError):
+            return (await self._ask(client, worker, "/metrics")).text
+        return None
 
 
 class _Merged(Collector):
