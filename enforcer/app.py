@@ -39,6 +39,7 @@ from enforcer.health import Readiness, readiness_of, serve_health
 from enforcer.kafka.clients import open_consumer
 from enforcer.kafka.consumer import EventConsumer
 from enforcer.kafka.lanes import BackfillLane
+from enforcer.kafka.options import KafkaOptions
 from enforcer.kafka.ranges import KafkaRangeJob, RangeTaskConsumer
 from enforcer.kafka.sink import open_kafka_sink
 from enforcer.preflight import check_run
@@ -196,7 +197,7 @@ async def _consume(
         guard = object_guard(runtime, sink, mode)
         gate = guard.gate
         handler = RecordHandler(guard)
-        lane = backfill_lane(settings)
+        lane = backfill_lane(kafka_options)
         async with open_consumer(kafka_options, settings.kafka.group_id, "events") as kafka:
             consumer = EventConsumer(
                 kafka,
@@ -242,10 +243,9 @@ async def _consume(
             return consumer.handled
 
 
-def backfill_lane(settings: Settings) -> BackfillLane | None:
+def backfill_lane(kafka: KafkaOptions) -> BackfillLane | None:
     """The backfill topic as a lane of its own; None when it is one of the notification topics
     (its events are then live ones)."""
-    kafka = settings.kafka
     if kafka.backfill_topic in kafka.topics:
         return None
     return BackfillLane(kafka.backfill_topic, kafka.backfill_max_live_lag)

@@ -112,7 +112,6 @@ class EventConsumer:
         self._lag_due = 0.0
         self._commit_due = 0.0
         self._plan = Plan(frozenset())
-        self._backfill_in_flight = 0
         self._spare = asyncio.Event()  # set while a range backfill may start objects
         self.handled = 0
         #: True once the group has given this member an assignment (possibly empty: more
@@ -182,7 +181,6 @@ class EventConsumer:
         turn = split(self._consumer.assignment(), self._lane)
         active = self._active()
         lane_tasks = sum(1 for task in active if self._tasks[task] in turn.backfill)
-        self._backfill_in_flight = lane_tasks
         turn = replace(
             turn,
             gate_paused=self._gate.is_open,
@@ -217,7 +215,7 @@ class EventConsumer:
         in flight, so its freed slots are refilled promptly)."""
         backfill = turn.backfill - self._plan.paused
         room = min(self._plan.backfill_room, self._room())
-        if self._backfill_in_flight and not self._plan.held:
+        if turn.backfill_in_flight and not self._plan.held:
             timeout_ms = min(timeout_ms, LANE_TURN_MS)
         fetched = 0
         if backfill and room > 0:
