@@ -80,6 +80,11 @@ async def check_buckets(listing: StorageProbe, buckets: Iterable[str], source: s
         raise ConfigError(f"bucket {missing[0]!r} ({source}) does not exist")
 
 
+def policy_buckets(policy: PolicyFile) -> list[str]:
+    """Every bucket a policy rule names, sorted."""
+    return sorted({rule.bucket for rule in policy.rules})
+
+
 def policy_keys(policy: PolicyFile) -> list[str]:
     """Every key a policy rule names (required or accepted), sorted."""
     return sorted({key for rule in policy.rules for key in (rule.key, *rule.accepted_keys)})
@@ -190,7 +195,7 @@ async def check_run(
     """Everything ``enforcer run`` can check before it consumes; a policy bucket or key that
     does not exist is reported, not refused."""
     source = f"ENFORCER_POLICY_FILE {settings.policy_file}"
-    buckets = sorted({rule.bucket for rule in policy.rules})
+    buckets = policy_buckets(policy)
     try:
         await check_s3_credentials(listing)
         report_missing_buckets(buckets, await missing_buckets(listing, buckets, source), source)

@@ -17,7 +17,13 @@ from enforcer.app import open_runtime
 from enforcer.config import Settings
 from enforcer.core.policy import Mode
 from enforcer.errors import ConfigError
-from enforcer.preflight import check_s3_credentials, missing_buckets, missing_keys, policy_keys
+from enforcer.preflight import (
+    check_s3_credentials,
+    missing_buckets,
+    missing_keys,
+    policy_buckets,
+    policy_keys,
+)
 
 
 @dataclass(frozen=True)
@@ -64,7 +70,7 @@ async def run_policy_check(settings: Settings) -> PolicyCheck:
         policy = runtime.policy
         listing = runtime.storage.listing
         await check_s3_credentials(listing)
-        buckets = sorted({rule.bucket for rule in policy.rules})
+        buckets = policy_buckets(policy)
         gone = set(await missing_buckets(listing, buckets, source))
         keys = None
         if runtime.kms is not None:
