@@ -10,8 +10,9 @@ levers, all safe for our own well-formed calls:
 - timestamps (Last-Modified, lock dates) parsed with the standard library instead of dateutil.
 
 botocore ≥ 1.43.14 also caches S3 endpoint resolution per bucket instead of per key
-(pyproject.toml pins it). With ``awscrt`` installed botocore switches to the CRT signers; the
-enforcer does not depend on it, and ``BOTO_DISABLE_CRT=true`` keeps the measured path.
+(pyproject.toml pins it). The enforcer depends on ``awscrt`` for the lean path's signer
+(:mod:`enforcer.storage.signing`), so botocore uses its CRT signers on this path too;
+``BOTO_DISABLE_CRT=true`` turns both back to the pure-Python signer.
 """
 
 from __future__ import annotations
