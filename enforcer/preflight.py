@@ -224,8 +224,9 @@ def report_missing_keys(missing: list[str], source: str) -> None:
     """One ERROR line per missing policy key; its ``enforcer_key_available`` goes to 0."""
     for name in missing:
         KEY_AVAILABLE.set(0, {"key": name})
-        log.error("policy key %r (%s) does not exist in the KMS: its objects are dead-lettered "
-                  "(key_missing) until it exists, every other key is used",
+        log.error("policy key %r (%s) does not exist in the KMS: its objects' events are parked "
+                  "and dead-lettered (key_missing) after the patience unless it is created, "
+                  "every other key is used",
                   name, source)  # fmt: skip
 
 
