@@ -8,6 +8,7 @@ else from running ``deploy/local/stack env`` (which honours ``SSE_ENFORCER_STATE
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import statistics
 import subprocess
@@ -31,6 +32,9 @@ from support import (  # noqa: E402 - needs the path above
 
 MiB = 1024 * 1024
 GiB = 1024 * MiB
+#: The venv's own ``enforcer`` command (the interpreter running the benchmark is the venv's).
+ENFORCER = Path(sys.executable).with_name("enforcer")
+NATIVE_BUILD = REPO_ROOT / "benchmarks" / "native" / "build"
 
 
 def stack_env() -> StackEnv:
@@ -110,3 +114,36 @@ def run_child(argv: list[str], env: dict[str, str] | None = None, timeout: float
     if proc.returncode != 0:
         raise SystemExit(f"child {argv} failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
     return proc.stdout
+
+
+def native_binary() -> str:
+    """The native minio-go client (``native/``), built into the cache on first use."""
+    return subprocess.run(  # noqa: S603 - our build script
+        [str(NATIVE_BUILD)], check=True, capture_output=True, text=True
+    ).stdout.strip()
+
+
+def run_native(stack: StackEnv, *args: str) -> dict[str, Any]:
+    """Run the native client against the stack's MinIO as its admin; its JSON result."""
+    env = dict(os.environ) | {
+        "AWS_ACCESS_KEY_ID": stack.admin_access_key,
+        "AWS_SECRET_ACCESS_KEY": stack.admin_secret_key,
+    }
+    endpoint = stack.s3_endpoint.split("://")[1]
+    argv = [native_binary(), "-endpoint", endpoint, *args]
+    done = subprocess.run(argv, env=env, check=True, capture_output=True, text=True)  # noqa: S603
+    return dict(json.loads(done.stdout))
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (``enforcer run --workers N``: the supervisor and workers)."""
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        try:
+            children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
+        except OSError:
+            continue
+        todo += [int(c) for c in children]
+    return found

@@ -36,7 +36,15 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # _stack; it adds tests/integration
 
-from _stack import admin_s3, delete_bucket, new_bucket, stack_env
+from _stack import (
+    ENFORCER,
+    admin_s3,
+    delete_bucket,
+    load_note,
+    native_binary,
+    new_bucket,
+    stack_env,
+)
 from aiokafka import AIOKafkaConsumer
 from harness import EnforcerRun, write_policy
 from pipeline_throughput import create_key, notify
@@ -45,16 +53,12 @@ from vs_native import (
     TMP,
     end_offsets,
     native,
-    native_binary,
     notified_at,
     paced_puts,
     percentile,
-    uptime,
 )
 
 from enforcer.core.events import BACKFILL_EVENT_NAME
-
-ENFORCER = Path(sys.executable).with_name("enforcer")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -133,7 +137,7 @@ def enqueue(run: EnforcerRun, stack: StackEnv, bucket: str, expected: int) -> fl
 
 
 def start_enforcer(run: EnforcerRun, stack: StackEnv) -> subprocess.Popen[bytes]:
-    env = dict(os.environ) | stack.enforcer_env | run.overrides()
+    env = dict(os.environ) | stack.enforcer_env | run.overrides() | {"ENFORCER_WORKERS": "1"}
     log = (TMP / f"enforcer-{run.tag}.log").open("wb")
     return subprocess.Popen([str(ENFORCER), "run"], env=env, stdout=log, stderr=log)  # noqa: S603
 
@@ -162,7 +166,7 @@ async def phase(stack: StackEnv, s3: Any, args: argparse.Namespace, ek: str,
             native(stack, "put", queued, backfill, size=args.object_size)
             notify(stack, s3, queued)  # from now on the backfill rewrites publish, as in prod
             result["enqueue_s"] = enqueue(run, stack, queued, backfill)
-        result["load_before"] = uptime()
+        result["load_before"] = load_note()
         proc = start_enforcer(run, stack)
         try:
             async with audit_watch(run, live) as watch:
@@ -183,7 +187,7 @@ async def phase(stack: StackEnv, s3: Any, args: argparse.Namespace, ek: str,
         finally:
             proc.send_signal(signal.SIGTERM)
             proc.wait(120)
-        result["load_after"] = uptime()
+        result["load_after"] = load_note()
         published = await notified_at(stack, live, since)
         waits = sorted((compliant_at[k] - t) * 1000 for k, t in puts.items())
         to_kafka = sorted((published[k] - t) * 1000 for k, t in puts.items() if k in published)

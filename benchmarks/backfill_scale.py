@@ -35,28 +35,12 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from _stack import REPO_ROOT, admin_s3, load_note, stack_env
+from _stack import ENFORCER, admin_s3, load_note, process_tree, run_native, stack_env
 from support import StackEnv
 
-ENFORCER = REPO_ROOT / ".venv" / "bin" / "enforcer"
-NATIVE_BUILD = REPO_ROOT / "benchmarks" / "native" / "build"
 COUNT_TAG = "sse-enforcer-bench-objects"
 FANOUT = 64
 PHASES = ("native", "one", "split", "replicas")
-
-
-def native_binary() -> str:
-    return subprocess.run([str(NATIVE_BUILD)], check=True, capture_output=True,  # noqa: S603
-                          text=True).stdout.strip()  # fmt: skip
-
-
-def native(stack: StackEnv, *args: str) -> dict[str, Any]:
-    env = {**os.environ, "AWS_ACCESS_KEY_ID": stack.admin_access_key,
-           "AWS_SECRET_ACCESS_KEY": stack.admin_secret_key}  # fmt: skip
-    endpoint = stack.s3_endpoint.removeprefix("http://")
-    out = subprocess.run([native_binary(), "-endpoint", endpoint, *args], env=env,  # noqa: S603
-                         check=True, capture_output=True, text=True).stdout  # fmt: skip
-    return dict(json.loads(out))
 
 
 def ensure_bucket(s3: Any, stack: StackEnv, bucket: str, count: int) -> float:
@@ -73,7 +57,7 @@ def ensure_bucket(s3: Any, stack: StackEnv, bucket: str, count: int) -> float:
     s3.put_bucket_encryption(Bucket=bucket, ServerSideEncryptionConfiguration={
         "Rules": [{"ApplyServerSideEncryptionByDefault": rule}]})  # fmt: skip
     started = time.monotonic()
-    native(stack, "-mode", "put", "-bucket", bucket, "-prefix", "p", "-n", str(count),
+    run_native(stack, "-mode", "put", "-bucket", bucket, "-prefix", "p", "-n", str(count),
            "-size", "64", "-fanout", str(FANOUT), "-concurrency", "32")  # fmt: skip
     s3.put_bucket_tagging(Bucket=bucket, Tagging={"TagSet": [{"Key": COUNT_TAG,
                                                               "Value": str(count)}]})  # fmt: skip
@@ -81,7 +65,8 @@ def ensure_bucket(s3: Any, stack: StackEnv, bucket: str, count: int) -> float:
 
 
 class RssSampler:
-    """Peak RSS (MiB) of a set of processes, sampled every 0.5 s in a thread."""
+    """Peak RSS (MiB) of a set of processes, each with its children (an ``enforcer run``'s
+    workers), sampled every 0.5 s in a thread."""
 
     def __init__(self) -> None:
         self.peaks: dict[int, float] = {}
@@ -97,17 +82,20 @@ class RssSampler:
     def _run(self) -> None:
         while not self._stop.is_set():
             for pid in list(self._pids):
-                try:
-                    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                        if line.startswith("VmRSS:"):
-                            rss = int(line.split()[1]) / 1024
-                            self.peaks[pid] = max(self.peaks.get(pid, 0.0), rss)
-                except OSError:
-                    continue
+                rss = sum(_rss_kib(each) for each in process_tree(pid)) / 1024
+                self.peaks[pid] = max(self.peaks.get(pid, 0.0), rss)
             self._stop.wait(0.5)
 
     def stop(self) -> None:
         self._stop.set()
+
+
+def _rss_kib(pid: int) -> int:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0  # gone
+    return next((int(line.split()[1]) for line in status.splitlines() if line[:6] == "VmRSS:"), 0)
 
 
 def enforcer_env(stack: StackEnv, tag: str, **extra: str) -> dict[str, str]:
@@ -116,6 +104,11 @@ def enforcer_env(stack: StackEnv, tag: str, **extra: str) -> dict[str, str]:
         "ENFORCER_KAFKA__GROUP_ID": f"bench-{tag}",
         "ENFORCER_KAFKA__BACKFILL_TASKS_TOPIC": f"bench-tasks-{tag}",
         "ENFORCER_KAFKA__BACKFILL_PROGRESS_TOPIC": f"bench-progress-{tag}",
+        # A replica of its own: one process, starting at the live topics' end (a new group
+        # would otherwise read every retained notification of the stack first).
+        "ENFORCER_KAFKA__BACKFILL_TOPIC": f"bench-backfill-{tag}",
+        "ENFORCER_KAFKA__AUTO_OFFSET_RESET": "latest",
+        "ENFORCER_WORKERS": "1",
     }
     return {**os.environ, **stack.enforcer_env, **topics, **extra}
 
@@ -206,8 +199,8 @@ def main() -> int:
     setup = ensure_bucket(admin_s3(stack), stack, args.bucket, args.objects)
     results: dict[str, Any] = {"objects": args.objects, "setup_seconds": round(setup)}
     if "native" in args.only:
-        one = native(stack, "-mode", "list", "-bucket", args.bucket, "-prefix", "p")
-        many = native(stack, "-mode", "list", "-bucket", args.bucket, "-prefix", "p", "-fanout",
+        one = run_native(stack, "-mode", "list", "-bucket", args.bucket, "-prefix", "p")
+        many = run_native(stack, "-mode", "list", "-bucket", args.bucket, "-prefix", "p", "-fanout",
                       str(FANOUT), "-concurrency", str(args.listers))  # fmt: skip
         results["native_list"] = {"one_lister": round(one["per_second"]),
                                   f"{args.listers}_listers": round(many["per_second"]),

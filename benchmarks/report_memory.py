@@ -27,11 +27,10 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from _stack import stack_env
+from _stack import ENFORCER, stack_env
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-ENFORCER = Path(sys.executable).with_name("enforcer")
 VERDICTS = [("compliant", "none"), ("plaintext", "reencrypted"), ("wrong_key", "reencrypted"),
             ("sse_s3", "would_reencrypt"), ("wrong_key", "failed")]  # fmt: skip
 

@@ -38,10 +38,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from _stack import REPO_ROOT, admin_s3, delete_bucket, load_note, new_bucket, stack_env
+from _stack import ENFORCER, admin_s3, delete_bucket, load_note, new_bucket, stack_env
 from support import StackEnv
-
-ENFORCER = REPO_ROOT / ".venv" / "bin" / "enforcer"
 
 
 def fill_bucket(s3: Any, stack: StackEnv, count: int, plaintext_percent: float) -> str:

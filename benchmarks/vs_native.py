@@ -45,7 +45,18 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # _stack; it adds tests/integration
 
-from _stack import REPO_ROOT, admin_s3, delete_bucket, new_bucket, stack_env
+from _stack import (
+    ENFORCER,
+    REPO_ROOT,
+    admin_s3,
+    delete_bucket,
+    load_note,
+    native_binary,
+    new_bucket,
+    process_tree,
+    run_native,
+    stack_env,
+)
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from harness import EnforcerRun, write_policy
 from pipeline_throughput import create_key, notify
@@ -53,7 +64,6 @@ from support import StackEnv
 
 TICK = os.sysconf("SC_CLK_TCK")
 TMP = Path(tempfile.gettempdir())
-NATIVE_BUILD = REPO_ROOT / "benchmarks" / "native" / "build"
 GIT, TAR = shutil.which("git") or "/usr/bin/git", shutil.which("tar") or "/usr/bin/tar"
 
 
@@ -109,7 +119,7 @@ def settings_known_to(src: Path) -> set[str]:
     the configuration schema it writes itself."""
     out = Path(tempfile.mkdtemp(dir=TMP))
     env = dict(os.environ) | {"PYTHONPATH": str(src.resolve())}
-    binary = Path(sys.executable).with_name("enforcer")
+    binary = ENFORCER
     subprocess.run([str(binary), "schemas", "--out", str(out)], env=env, check=True,  # noqa: S603
                    capture_output=True)  # fmt: skip
     schema = json.loads((out / "config.json").read_text())
@@ -157,20 +167,6 @@ class Watched:
         return [s.rss for s in self.samples if start <= s.at <= end] or [self.samples[-1].rss]
 
 
-def _descendants(pid: int) -> list[int]:
-    """``pid`` and its descendants (``enforcer run --workers N``: the supervisor and workers)."""
-    found, todo = [], [pid]
-    while todo:
-        current = todo.pop()
-        found.append(current)
-        try:
-            children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
-        except OSError:
-            continue
-        todo += [int(c) for c in children]
-    return found
-
-
 def cpu_seconds(pid: int) -> float | None:
     """User + system CPU seconds of one process, None when it is gone."""
     try:
@@ -183,7 +179,7 @@ def cpu_seconds(pid: int) -> float | None:
 def _sample(pid: int) -> Sample | None:
     """CPU and RSS of ``pid`` and its descendants."""
     cpu, rss = 0.0, 0
-    for each in _descendants(pid):
+    for each in process_tree(pid):
         seconds = cpu_seconds(each)
         try:
             status = Path(f"/proc/{each}/status").read_text()
@@ -209,7 +205,7 @@ def start_enforcer(
                if not name.startswith("ENFORCER_") or name in known}  # fmt: skip
     else:
         env["ENFORCER_WORKERS"] = str(workers)
-    binary = Path(sys.executable).with_name("enforcer")
+    binary = ENFORCER
     log = open(TMP / f"enforcer-{run.tag}.log", "wb")  # noqa: SIM115
     proc = subprocess.Popen(  # noqa: S603 - our venv's own command
         [str(binary), "run", "--drain", "--idle", str(idle)], env=env, stdout=log, stderr=log
@@ -310,36 +306,11 @@ async def wait_topic(stack: StackEnv, at_least: int, limit: float = 600) -> None
         await asyncio.sleep(0.5)
 
 
-def native_binary() -> str:
-    return subprocess.run(  # noqa: S603 - our build script
-        [str(NATIVE_BUILD)], check=True, capture_output=True, text=True
-    ).stdout.strip()
-
-
 def native(
     stack: StackEnv, mode: str, bucket: str, n: int, key: str = "", size: int = 0
 ) -> dict[str, Any]:
-    env = dict(os.environ) | {
-        "AWS_ACCESS_KEY_ID": stack.admin_access_key,
-        "AWS_SECRET_ACCESS_KEY": stack.admin_secret_key,
-    }
-    argv = [
-        native_binary(),
-        "-mode",
-        mode,
-        "-endpoint",
-        stack.s3_endpoint.split("://")[1],
-        "-bucket",
-        bucket,
-        "-n",
-        str(n),
-        "-key",
-        key,
-        "-size",
-        str(size),
-    ]
-    done = subprocess.run(argv, env=env, check=True, capture_output=True, text=True)  # noqa: S603
-    return dict(json.loads(done.stdout))
+    return run_native(stack, "-mode", mode, "-bucket", bucket, "-n", str(n), "-key", key,
+                      "-size", str(size))  # fmt: skip
 
 
 # ---------------------------------------------------------------- phases
@@ -367,7 +338,7 @@ class StackCpu:
 
     def _read(self) -> dict[str, float]:
         return {
-            name: sum(cpu_seconds(each) or 0.0 for each in _descendants(pid))
+            name: sum(cpu_seconds(each) or 0.0 for each in process_tree(pid))
             for name, pid in self._pids.items()
         }
 
@@ -544,11 +515,6 @@ async def latency(stack: StackEnv, s3: Any, args: argparse.Namespace, ek: str) -
 # ---------------------------------------------------------------- report
 
 
-def uptime() -> str:
-    one, five, fifteen = os.getloadavg()
-    return f"load average {one:.2f}, {five:.2f}, {fifteen:.2f} on {os.cpu_count()} CPUs"
-
-
 def report(args: argparse.Namespace, results: dict[str, Any]) -> None:
     print(
         f"\n{args.objects} objects of {args.object_size} B per backlog; native: minio-go, "
@@ -670,7 +636,7 @@ async def main_async(args: argparse.Namespace) -> int:
     s3 = admin_s3(stack, read_timeout=60)
     ek = create_key(stack)
     native_binary()  # build before measuring
-    results: dict[str, Any] = {"load_before": uptime()}
+    results: dict[str, Any] = {"load_before": load_note()}
     buckets: list[str] = []
     try:
         if "compliant" in phases:
@@ -694,7 +660,7 @@ async def main_async(args: argparse.Namespace) -> int:
     finally:
         for bucket in buckets:
             delete_bucket(s3, bucket)
-    results["load_after"] = uptime()
+    results["load_after"] = load_note()
     report(args, results)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2, default=str))
