@@ -200,8 +200,8 @@ def main() -> int:
     results: dict[str, Any] = {"objects": args.objects, "setup_seconds": round(setup)}
     if "native" in args.only:
         one = run_native(stack, "-mode", "list", "-bucket", args.bucket, "-prefix", "p")
-        many = run_native(stack, "-mode", "list", "-bucket", args.bucket, "-prefix", "p", "-fanout",
-                      str(FANOUT), "-concurrency", str(args.listers))  # fmt: skip
+        many = run_native(stack, "-mode", "list", "-bucket", args.bucket, "-prefix", "p",
+                          "-fanout", str(FANOUT), "-concurrency", str(args.listers))  # fmt: skip
         results["native_list"] = {"one_lister": round(one["per_second"]),
                                   f"{args.listers}_listers": round(many["per_second"]),
                                   "objects": one["objects"], "load": load_note()}  # fmt: skip
