@@ -230,24 +230,8 @@ class EventConsumer:
                 timeout_ms=0 if fetched else timeout_ms,
                 max_records=max(self._room(), 1),
             )
-            if not turn.live and not turn.backfill:
-                batches = self._give_back_backfill(batches)
             fetched += self._schedule_all(batches)
         return fetched
-
-    def _give_back_backfill(
-        self, batches: dict[TopicPartition, list[ConsumerRecord[Any, Any]]]
-    ) -> dict[TopicPartition, list[ConsumerRecord[Any, Any]]]:
-        """The poll that joins the group names no partition (none is assigned yet) and fetches
-        from all of them: backfill records it brings are given back (the next fetch starts at
-        them again), since no plan has opened the lane yet."""
-        if self._lane is None:
-            return batches
-        for tp, records in list(batches.items()):
-            if tp.topic == self._lane.topic and records:
-                self._consumer.seek(tp, records[0].offset)
-                del batches[tp]
-        return batches
 
     def _schedule_all(self, batches: dict[TopicPartition, list[ConsumerRecord[Any, Any]]]) -> int:
         count = 0
@@ -368,8 +352,15 @@ class EventConsumer:
         return idle_since if idle_since is not None else time.monotonic()
 
     def assigned(self, partitions: set[TopicPartition]) -> None:
+        """The group gave this member ``partitions``. The backfill lane's start paused: only a
+        turn's plan opens it, so the poll that joins the group (it names no partition, and
+        fetches from every one assigned) brings no backfill record."""
         self.joined = True
         self._unsettled |= partitions
+        if self._lane is not None:
+            lane = self._lane.topic
+            if backfill := [tp for tp in partitions if tp.topic == lane]:
+                self._consumer.pause(*backfill)
 
     async def finish_partitions(self, partitions: set[TopicPartition]) -> None:
         """Before partitions move to another member: finish their in-flight work — for at

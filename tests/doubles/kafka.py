@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiokafka import TopicPartition
 
@@ -31,8 +32,10 @@ class MemoryKafka:
     pause_calls: int = 0
     polled: asyncio.Event = field(default_factory=asyncio.Event)
     #: The group is joined inside the first poll (as aiokafka does): until then nothing is
-    #: assigned, and that poll, naming no partition, fetches from every one.
+    #: assigned, and that poll, naming no partition, fetches from every one — after it told
+    #: ``listener`` (a ConsumerRebalanceListener) what was assigned.
     joins_on_first_poll: bool = False
+    listener: Any = None
 
     def produce(
         self, partition: int, key: bytes | None, value: bytes = b"", topic: str = TOPIC
@@ -63,7 +66,10 @@ class MemoryKafka:
     ) -> dict[TopicPartition, list[Record]]:
         """Like aiokafka: from ``partitions`` (all assigned when none named), not paused ones."""
         self.polled.set()
-        self.joins_on_first_poll = False
+        if self.joins_on_first_poll:
+            self.joins_on_first_poll = False
+            if self.listener is not None:
+                await self.listener.on_partitions_assigned(set(self.positions))
         out: dict[TopicPartition, list[Record]] = {}
         for tp, position in self.positions.items():
             if tp in self.paused_set or (partitions and tp not in partitions):
