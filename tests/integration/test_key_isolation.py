@@ -29,6 +29,7 @@ from replicas import (
 )
 from stall_proxy import StallProxy
 from support import MakeBucket, MakeKey, Notifications, StackEnv, produce
+from waiting import eventually
 
 REFUSED, GOOD = 300, 40
 
@@ -62,12 +63,11 @@ async def all_parked(replica: Replica, key: str, count: int) -> None:
     """Until ``replica`` (ready: nothing parked pauses it) reports ``count`` events parked for
     ``key`` (60 s)."""
     await replica.wait_ready()
-    for _ in range(600):
-        if await replica.metric("enforcer_key_parked", key=key) == count:
-            return
-        assert replica.alive(), replica.tail()
-        await asyncio.sleep(0.1)  # a polling period, not a wait for an outcome
-    pytest.fail(f"the events of {key} were not all parked:\n{replica.tail()}")
+    await eventually(
+        lambda: replica.metric("enforcer_key_parked", key=key), f"every event of {key} parked",
+        timeout=60, every=0.1, until=lambda parked: parked == count, alive=replica.alive,
+        context=replica.tail,
+    )  # fmt: skip
 
 
 def load() -> str:
