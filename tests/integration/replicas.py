@@ -131,10 +131,12 @@ class Replica:
         )  # fmt: skip
 
 
-async def start_replica(run: EnforcerRun, log_dir: Path, name: str, **env: str) -> Replica:
-    """Start ``enforcer run`` with ``run``'s group, topics and policy plus ``env``."""
+async def start_replica(
+    run: EnforcerRun, log_dir: Path, name: str, *run_args: str, **env: str
+) -> Replica:
+    """Start ``enforcer run [RUN_ARGS]`` with ``run``'s group, topics and policy plus ``env``."""
     environment = {**os.environ, **run.stack.enforcer_env, **run.overrides(), **env}
-    return await Replica.start(environment, log_dir / f"{name}.log")
+    return await Replica.start(environment, log_dir / f"{name}.log", "", *run_args)
 
 
 class Spawn:
@@ -145,8 +147,8 @@ class Spawn:
         self._log_dir = log_dir
         self.started: list[Replica] = []
 
-    async def __call__(self, run: EnforcerRun, name: str, **env: str) -> Replica:
-        replica = await start_replica(run, self._log_dir, name, **env)
+    async def __call__(self, run: EnforcerRun, name: str, *run_args: str, **env: str) -> Replica:
+        replica = await start_replica(run, self._log_dir, name, *run_args, **env)
         self.started.append(replica)
         return replica
 
