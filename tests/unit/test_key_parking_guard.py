@@ -16,6 +16,7 @@ from doubles.kafka import TOPIC, MemoryKafka
 from doubles.sink import MemorySink
 from doubles.storage import MemoryStorage
 from scrape import value
+from waiting import eventually
 
 from enforcer.core.policy import Mode, PolicyFile, RequiredKey, Rule, Strategy
 from enforcer.core.verdict import Action
@@ -40,12 +41,8 @@ def minio(bucket: str, key: str) -> bytes:
 
 
 async def until(condition: Callable[[], bool], what: str) -> None:
-    """Poll ``condition`` (every 10 ms, for 10 s at most)."""
-    for _ in range(1000):
-        if condition():
-            return
-        await asyncio.sleep(0.01)  # a polling period, not a wait for an outcome
-    pytest.fail(f"timed out waiting for {what}")
+    """:func:`eventually` ``condition`` (every 10 ms, for 10 s at most)."""
+    await eventually(condition, what, timeout=10, every=0.01)
 
 
 class FlakyStorage(MemoryStorage):
