@@ -337,3 +337,13 @@ def assert_all_compliant(s3_admin: Any, bucket: str, keys: list[str], ek: str) -
         != f"arn:aws:kms:{ek}"
     }
     assert wrong == {}, f"{len(wrong)} objects not compliant: {list(wrong.items())[:5]}"
+
+
+def assert_plaintext(s3_admin: Any, bucket: str, keys: list[str]) -> None:
+    """None of ``keys`` was rewritten (their key could not be used)."""
+    changed = [
+        key
+        for key in keys
+        if "ServerSideEncryption" in s3_admin.head_object(Bucket=bucket, Key=key)
+    ]
+    assert changed == [], f"changed although their key could not be used: {changed[:5]}"

@@ -24,6 +24,7 @@ from replicas import (
     Replica,
     Spawn,
     assert_all_compliant,
+    assert_plaintext,
     audit_tail,
     handled_keys,
 )
@@ -37,11 +38,6 @@ REFUSED, GOOD = 300, 40
 def put_all(s3: Any, bucket: str, keys: list[str]) -> None:
     for key in keys:
         s3.put_object(Bucket=bucket, Key=key, Body=key.encode() * 16)
-
-
-def assert_plaintext(s3: Any, bucket: str, keys: list[str]) -> None:
-    changed = [k for k in keys if "ServerSideEncryption" in s3.head_object(Bucket=bucket, Key=k)]
-    assert changed == [], f"changed although their key is unusable: {changed[:5]}"
 
 
 def first_finals(records: list[dict[str, Any]], bucket: str) -> dict[str, str]:
