@@ -131,10 +131,12 @@ class Replica:
         )  # fmt: skip
 
 
-async def start_replica(run: EnforcerRun, log_dir: Path, name: str, **env: str) -> Replica:
-    """Start ``enforcer run`` with ``run``'s group, topics and policy plus ``env``."""
+async def start_replica(
+    run: EnforcerRun, log_dir: Path, name: str, *run_args: str, **env: str
+) -> Replica:
+    """Start ``enforcer run [RUN_ARGS]`` with ``run``'s group, topics and policy plus ``env``."""
     environment = {**os.environ, **run.stack.enforcer_env, **run.overrides(), **env}
-    return await Replica.start(environment, log_dir / f"{name}.log")
+    return await Replica.start(environment, log_dir / f"{name}.log", "", *run_args)
 
 
 class Spawn:
@@ -145,8 +147,8 @@ class Spawn:
         self._log_dir = log_dir
         self.started: list[Replica] = []
 
-    async def __call__(self, run: EnforcerRun, name: str, **env: str) -> Replica:
-        replica = await start_replica(run, self._log_dir, name, **env)
+    async def __call__(self, run: EnforcerRun, name: str, *run_args: str, **env: str) -> Replica:
+        replica = await start_replica(run, self._log_dir, name, *run_args, **env)
         self.started.append(replica)
         return replica
 
@@ -335,3 +337,13 @@ def assert_all_compliant(s3_admin: Any, bucket: str, keys: list[str], ek: str) -
         != f"arn:aws:kms:{ek}"
     }
     assert wrong == {}, f"{len(wrong)} objects not compliant: {list(wrong.items())[:5]}"
+
+
+def assert_plaintext(s3_admin: Any, bucket: str, keys: list[str]) -> None:
+    """None of ``keys`` was rewritten (their key could not be used)."""
+    changed = [
+        key
+        for key in keys
+        if "ServerSideEncryption" in s3_admin.head_object(Bucket=bucket, Key=key)
+    ]
+    assert changed == [], f"changed although their key could not be used: {changed[:5]}"

@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import pytest
 from cli_runner import Cli
 from harness import read_raw, set_default_key
 from replicas import Replica
@@ -53,6 +54,7 @@ def handled_count(stderr: str) -> int:
     return int(match.group(1))
 
 
+@pytest.mark.timeout(300)  # up to 60 s for readiness and 120 s for the drain, plus the scan
 async def test_enqueue_shares_the_backfill_between_three_replicas(
     stack: StackEnv, s3_admin: Any, make_key: MakeKey, make_bucket: MakeBucket, tmp_path: Path
 ) -> None:

@@ -24,6 +24,7 @@ from replicas import (
     ReadinessLog,
     Spawn,
     assert_all_compliant,
+    assert_plaintext,
     audit_tail,
     handled_keys,
 )
@@ -191,15 +192,6 @@ async def test_a_per_object_access_denied_still_dead_letters_that_object(
     by_key = {r["key"]: r["action"] for r in reversed(await run.audit(bucket))}
     assert by_key == {"a": "reencrypted", "secret/x": "failed", "b": "reencrypted",
                       "c": "reencrypted"}  # fmt: skip
-
-
-def assert_plaintext(s3_admin: Any, bucket: str, keys: list[str]) -> None:
-    encrypted = [
-        key
-        for key in keys
-        if "ServerSideEncryption" in s3_admin.head_object(Bucket=bucket, Key=key)
-    ]
-    assert encrypted == [], f"changed although the KMS refused their key: {encrypted}"
 
 
 @pytest.mark.timeout(300)

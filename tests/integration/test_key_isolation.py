@@ -24,11 +24,13 @@ from replicas import (
     Replica,
     Spawn,
     assert_all_compliant,
+    assert_plaintext,
     audit_tail,
     handled_keys,
 )
 from stall_proxy import StallProxy
 from support import MakeBucket, MakeKey, Notifications, StackEnv, produce
+from waiting import eventually
 
 REFUSED, GOOD = 300, 40
 
@@ -36,11 +38,6 @@ REFUSED, GOOD = 300, 40
 def put_all(s3: Any, bucket: str, keys: list[str]) -> None:
     for key in keys:
         s3.put_object(Bucket=bucket, Key=key, Body=key.encode() * 16)
-
-
-def assert_plaintext(s3: Any, bucket: str, keys: list[str]) -> None:
-    changed = [k for k in keys if "ServerSideEncryption" in s3.head_object(Bucket=bucket, Key=k)]
-    assert changed == [], f"changed although their key is unusable: {changed[:5]}"
 
 
 def first_finals(records: list[dict[str, Any]], bucket: str) -> dict[str, str]:
@@ -62,12 +59,11 @@ async def all_parked(replica: Replica, key: str, count: int) -> None:
     """Until ``replica`` (ready: nothing parked pauses it) reports ``count`` events parked for
     ``key`` (60 s)."""
     await replica.wait_ready()
-    for _ in range(600):
-        if await replica.metric("enforcer_key_parked", key=key) == count:
-            return
-        assert replica.alive(), replica.tail()
-        await asyncio.sleep(0.1)  # a polling period, not a wait for an outcome
-    pytest.fail(f"the events of {key} were not all parked:\n{replica.tail()}")
+    await eventually(
+        lambda: replica.metric("enforcer_key_parked", key=key), f"every event of {key} parked",
+        timeout=60, every=0.1, until=lambda parked: parked == count, alive=replica.alive,
+        context=replica.tail,
+    )  # fmt: skip
 
 
 def load() -> str:

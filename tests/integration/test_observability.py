@@ -34,10 +34,6 @@ async def service(env: dict[str, str], log: Path) -> AsyncIterator[Replica]:
     assert code == 0, running.log_text()[-3000:]
 
 
-async def ready(svc: Replica, what: str = "/readyz 200") -> None:
-    await eventually(svc.readiness, what, timeout=60, until=lambda code: code == 200)
-
-
 def cli_env(run: EnforcerRun, **extra: str) -> dict[str, str]:
     return Cli(run.stack, run.policy_file, run.extra_env, run.tag).env(**extra)
 
@@ -60,7 +56,7 @@ async def test_metrics_move_during_a_run_and_readiness_flips_during_a_kes_outage
     lag = {"topic": stack.notify_topic}
 
     async with service(env, tmp_path / "service.log") as svc:
-        await ready(svc)
+        await svc.wait_ready()
         for i in range(3):
             s3_admin.put_object(Bucket=bucket, Key=f"before-{i}", Body=b"x")
         await eventually(
@@ -90,7 +86,7 @@ async def test_metrics_move_during_a_run_and_readiness_flips_during_a_kes_outage
                 lambda: svc.metric("enforcer_consumer_lag", **lag), "lag", timeout=30,
                 until=lambda n: n >= 3,
             )  # fmt: skip
-        await ready(svc, what="/readyz 200 again")
+        await svc.wait_ready()  # again
         await eventually(
             lambda: svc.metric("enforcer_events_total", **done), "6 events", timeout=60,
             until=lambda n: n >= 6,

@@ -16,9 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
-from cli_runner import ENFORCER
 from harness import EnforcerRun, write_policy
 from replicas import (
     Backlog,
@@ -30,6 +28,7 @@ from replicas import (
     metric_sum,
 )
 from support import MakeBucket, MakeKey, StackEnv
+from waiting import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -44,11 +43,6 @@ def running(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
-
-
-async def metrics_text(replica: Replica) -> str:
-    async with httpx.AsyncClient(timeout=5) as client:
-        return (await client.get(f"http://127.0.0.1:{replica.health_port}/metrics")).text
 
 
 @pytest.mark.timeout(300)
@@ -77,7 +71,7 @@ async def test_two_workers_share_a_backlog_and_stop_together_on_sigterm(
             return own >= set(keys)
 
         await tail.until(follow_ups, 180, "the backlog and its follow-ups", alive=supervisor.alive)
-        text = await metrics_text(supervisor)
+        text = await supervisor.metrics_text()
         done = {"verdict": "plaintext", "action": "reencrypted"}
         by_worker = [metric_sum(text, "enforcer_events_total", worker=w, **done)
                      for w in ("0", "1")]  # fmt: skip
@@ -111,14 +105,16 @@ async def test_a_worker_that_dies_fails_the_pod_loudly(backlog: Backlog, spawn: 
     assert not running(survivor), "the other worker was left running"
 
 
-async def test_two_workers_drain_a_backlog_and_exit_0(backlog: Backlog, s3_admin: Any) -> None:
+@pytest.mark.timeout(300)
+async def test_two_workers_drain_a_backlog_and_exit_0(
+    backlog: Backlog, s3_admin: Any, spawn: Spawn
+) -> None:
     run, ek, bucket, keys = await backlog(40)
-    env = {**os.environ, **run.stack.enforcer_env, **run.overrides()}
-    process = await asyncio.create_subprocess_exec(
-        str(ENFORCER), "run", "--workers", "2", "--drain", "--idle", "2",
-        env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    drain = await spawn(run, "drain", "--workers", "2", "--drain", "--idle", "2")
+    code = await eventually(
+        lambda: drain.process.returncode, "the drain to exit", timeout=240,
+        until=lambda returned: returned is not None, context=drain.tail,
     )  # fmt: skip
-    output, _ = await asyncio.wait_for(process.communicate(), timeout=240)
-    assert process.returncode == 0, output.decode(errors="replace")[-3000:]
-    assert output.count(b"worker ") >= 2
+    assert code == 0, drain.log_text()[-3000:]
+    assert drain.log_text().count("worker ") >= 2
     assert_all_compliant(s3_admin, bucket, keys, ek)

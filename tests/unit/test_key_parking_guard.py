@@ -15,7 +15,9 @@ from aiokafka import TopicPartition
 from doubles.kafka import TOPIC, MemoryKafka
 from doubles.sink import MemorySink
 from doubles.storage import MemoryStorage
+from doubles.time import ManualTime, settle
 from scrape import value
+from waiting import eventually
 
 from enforcer.core.policy import Mode, PolicyFile, RequiredKey, Rule, Strategy
 from enforcer.core.verdict import Action
@@ -40,12 +42,27 @@ def minio(bucket: str, key: str) -> bytes:
 
 
 async def until(condition: Callable[[], bool], what: str) -> None:
-    """Poll ``condition`` (every 10 ms, for 10 s at most)."""
-    for _ in range(1000):
+    """:func:`eventually` ``condition`` (every 10 ms, for 10 s at most)."""
+    await eventually(condition, what, timeout=10, every=0.01)
+
+
+async def until_retried(t: Tenants, condition: Callable[[], bool], what: str) -> None:
+    """:func:`until` ``condition``, moving the parked events' time on by 10 ms at each look
+    (their retries come due)."""
+
+    def moved() -> bool:
         if condition():
-            return
-        await asyncio.sleep(0.01)  # a polling period, not a wait for an outcome
-    pytest.fail(f"timed out waiting for {what}")
+            return True
+        t.time.advance(0.01)
+        return False
+
+    await eventually(moved, what, timeout=10, every=0.01)
+
+
+async def patience_over(t: Tenants) -> None:
+    """The parked events' patience ends (their time moves past it)."""
+    t.time.advance(t.parking.patience)
+    await settle()
 
 
 class FlakyStorage(MemoryStorage):
@@ -63,7 +80,8 @@ class FlakyStorage(MemoryStorage):
 
 class Tenants:
     """Bucket ``r`` needs a key the KMS refuses (until :attr:`fixed`), bucket ``g`` a good one;
-    the service's guard parks with ``patience``; one slot, so the window is 4 records."""
+    the service's guard parks with ``patience``, on :attr:`time` (moved by hand); one slot, so
+    the window is 4 records."""
 
     def __init__(self, patience: float, refusal: Exception | None = None) -> None:
         self.storage = FlakyStorage()
@@ -71,15 +89,17 @@ class Tenants:
         self.gate = OutageGate(threshold=2, probe_interval=0.01)
         self.fixed = False
         self.refusal = refusal or KmsNotAuthorized("kms:NotAuthorized")
+        self.time = ManualTime()
         self.parking = KeyParking(patience=patience, capacity=100, retry_max=0.02,
-                                  retry_initial=0.01)  # fmt: skip
+                                  retry_initial=0.01, clock=self.time.clock,
+                                  sleep=self.time.sleep)  # fmt: skip
         policy = PolicyFile(rules=(Rule(bucket="r", key=REFUSED_KEY),
                                    Rule(bucket="s", key=OTHER_REFUSED),
                                    Rule(bucket="g", key=GOOD_KEY)))  # fmt: skip
         pipeline = Pipeline(self.storage, RuleResolver(policy, self.storage, 60), KeyCanon(),
                             Mode.ENFORCE, {Strategy.SSE_KMS: self.rewrite})  # fmt: skip
         guard = ObjectGuard(pipeline, self.sink, self.gate, Mode.ENFORCE, concurrency=1,
-                            parking=self.parking)  # fmt: skip
+                            parking=self.parking, clock=self.time.clock)  # fmt: skip
         self.handler = RecordHandler(guard)
         self.kafka = MemoryKafka()
 
@@ -122,7 +142,10 @@ async def test_a_refused_keys_events_are_parked_the_others_flow_then_dead_letter
     alerts = value("enforcer_key_alerts_total", key=REFUSED_KEY, error_type="not_authorized")
     refused = t.write("r", 12)  # three windows' worth, first
     good = t.write("g", 3)
-    await asyncio.wait_for(t.consumer().run(), timeout=20)
+    run = asyncio.create_task(t.consumer().run())
+    await until(lambda: len(t.finals("g")) == 3 and t.parking.parked() == 12, "12 parked")
+    await patience_over(t)
+    await asyncio.wait_for(run, timeout=20)
 
     order = [(r.bucket, r.action) for r in t.sink.final]
     assert order[:3] == [("g", Action.REENCRYPTED)] * 3, "the good key waited for the refused"
@@ -145,7 +168,10 @@ async def test_two_refused_keys_first_pause_nothing_and_the_good_key_flows() -> 
     t.write("r", 6)
     t.write("s", 6)
     good = t.write("g", 2)
-    await asyncio.wait_for(t.consumer().run(), timeout=20)
+    run = asyncio.create_task(t.consumer().run())
+    await until(lambda: len(t.finals("g")) == 2 and t.parking.parked() == 12, "12 parked")
+    await patience_over(t)
+    await asyncio.wait_for(run, timeout=20)
     assert [r.bucket for r in t.sink.final[:2]] == ["g", "g"]
     assert t.finals("g") == {key: [Action.REENCRYPTED] for key in good}
     assert len(t.sink.dead_letters) == 12 and t.gate.describe() == "consuming"
@@ -164,6 +190,7 @@ async def test_a_key_that_works_again_within_the_patience_is_enforced_without_a_
     committed = t.kafka.committed.get(TopicPartition(TOPIC, 0), 0)
     assert committed == 0, "committed past parked events"
     t.fixed = True  # the key is created
+    t.time.advance(0.02)  # the scout's retry is due (retry_max)
     await asyncio.wait_for(run, timeout=10)
     assert t.finals("r") == {key: [Action.REENCRYPTED] for key in refused}
     assert t.sink.dead_letters == [] and t.parking.parked() == 0
@@ -177,6 +204,8 @@ async def test_a_refusal_nothing_proves_is_the_keys_goes_to_the_gate_not_the_dlq
     t = Tenants(patience=0.2)
     refused = t.write("r", 6)  # only the refused key is in use
     run = asyncio.create_task(t.consumer().run())
+    await until(lambda: t.parking.parked() == len(refused), "all parked")
+    await patience_over(t)
     await until(lambda: t.gate.is_open, "the gate to open")
     reason = t.gate.describe()
     assert reason.startswith("paused: credentials refused by kms (KmsNotAuthorized: key ")
@@ -201,8 +230,8 @@ async def test_a_patience_that_ends_during_an_outage_dead_letters_only_after_one
     run = asyncio.create_task(t.consumer().run())
     await until(lambda: len(t.finals("g")) == 1 and t.parking.parked() == 2, "2 parked")
     t.storage.down = True
-    await until(lambda: t.gate.is_open, "the storage outage")
-    await asyncio.sleep(4.5)  # both patiences end meanwhile
+    await until_retried(t, lambda: t.gate.is_open, "the storage outage")
+    await patience_over(t)  # both patiences end meanwhile
     assert t.sink.dead_letters == [] and t.parking.parked() == 2
     t.storage.down = False
     await asyncio.wait_for(run, timeout=10)

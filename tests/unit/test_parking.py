@@ -7,40 +7,38 @@ import asyncio
 import logging
 
 import pytest
+from doubles.time import ManualTime, settle
 from scrape import value
 
 from enforcer.engine.parking import KeyParking, Turn
 
 
-def parking(**kwargs: float) -> KeyParking:
+def parking(time: ManualTime | None = None, **kwargs: float) -> KeyParking:
     options = {"patience": 5.0, "capacity": 100, "retry_max": 0.05, "retry_initial": 0.01}
-    return KeyParking(**(options | kwargs))  # type: ignore[arg-type]
+    clock = {"clock": time.clock, "sleep": time.sleep} if time is not None else {}
+    return KeyParking(**(options | kwargs), **clock)  # type: ignore[arg-type]
 
 
-class FakeTime:
-    """A clock that moves only when someone sleeps (one waiter: its waits, exactly)."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def clock(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.now += seconds
-        await asyncio.sleep(0)
+async def moved_until_done(time: ManualTime, task: asyncio.Task[Turn], step: float) -> Turn:
+    """Advance ``time`` by ``step`` until ``task`` has ended; its result."""
+    await settle()
+    while not task.done():
+        time.advance(step)
+        await settle()
+    return task.result()
 
 
 async def test_the_scout_waits_longer_after_each_failed_retry_up_to_the_maximum() -> None:
-    time = FakeTime()
-    lot = KeyParking(patience=1000, capacity=10, retry_initial=1, retry_max=8,
-                     clock=time.clock, sleep=time.sleep)  # fmt: skip
+    time = ManualTime()
+    lot = parking(time, patience=1000, capacity=10, retry_initial=1, retry_max=8)
     me = object()
     lot.refused("k", me, proven=True, why="refused")
     gaps = []
     for _ in range(6):
         before = time.now
-        assert await lot.wait_turn("k", 1000, me) is Turn.SCOUT
+        turn = asyncio.create_task(lot.wait_turn("k", 1000, me))
+        # 0.25 divides every delay (1, 2, 4, 8): no gap is rounded up past its delay
+        assert await moved_until_done(time, turn, step=0.25) is Turn.SCOUT
         gaps.append(time.now - before)
         lot.refused("k", me, proven=True, why="refused again")  # the retry failed
     for gap, delay in zip(gaps, [1, 2, 4, 8, 8, 8], strict=True):
@@ -48,20 +46,27 @@ async def test_the_scout_waits_longer_after_each_failed_retry_up_to_the_maximum(
 
 
 async def test_one_scout_at_a_time() -> None:
-    lot = parking()
+    time = ManualTime()
+    lot = parking(time)
     first, second = object(), object()
     for me in (first, second):
         lot.refused("k", me, proven=True, why="refused")
-    deadline = asyncio.get_running_loop().time() + 5
+    deadline = time.now + 5
     waits = [asyncio.create_task(lot.wait_turn("k", deadline, me)) for me in (first, second)]
-    done, pending = await asyncio.wait(waits, timeout=1, return_when=asyncio.FIRST_COMPLETED)
+    await settle()
+    time.advance(0.01)  # the first retry is due (retry_initial)
+    await settle()
+    done = {t for t in waits if t.done()}
+    pending = {t for t in waits if not t.done()}
     assert [t.result() for t in done] == [Turn.SCOUT]
-    await asyncio.sleep(0.2)  # many retry intervals
+    for _ in range(20):  # many retry intervals
+        time.advance(0.01)
+        await settle()
     assert all(not t.done() for t in pending), "a second scout while the first one is out"
     scout = first if waits[0] in done else second
     lot.refused("k", scout, proven=True, why="refused again")
     [other] = pending
-    assert await asyncio.wait_for(other, timeout=1) is Turn.SCOUT
+    assert await moved_until_done(time, other, step=0.01) is Turn.SCOUT
 
 
 async def test_the_key_working_again_releases_every_parked_event_at_once() -> None:
@@ -71,32 +76,37 @@ async def test_the_key_working_again_releases_every_parked_event_at_once() -> No
         lot.refused("k", me, proven=True, why="refused")
     deadline = asyncio.get_running_loop().time() + 30
     waits = [asyncio.create_task(lot.wait_turn("k", deadline, me)) for me in events]
-    await asyncio.sleep(0.05)
+    await settle()  # all of them waiting
     lot.usable("k")
     turns = await asyncio.wait_for(asyncio.gather(*waits), timeout=1)
     assert turns == [Turn.USABLE] * 5 and not lot.is_refused("k")
 
 
 async def test_patience_ends_the_wait_and_other_keys_are_not_involved() -> None:
-    lot = parking(retry_initial=10, retry_max=10)
+    time = ManualTime()
+    lot = parking(time, retry_initial=10, retry_max=10)
     me, other = object(), object()
     lot.refused("k", me, proven=False, why="refused")
-    loop = asyncio.get_running_loop()
-    assert await lot.wait_turn("k", loop.time() + 0.05, me) is Turn.EXPIRED
-    assert await lot.wait_turn("unrefused", loop.time() + 5, other) is Turn.USABLE
+    waiting = asyncio.create_task(lot.wait_turn("k", time.now + 0.05, me))
+    await settle()
+    time.advance(0.05)
+    assert await asyncio.wait_for(waiting, timeout=1) is Turn.EXPIRED
+    assert await lot.wait_turn("unrefused", time.now + 5, other) is Turn.USABLE
 
 
 async def test_a_scout_that_ends_without_a_verdict_hands_the_turn_on() -> None:
-    lot = parking(retry_initial=0.001)
+    time = ManualTime()
+    lot = parking(time, retry_initial=0.001)
     first, second = object(), object()
     lot.refused("k", first, proven=True, why="refused")
-    deadline = asyncio.get_running_loop().time() + 5
-    assert await lot.wait_turn("k", deadline, first) is Turn.SCOUT
+    deadline = time.now + 5
+    scout = asyncio.create_task(lot.wait_turn("k", deadline, first))
+    assert await moved_until_done(time, scout, step=0.001) is Turn.SCOUT
     waiting = asyncio.create_task(lot.wait_turn("k", deadline, second))
-    await asyncio.sleep(0.05)
+    await settle()
     assert not waiting.done()
     lot.release("k", second)  # not the scout: nothing happens
-    await asyncio.sleep(0.01)
+    await settle()
     assert not waiting.done()
     lot.release("k", first)
     assert await asyncio.wait_for(waiting, timeout=1) is Turn.SCOUT
